@@ -1,0 +1,1 @@
+"""The ``regload`` command line: a thin front end over the protocol core."""

@@ -1,0 +1,256 @@
+"""``regload pull | push | tags | inspect``: argument parsing, wiring, and result printing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any, NoReturn
+
+from .. import __version__, endpoints
+from ..auth import Authenticator
+from ..client import RegistryClient
+from ..errors import RegloadError, UsageError
+from ..http import TransportOptions
+from ..manifest import DEFAULT_PLATFORM, ImageManifest, Index, Platform, parse_manifest
+from ..pull import PullOptions, pull
+from ..push import DEFAULT_CHUNK_SIZE, UPLOAD_MODES, PushOptions, push
+from ..reference import Reference, Registry, parse_reference, parse_repository
+from ..sinks import make_sink
+from ..sources import open_source
+from ..transports import make_transport
+from ..transports.gevent_runner import GeventRunner
+from ..units import parse_size
+from .credentials import resolve_credentials
+from .progress import Progress, human_bytes
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"regload: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    net = common.add_argument_group("registry connection")
+    net.add_argument("--registry", metavar="URL", help="registry base URL, may include a path prefix (http://host:8081/repository/docker); REFERENCE is then repo[:tag|@digest]")
+    net.add_argument("--plain-http", action="store_true", help="use HTTP even for a non-loopback registry")
+    net.add_argument("-u", "--username", help="registry user (or REGLOAD_USERNAME, or docker's config.json)")
+    net.add_argument("-p", "--password", help="registry password (prefer --password-stdin or REGLOAD_PASSWORD)")
+    net.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    net.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'", help="add a header to every registry request (repeatable)")
+    net.add_argument("--ca-cert", metavar="FILE", help="PEM file of CA certificates to trust")
+    net.add_argument("--insecure", action="store_true", help="do not verify the registry's TLS certificate")
+    net.add_argument("--http2", action="store_true", help="use the httpx transport with HTTP/2 (default: geventhttpclient, HTTP/1.1)")
+    net.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="network read timeout (default 60)")
+    out = common.add_argument_group("output")
+    out.add_argument("--json", action="store_true", help="print one JSON document with the result")
+
+    parser = _Parser(prog="regload", description="docker pull and push as plain registry HTTP requests")
+    parser.add_argument("--version", action="version", version=f"regload {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("pull", parents=[common], help="pull an image (verify only, or write it out)")
+    p.add_argument("reference", metavar="REFERENCE")
+    p.add_argument("-o", "--output", metavar="PATH", help="write the image here (default: verify and discard)")
+    p.add_argument("--format", choices=("rootfs", "oci", "docker-archive"), default="rootfs", help="output format (default rootfs)")
+    p.add_argument("--platform", default=str(DEFAULT_PLATFORM), help="os/arch[/variant] to pick from an index (default linux/amd64)")
+    p.add_argument("-j", "--jobs", type=int, default=3, help="layers fetched at once (default 3, like docker)")
+
+    s = sub.add_parser("push", parents=[common], help="push an image from a docker-save tarball, an OCI layout or a synthetic spec")
+    s.add_argument("source", metavar="SOURCE", help="docker save tarball, OCI layout dir[:ref], or synthetic:layers=N,size=S,seed=K")
+    s.add_argument("reference", metavar="REFERENCE")
+    s.add_argument("--upload-mode", choices=UPLOAD_MODES, default="streamed", help="how blobs are uploaded (default streamed, like docker)")
+    s.add_argument("--chunk-size", default=str(DEFAULT_CHUNK_SIZE), help="chunk size for --upload-mode chunked (default 8MiB)")
+    s.add_argument("--compression", choices=("gzip", "none"), default="gzip", help="compress tarball layers (default gzip)")
+    s.add_argument("--compression-level", type=int, default=6, choices=range(1, 10), metavar="1-9", help="gzip level (default 6)")
+    s.add_argument("--mount-from", metavar="REPO", help="try a cross-repository mount from this repository first")
+    s.add_argument("--no-check-existing", action="store_true", help="upload blobs without a HEAD first")
+    s.add_argument("--platform", default=str(DEFAULT_PLATFORM), help="os/arch[/variant] to pick from an OCI layout index")
+    s.add_argument("-j", "--jobs", type=int, default=5, help="blobs uploaded at once (default 5, like docker)")
+
+    t = sub.add_parser("tags", parents=[common], help="list a repository's tags")
+    t.add_argument("repository", metavar="REPO")
+    t.add_argument("--page-size", type=int, help="ask for this many tags per page (n=)")
+
+    i = sub.add_parser("inspect", parents=[common], help="show an image's digest, media type, platforms and layers")
+    i.add_argument("reference", metavar="REFERENCE")
+    i.add_argument("--platform", help="show this platform's manifest when REFERENCE is an index")
+    return parser
+
+
+def _headers(values: list[str]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for value in values:
+        name, sep, text = value.partition(":")
+        if not sep or not name.strip() or any(c in name for c in " \t\r\n") or "\n" in text or "\r" in text:
+            raise UsageError(f"invalid header {value.split(':')[0]!r}: expected 'Name: value'")
+        out.append((name.strip(), text.strip()))
+    return tuple(out)
+
+
+def _reference(args: argparse.Namespace, text: str, repository_only: bool = False) -> Reference:
+    registry = Registry.from_url(args.registry) if args.registry else None
+    parse = parse_repository if repository_only else parse_reference
+    return parse(text, registry=registry, plain_http=args.plain_http)
+
+
+def connect(args: argparse.Namespace, ref: Reference) -> RegistryClient:
+    if args.password is not None:
+        print("regload: warning: a password on the command line may be seen by other users; prefer --password-stdin", file=sys.stderr)
+    stdin_text = sys.stdin.read() if args.password_stdin else None
+    credentials = resolve_credentials(ref.registry.host, args.username, args.password, args.password_stdin, stdin_text)
+    options = TransportOptions(ca_cert=args.ca_cert, insecure=args.insecure, read_timeout=args.timeout)
+    transport = make_transport(options, http2=args.http2)
+    return RegistryClient(ref.registry, transport, auth=Authenticator(credentials), headers=_headers(args.header))
+
+
+def _check_jobs(jobs: int) -> int:
+    if not 1 <= jobs <= 64:
+        raise UsageError(f"--jobs must be between 1 and 64, not {jobs}")
+    return jobs
+
+
+def cmd_pull(args: argparse.Namespace) -> dict[str, Any]:
+    ref = _reference(args, args.reference)
+    options = PullOptions(platform=Platform.parse(args.platform), jobs=_check_jobs(args.jobs))
+    sink = make_sink(args.format if args.output else None, args.output, ref.repository, ref.tag)
+    client = connect(args, ref)
+    progress = Progress(f"pulling {ref}", enabled=None if not args.json else False)
+    try:
+        result = pull(client, ref, sink, GeventRunner(), options, progress)
+    finally:
+        progress.finish()
+        client.transport.close()
+    out = asdict(result)
+    out["http"] = sorted(client.http_versions)
+    out["output"] = {"path": args.output, "format": args.format} if args.output else None
+    return out
+
+
+def cmd_push(args: argparse.Namespace) -> dict[str, Any]:
+    ref = _reference(args, args.reference)
+    options = PushOptions(
+        upload_mode=args.upload_mode,
+        chunk_size=parse_size(args.chunk_size, "--chunk-size"),
+        jobs=_check_jobs(args.jobs),
+        mount_from=_reference(args, args.mount_from, repository_only=True).repository if args.mount_from else None,
+        check_existing=not args.no_check_existing,
+    )
+    image = open_source(args.source, compression=args.compression, level=args.compression_level, platform=Platform.parse(args.platform))
+    try:
+        client = connect(args, ref)
+        progress = Progress(f"pushing {ref}", enabled=None if not args.json else False)
+        try:
+            result = push(client, ref, image, GeventRunner(), options, progress)
+        finally:
+            progress.finish()
+            client.transport.close()
+    finally:
+        image.close()
+    out = asdict(result)
+    out["http"] = sorted(client.http_versions)
+    out["blobs"] = [{"digest": str(b.descriptor.digest), "size": b.descriptor.size, "mediaType": b.descriptor.media_type, "action": b.action, "sent": b.sent} for b in result.blobs]
+    out["source"] = image.description or args.source
+    return out
+
+
+def cmd_tags(args: argparse.Namespace) -> dict[str, Any]:
+    ref = _reference(args, args.repository, repository_only=True)
+    client = connect(args, ref)
+    try:
+        endpoints.ping(client)
+        tags = list(endpoints.list_tags(client, ref, args.page_size))
+    finally:
+        client.transport.close()
+    return {"repository": f"{ref.registry.host}/{ref.repository}", "tags": tags}
+
+
+def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
+    ref = _reference(args, args.reference)
+    client = connect(args, ref)
+    try:
+        endpoints.ping(client)
+        fetched = endpoints.get_manifest(client, ref)
+        manifest = parse_manifest(fetched.raw, fetched.media_type, fetched.digest)
+        out: dict[str, Any] = {"reference": str(ref), "digest": str(manifest.digest), "mediaType": manifest.media_type, "size": len(fetched.raw)}
+        if isinstance(manifest, Index):
+            out["manifests"] = [{"digest": str(d.digest), "mediaType": d.media_type, "size": d.size, "platform": str(d.platform) if d.platform else None} for d in manifest.manifests]
+            if args.platform:
+                chosen = manifest.select(Platform.parse(args.platform))
+                inner = endpoints.get_manifest(client, ref, str(chosen.digest))
+                manifest = parse_manifest(inner.raw, inner.media_type, inner.digest)
+                out["platform"] = args.platform
+                out["platformDigest"] = str(manifest.digest)
+        if isinstance(manifest, ImageManifest):
+            out["config"] = {"digest": str(manifest.config.digest), "size": manifest.config.size, "mediaType": manifest.config.media_type}
+        if not isinstance(manifest, Index):
+            out["layers"] = [{"digest": str(d.digest), "size": d.size, "mediaType": d.media_type} for d in manifest.layers]
+            out["totalSize"] = sum(max(d.size, 0) for d in manifest.layers)
+    finally:
+        client.transport.close()
+    return out
+
+
+def print_human(command: str, out: dict[str, Any]) -> None:
+    if command == "tags":
+        for tag in out["tags"]:
+            print(tag)
+        return
+    if command == "inspect":
+        print(f"{out['reference']}\n  digest:     {out['digest']}\n  media type: {out['mediaType']}")
+        for m in out.get("manifests", []):
+            print(f"  platform {m['platform'] or '-':<16} {m['digest']}")
+        if "platformDigest" in out:
+            print(f"  {out['platform']}: {out['platformDigest']}")
+        for layer in out.get("layers", []):
+            size = human_bytes(layer["size"]) if layer["size"] >= 0 else "size unknown"
+            print(f"  layer {layer['digest']}  {size}")
+        if "totalSize" in out:
+            print(f"  total {human_bytes(out['totalSize'])} in {len(out['layers'])} layers")
+        return
+    seconds = out["timings"].get("total", 0.0)
+    rate = human_bytes(out["bytes"] / seconds) + "/s" if seconds > 0 else "-"
+    verb = "Pulled" if command == "pull" else "Pushed"
+    print(f"{verb} {out['reference']}\n  digest: {out['manifest_digest']}\n  {human_bytes(out['bytes'])} in {seconds:.2f} s ({rate})")
+    if command == "pull" and out.get("output"):
+        print(f"  written to {out['output']['path']} ({out['output']['format']})")
+    if command == "push":
+        actions: dict[str, int] = {}
+        for b in out["blobs"]:
+            actions[b["action"]] = actions.get(b["action"], 0) + 1
+        print("  blobs: " + ", ".join(f"{n} {a}" for a, n in sorted(actions.items())))
+
+
+COMMANDS = {"pull": cmd_pull, "push": cmd_push, "tags": cmd_tags, "inspect": cmd_inspect}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        out = COMMANDS[args.command](args)
+    except RegloadError as e:
+        print(f"regload: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except OSError as e:
+        # Local files: an unreadable source, a full disk, a permission denied on the output.
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"regload: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("regload: interrupted", file=sys.stderr)
+        return 130
+    if args.json:
+        json.dump(out, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print_human(args.command, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

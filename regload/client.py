@@ -1,0 +1,248 @@
+"""Sending registry requests: authorization, redirects, status checks, and observation.
+
+``RegistryClient.send`` is the one path every registry request takes. Each wire request, the
+token request, a 401 challenge and every redirect hop included, is reported to the ``Observer``
+once its body has been consumed or dropped, with the endpoint template as its name — so a load
+test sees every attempt and a blob GET's time includes its whole body.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Collection, Iterator
+from typing import Protocol
+
+from .auth import Authenticator
+from .errors import AuthError, ProtocolError, RegistryError, RegloadError
+from .http import Headers, Request, Response, Transport, resolve_url, same_origin
+from .reference import Registry
+
+MAX_REDIRECTS = 5
+MAX_ERROR_BODY = 64 * 1024
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+
+class Observer(Protocol):
+    def on_request(
+        self,
+        name: str,
+        method: str,
+        elapsed: float,
+        status: int | None,
+        length: int,
+        error: BaseException | None,
+    ) -> None:
+        """One request finished: ``elapsed`` seconds from sending to the end of its body,
+        ``length`` body bytes moved (response bytes read, or request bytes sent for uploads)."""
+        ...
+
+
+class _NullObserver:
+    def on_request(self, *args: object) -> None:
+        pass
+
+
+NULL_OBSERVER: Observer = _NullObserver()
+
+
+class ObservedResponse:
+    """A response that reports itself to the observer when closed (once)."""
+
+    __slots__ = ("_inner", "_observer", "name", "_method", "_started", "_clock", "length", "_done", "error", "request_length")
+
+    def __init__(self, inner: Response, observer: Observer, request: Request, started: float, clock: Callable[[], float]) -> None:
+        self._inner = inner
+        self._observer = observer
+        self.name = request.name
+        self._method = request.method
+        self._started = started
+        self._clock = clock
+        self.length = 0
+        self.request_length = request.content_length or (len(request.body) if isinstance(request.body, bytes) else 0)
+        self._done = False
+        self.error: BaseException | None = None
+
+    @property
+    def status(self) -> int:
+        return self._inner.status
+
+    @property
+    def headers(self) -> Headers:
+        return self._inner.headers
+
+    @property
+    def url(self) -> str:
+        return self._inner.url
+
+    @property
+    def http_version(self) -> str:
+        return self._inner.http_version
+
+    def read(self) -> bytes:
+        try:
+            data = self._inner.read()
+        except RegloadError as e:
+            self.fail(e)
+            raise
+        self.length += len(data)
+        return data
+
+    def iter_bytes(self, chunk_size: int = 1 << 20) -> Iterator[bytes | memoryview]:
+        try:
+            for chunk in self._inner.iter_bytes(chunk_size):
+                self.length += len(chunk)
+                yield chunk
+        except RegloadError as e:
+            self.fail(e)
+            raise
+
+    def fail(self, error: BaseException) -> None:
+        """Mark the request failed (a digest mismatch found in its body, a bad status) and close."""
+        if self.error is None:
+            self.error = error
+        self.close()
+
+    def close(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._inner.close()
+        moved = self.length or self.request_length
+        self._observer.on_request(self.name, self._method, self._clock() - self._started, self._inner.status, moved, self.error)
+
+    def __enter__(self) -> ObservedResponse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RegistryClient:
+    """Talks to one registry through a transport, adding headers and authorization."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        transport: Transport,
+        *,
+        auth: Authenticator | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+        observer: Observer = NULL_OBSERVER,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.registry = registry
+        self.transport = transport
+        self.auth = auth if auth is not None else Authenticator()
+        self.headers = headers
+        self.observer = observer
+        self.clock = clock
+        self.http_versions: set[str] = set()  # protocols the transport really used
+
+    def send(
+        self,
+        request: Request,
+        scopes: tuple[str, ...] = (),
+        *,
+        expect: Collection[int] = (200,),
+        follow_redirects: bool = False,
+        answer_challenge: bool = True,
+    ) -> ObservedResponse:
+        """Send ``request`` and return its response when its status is in ``expect``; raise
+        ``RegistryError`` (with the spec error code) otherwise. The caller closes the response."""
+        if self.headers:
+            request = request.with_headers(self.headers)
+        response = self._attempt(self.auth.authorize(request, scopes, self.raw_send), scopes)
+        if response.status == 401 and answer_challenge and _resendable(request):
+            retry = self.auth.handle_challenge(response, scopes, self.raw_send, request.name)
+            response.close()
+            if retry:
+                response = self._attempt(self.auth.authorize(request, scopes, self.raw_send), scopes)
+        hops = 0
+        while follow_redirects and response.status in REDIRECT_STATUSES:
+            location = response.headers.get("Location")
+            if not location or hops >= MAX_REDIRECTS:
+                break
+            response.close()
+            hops += 1
+            request = _redirected(request, resolve_url(request.url, location))
+            response = self._attempt(request, scopes)
+        if response.status not in expect:
+            raise self.fail(response)
+        return response
+
+    def raw_send(self, request: Request) -> ObservedResponse:
+        """Send exactly this request (no auth, no checks): for the token request."""
+        if self.headers and request.name == "GET token":
+            request = request.with_headers(self.headers)
+        return self._attempt(request, ())
+
+    def _attempt(self, request: Request, scopes: tuple[str, ...]) -> ObservedResponse:
+        started = self.clock()
+        try:
+            inner = self.transport.send(request)
+        except RegloadError as e:
+            self.observer.on_request(request.name, request.method, self.clock() - started, None, 0, e)
+            raise
+        self.http_versions.add(inner.http_version)
+        return ObservedResponse(inner, self.observer, request, started, self.clock)
+
+    def fail(self, response: ObservedResponse) -> RegistryError:
+        """Turn an unexpected response into a ``RegistryError`` and close it as failed."""
+        status = response.status
+        code, detail = None, ""
+        if response.headers.get("Content-Type", "").startswith("application/json") or status >= 400:
+            code, detail = _error_code(_read_some(response))
+        cls = AuthError if status in (401, 403) else RegistryError
+        if status == 401 and not detail:
+            detail = "authentication required" if self.auth.credentials is None else "credentials refused"
+        error = cls(response.name, status, code, detail)
+        response.fail(error)
+        return error
+
+
+def _resendable(request: Request) -> bool:
+    return request.body is None or isinstance(request.body, bytes)
+
+
+def _redirected(request: Request, url: str) -> Request:
+    """The next hop of a redirect. Authorization never leaves the origin it was meant for:
+    blob GETs are often redirected to object storage with a signed URL of its own."""
+    drop = () if same_origin(request.url, url) else ("Authorization",)
+    method = "GET" if request.method == "GET" else request.method
+    hop = Request(method, url, request.name + " (redirected)", request.headers)
+    return hop.with_headers((), drop=drop) if drop else hop
+
+
+def _read_some(response: ObservedResponse) -> bytes:
+    out = bytearray()
+    try:
+        for chunk in response.iter_bytes(MAX_ERROR_BODY):
+            out += chunk
+            if len(out) >= MAX_ERROR_BODY:
+                break
+    except RegloadError:
+        pass
+    return bytes(out)
+
+
+def _error_code(body: bytes) -> tuple[str | None, str]:
+    """The first spec error (``{"errors": [{"code", "message"}]}``) of an error body."""
+    try:
+        doc = json.loads(body)
+        first = doc["errors"][0]
+        code = str(first.get("code") or "") or None
+        message = str(first.get("message") or "")
+        return code, message[:200]
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        text = body[:200].decode("utf-8", "replace").strip()
+        return None, " ".join(text.split()) if text and text.isprintable() else ""
+
+
+def expect_header(response: ObservedResponse, name: str) -> str:
+    value = response.headers.get(name)
+    if not value:
+        error = ProtocolError(f"{response.name}: the registry's answer has no {name} header")
+        response.fail(error)
+        raise error
+    return value

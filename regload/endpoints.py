@@ -1,0 +1,271 @@
+"""One request builder and one response check per registry endpoint (OCI distribution-spec).
+
+Every function takes a ``RegistryClient`` and a ``Reference`` and returns plain values; the
+stats name of each request is the spec's path template, never a URL with digests or sessions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from . import mediatypes as mt
+from .auth import repository_scope
+from .client import ObservedResponse, RegistryClient, expect_header
+from .digest import Digest
+from .errors import DigestMismatch, ManifestError, ProtocolError, RegloadError
+from .http import Body, Request, add_query, resolve_url
+from .manifest import MAX_MANIFEST_BYTES
+from .reference import Reference
+
+PING = "GET /v2/"
+HEAD_MANIFEST = "HEAD /v2/<name>/manifests/<reference>"
+GET_MANIFEST = "GET /v2/<name>/manifests/<reference>"
+PUT_MANIFEST = "PUT /v2/<name>/manifests/<reference>"
+HEAD_BLOB = "HEAD /v2/<name>/blobs/<digest>"
+GET_BLOB = "GET /v2/<name>/blobs/<digest>"
+POST_UPLOAD = "POST /v2/<name>/blobs/uploads/"
+POST_MOUNT = "POST /v2/<name>/blobs/uploads/?mount=<digest>&from=<other>"
+POST_SINGLE = "POST /v2/<name>/blobs/uploads/?digest=<digest>"
+PATCH_UPLOAD = "PATCH /v2/<name>/blobs/uploads/<session>"
+PUT_UPLOAD = "PUT /v2/<name>/blobs/uploads/<session>?digest=<digest>"
+GET_UPLOAD = "GET /v2/<name>/blobs/uploads/<session>"
+GET_TAGS = "GET /v2/<name>/tags/list"
+
+OCTET_STREAM = "application/octet-stream"
+
+
+def pull_scope(ref: Reference) -> tuple[str, ...]:
+    return (repository_scope(ref.repository, "pull"),)
+
+
+def push_scope(ref: Reference, *mount_from: str) -> tuple[str, ...]:
+    return (repository_scope(ref.repository, "pull", "push"), *(repository_scope(r, "pull") for r in mount_from))
+
+
+def ping(client: RegistryClient) -> int:
+    """``GET /v2/``: learn whether and how the registry wants authentication (docker does this
+    first). Returns the status (200, or 401 with a challenge recorded)."""
+    request = Request("GET", client.registry.url(), PING)
+    with client.send(request, expect=(200, 401), answer_challenge=False) as response:
+        if response.status == 401:
+            client.auth.learn(response)
+        return response.status
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedManifest:
+    raw: bytes
+    media_type: str | None
+    digest: Digest
+
+
+def get_manifest(client: RegistryClient, ref: Reference, reference: str | None = None) -> FetchedManifest:
+    """GET a manifest, verifying its digest when asked by digest, and recording the registry's
+    ``Docker-Content-Digest`` (absent on some registries) only to check it when present."""
+    reference = reference or ref.reference
+    request = Request("GET", ref.manifest_url(reference), GET_MANIFEST, (("Accept", mt.MANIFEST_ACCEPT),))
+    with client.send(request, pull_scope(ref)) as response:
+        raw = bytearray()
+        for chunk in response.iter_bytes(65536):
+            raw += chunk
+            if len(raw) > MAX_MANIFEST_BYTES:
+                error = ManifestError(f"manifest {ref.repository}:{reference} is larger than {MAX_MANIFEST_BYTES} bytes")
+                response.fail(error)
+                raise error
+        data = bytes(raw)
+        try:
+            _check_manifest_digest(data, reference, response.headers.get("Docker-Content-Digest"))
+        except RegloadError as e:
+            response.fail(e)
+            raise
+        return FetchedManifest(data, response.headers.get("Content-Type"), Digest.of(data))
+
+
+def _check_manifest_digest(data: bytes, reference: str, header: str | None) -> None:
+    if reference.startswith(("sha256:", "sha512:")):
+        wanted = Digest.parse(reference)
+        actual = Digest.of(data, wanted.algorithm)
+        if actual != wanted:
+            raise DigestMismatch(f"manifest {wanted.short}: content has digest {actual.short}")
+    if header:
+        try:
+            said = Digest.parse(header)
+        except ManifestError:
+            raise ProtocolError(f"{GET_MANIFEST}: invalid Docker-Content-Digest header") from None
+        if Digest.of(data, said.algorithm) != said:
+            raise DigestMismatch(f"manifest: Docker-Content-Digest {said.short} does not match its content")
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestHead:
+    digest: Digest | None
+    media_type: str | None
+    size: int | None
+
+
+def head_manifest(client: RegistryClient, ref: Reference, reference: str | None = None) -> ManifestHead | None:
+    """HEAD a manifest: its digest, type and size, or None when the registry does not have it."""
+    request = Request("HEAD", ref.manifest_url(reference), HEAD_MANIFEST, (("Accept", mt.MANIFEST_ACCEPT),))
+    with client.send(request, pull_scope(ref), expect=(200, 404)) as response:
+        if response.status == 404:
+            return None
+        header = response.headers.get("Docker-Content-Digest")
+        length = response.headers.get("Content-Length")
+        digest = Digest.parse(header) if header else None
+        return ManifestHead(digest, response.headers.get("Content-Type"), int(length) if length and length.isdigit() else None)
+
+
+def put_manifest(client: RegistryClient, ref: Reference, reference: str, raw: bytes, media_type: str) -> Digest:
+    """PUT manifest bytes exactly as given; returns their digest (checked against the
+    registry's ``Docker-Content-Digest`` when it sends one)."""
+    digest = Digest.of(raw)
+    request = Request("PUT", ref.manifest_url(reference), PUT_MANIFEST, (("Content-Type", media_type),), raw, len(raw))
+    with client.send(request, push_scope(ref), expect=(201, 200, 202, 204)) as response:
+        said = response.headers.get("Docker-Content-Digest")
+        if said and said != str(digest):
+            error = DigestMismatch(f"manifest PUT: registry says {said[:19]}, content has digest {digest.short}")
+            response.fail(error)
+            raise error
+    return digest
+
+
+def head_blob(client: RegistryClient, ref: Reference, digest: Digest, scopes: tuple[str, ...] | None = None) -> int | None:
+    """HEAD a blob: its size when the registry has it, None on 404."""
+    request = Request("HEAD", ref.blob_url(digest), HEAD_BLOB)
+    with client.send(request, scopes or pull_scope(ref), expect=(200, 404), follow_redirects=True) as response:
+        if response.status == 404:
+            return None
+        length = response.headers.get("Content-Length")
+        return int(length) if length and length.isdigit() else -1
+
+
+def get_blob(client: RegistryClient, ref: Reference, digest: Digest) -> ObservedResponse:
+    """GET a blob, following redirects (to object storage) ourselves. The caller streams and
+    verifies the body and closes the response."""
+    request = Request("GET", ref.blob_url(digest), GET_BLOB)
+    return client.send(request, pull_scope(ref), follow_redirects=True)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadSession:
+    """An open upload: always use the ``Location`` of the latest response (it may carry state)."""
+
+    location: str
+    offset: int = 0
+    min_chunk: int = 0  # OCI-Chunk-Min-Length from the POST answer
+
+
+def _session(response: ObservedResponse, request_url: str, offset: int = 0, min_chunk: int = 0) -> UploadSession:
+    location = resolve_url(request_url, expect_header(response, "Location"))
+    return UploadSession(location, offset, min_chunk)
+
+
+def start_upload(client: RegistryClient, ref: Reference) -> UploadSession:
+    """POST an empty upload: 202 with a Location for the session."""
+    url = ref.uploads_url()
+    request = Request("POST", url, POST_UPLOAD, body=b"", content_length=0)
+    with client.send(request, push_scope(ref), expect=(202,)) as response:
+        min_chunk = response.headers.get("OCI-Chunk-Min-Length", "")
+        return _session(response, url, 0, int(min_chunk) if min_chunk.isdigit() else 0)
+
+
+def mount_blob(client: RegistryClient, ref: Reference, digest: Digest, from_repo: str) -> UploadSession | None:
+    """Cross-repository mount (spec: both ``mount`` and ``from``). None when mounted (201);
+    a 202 means the registry did not mount and started an ordinary upload session instead."""
+    url = add_query(ref.uploads_url(), (("mount", str(digest)), ("from", from_repo)))
+    request = Request("POST", url, POST_MOUNT, body=b"", content_length=0)
+    with client.send(request, push_scope(ref, from_repo), expect=(201, 202)) as response:
+        if response.status == 201:
+            return None
+        return _session(response, url)
+
+
+def post_single(client: RegistryClient, ref: Reference, digest: Digest, body: Body, size: int) -> UploadSession | None:
+    """Single-POST upload (``?digest=``, spec "single POST"). None when stored (201); a registry
+    that does not support it answers 202 with a session, and the caller falls back."""
+    url = add_query(ref.uploads_url(), (("digest", str(digest)),))
+    request = Request("POST", url, POST_SINGLE, ((("Content-Type", OCTET_STREAM)),), body, size)
+    with client.send(request, push_scope(ref), expect=(201, 202)) as response:
+        if response.status == 201:
+            return None
+        return _session(response, url)
+
+
+def patch_upload(client: RegistryClient, ref: Reference, session: UploadSession, body: Body, length: int | None, *, content_range: bool) -> UploadSession:
+    """PATCH data into a session. With ``content_range`` (spec chunked mode) the chunk carries
+    ``Content-Range: start-end`` (inclusive, no unit, no total: distribution-spec "Pushing a blob
+    in chunks"); without, it is docker's streamed PATCH of one body of any length. The reply's
+    ``Range: 0-end`` gives the new offset."""
+    headers = [("Content-Type", OCTET_STREAM)]
+    if content_range:
+        assert length is not None and length > 0
+        headers.append(("Content-Range", f"{session.offset}-{session.offset + length - 1}"))
+    request = Request("PATCH", session.location, PATCH_UPLOAD, tuple(headers), body, length)
+    with client.send(request, push_scope(ref), expect=(202,)) as response:
+        offset = _range_end(response.headers.get("Range"))
+        if offset is None:
+            offset = session.offset + (length or 0)
+        return _session(response, session.location, offset, session.min_chunk)
+
+
+def upload_status(client: RegistryClient, ref: Reference, session: UploadSession) -> UploadSession:
+    """GET the session's status to resync after a 416: the registry's ``Range`` is the truth."""
+    request = Request("GET", session.location, GET_UPLOAD)
+    with client.send(request, push_scope(ref), expect=(204, 200)) as response:
+        offset = _range_end(response.headers.get("Range")) or 0
+        return _session(response, session.location, offset, session.min_chunk)
+
+
+def put_upload(client: RegistryClient, ref: Reference, session: UploadSession, digest: Digest, body: Body = b"", length: int = 0) -> None:
+    """Commit a session with ``PUT <location>&digest=`` (the location's own query is kept),
+    optionally with the last data (monolithic upload). 201 per spec; 204 accepted too."""
+    url = add_query(session.location, (("digest", str(digest)),))
+    request = Request("PUT", url, PUT_UPLOAD, (("Content-Type", OCTET_STREAM),), body, length)
+    with client.send(request, push_scope(ref), expect=(201, 204)) as response:
+        said = response.headers.get("Docker-Content-Digest")
+        if said and said != str(digest):
+            error = DigestMismatch(f"blob commit: registry stored {said[:19]}, expected {digest.short}")
+            response.fail(error)
+            raise error
+
+
+_RANGE_RE = re.compile(r"^(?:bytes[= ])?0-(\d+)$")
+
+
+def _range_end(value: str | None) -> int | None:
+    """``Range: 0-<last>`` → the next offset (last + 1). Some registries answer ``bytes=0-N``."""
+    if not value:
+        return None
+    m = _RANGE_RE.match(value.strip())
+    return int(m.group(1)) + 1 if m else None
+
+
+_LINK_RE = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
+
+
+def list_tags(client: RegistryClient, ref: Reference, page_size: int | None = None) -> Iterator[str]:
+    """All tags, page by page (``n``/``last``), following ``Link: <…>; rel="next"``."""
+    import json
+
+    url = ref.tags_url()
+    if page_size:
+        url = add_query(url, (("n", str(page_size)),))
+    seen_pages = 0
+    while url:
+        seen_pages += 1
+        if seen_pages > 100_000:
+            raise ProtocolError(f"{GET_TAGS}: pagination does not end")
+        with client.send(Request("GET", url, GET_TAGS), pull_scope(ref)) as response:
+            body = response.read()
+            link = response.headers.get("Link")
+            try:
+                tags = json.loads(body).get("tags") or []
+            except (ValueError, AttributeError):
+                error = ProtocolError(f"{GET_TAGS}: the answer is not a tag list")
+                response.fail(error)
+                raise error from None
+        yield from (t for t in tags if isinstance(t, str))
+        m = _LINK_RE.search(link or "")
+        url = resolve_url(url, m.group(1)) if m else ""

@@ -1,0 +1,80 @@
+"""One exception tree for everything regload reports to a user.
+
+Every error carries a one-line message fit for a terminal and an exit code: 1 when an operation
+against a registry failed, 2 when the user's input or usage was wrong. Messages never contain
+credentials or tokens.
+"""
+
+from __future__ import annotations
+
+
+class RegloadError(Exception):
+    """Base of every error regload raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(RegloadError):
+    """Bad command-line usage or a bad option value."""
+
+    exit_code = 2
+
+
+class InvalidReference(UsageError):
+    """An image reference that does not follow the docker reference grammar."""
+
+
+class SourceError(UsageError):
+    """A push source (docker-save tarball, OCI layout, synthetic spec) is missing or malformed."""
+
+
+class OutputError(UsageError):
+    """The pull output cannot be written where the user asked (exists, not a directory, …)."""
+
+
+class TransportError(RegloadError):
+    """The network failed: connection refused or reset, timeout, TLS failure."""
+
+
+class TLSError(TransportError):
+    """TLS handshake or certificate verification failed."""
+
+
+class TimeoutError_(TransportError):
+    """A connect or read timed out."""
+
+
+class ProtocolError(RegloadError):
+    """The registry answered something the Distribution spec does not allow here."""
+
+
+class ManifestError(ProtocolError):
+    """A manifest or index that cannot be parsed or is not of a known media type."""
+
+
+class DigestMismatch(ProtocolError):
+    """Content whose digest or size differs from what was asked for."""
+
+
+class UnsafeLayer(ProtocolError):
+    """A layer entry that would escape the extraction directory (traversal, link escape)."""
+
+
+class RegistryError(ProtocolError):
+    """The registry answered with an error status, usually with a spec error code.
+
+    ``code`` is the first error code of the body (``MANIFEST_UNKNOWN``, ``DENIED`` …) when the
+    registry sent one, ``status`` the HTTP status, ``endpoint`` the request's template name.
+    """
+
+    def __init__(self, endpoint: str, status: int, code: str | None = None, detail: str = "") -> None:
+        self.endpoint = endpoint
+        self.status = status
+        self.code = code
+        self.detail = detail
+        what = f"HTTP {status}" + (f" {code}" if code else "")
+        super().__init__(f"{endpoint}: {what}" + (f": {detail}" if detail else ""))
+
+
+class AuthError(RegistryError):
+    """Authentication failed: 401/403, or the token server refused or answered nonsense."""

@@ -1,0 +1,172 @@
+"""The transport interface: plain request and response values, and what a transport must do.
+
+The protocol core builds ``Request`` values and reads ``Response`` objects; it never imports an
+HTTP library. Transports (``regload.transports``) implement ``Transport`` on geventhttpclient,
+httpx, or in memory for unit tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+from urllib.parse import urljoin, urlsplit
+
+# A request body: exact bytes, or a re-iterable-once stream of chunks whose total length is
+# ``Request.content_length`` (or unknown, then the transport uses chunked transfer coding).
+Body = bytes | Iterable[bytes | memoryview]
+
+
+class Headers(Mapping[str, str]):
+    """An immutable, case-insensitive multi-map of header fields.
+
+    ``headers[name]`` and ``get`` give the first value; ``get_all`` every value in order.
+    """
+
+    __slots__ = ("_fields", "_index")
+
+    def __init__(self, fields: Iterable[tuple[str, str]] = ()) -> None:
+        self._fields: tuple[tuple[str, str], ...] = tuple(fields)
+        index: dict[str, list[str]] = {}
+        for name, value in self._fields:
+            index.setdefault(name.lower(), []).append(value)
+        self._index = index
+
+    def __getitem__(self, name: str) -> str:
+        return self._index[name.lower()][0]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def get_all(self, name: str) -> list[str]:
+        return list(self._index.get(name.lower(), ()))
+
+    def items_all(self) -> tuple[tuple[str, str], ...]:
+        """Every field in the order received, names as sent."""
+        return self._fields
+
+    def __repr__(self) -> str:
+        return f"Headers({sorted(self._index)})"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One HTTP request. ``name`` is the endpoint template used for stats and error messages
+    (``GET /v2/<name>/blobs/<digest>``): never a URL with digests, sessions or credentials."""
+
+    method: str
+    url: str
+    name: str
+    headers: tuple[tuple[str, str], ...] = ()
+    body: Body | None = None
+    content_length: int | None = None
+
+    def with_url(self, url: str) -> Request:
+        return Request(self.method, url, self.name, self.headers, self.body, self.content_length)
+
+    def with_headers(self, extra: Iterable[tuple[str, str]], drop: Iterable[str] = ()) -> Request:
+        dropped = {d.lower() for d in drop}
+        extra = tuple(extra)
+        replaced = {n.lower() for n, _ in extra} | dropped
+        kept = tuple((n, v) for n, v in self.headers if n.lower() not in replaced)
+        return Request(self.method, self.url, self.name, kept + extra, self.body, self.content_length)
+
+    def header(self, name: str) -> str | None:
+        lname = name.lower()
+        for n, v in self.headers:
+            if n.lower() == lname:
+                return v
+        return None
+
+
+@runtime_checkable
+class Response(Protocol):
+    """A response whose body has not been read yet.
+
+    ``read()`` returns the whole remaining body (for small documents); ``iter_bytes`` streams it
+    in chunks of at most ``chunk_size``. Either consumes the body; ``close()`` releases the
+    connection (discarding unread body) and is always safe to call twice.
+    """
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Headers: ...
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def http_version(self) -> str: ...
+
+    def read(self) -> bytes: ...
+
+    def iter_bytes(self, chunk_size: int = 1 << 20) -> Iterator[bytes | memoryview]: ...
+
+    def close(self) -> None: ...
+
+
+class Transport(Protocol):
+    """Sends one request and returns its response.
+
+    A transport never follows redirects, never retries, and never adds authentication: the
+    protocol core does those, so that every attempt is visible. Backend exceptions are mapped
+    to ``regload.errors.TransportError`` (``TLSError``, ``TimeoutError_``) here and nowhere else.
+    """
+
+    def send(self, request: Request) -> Response: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TransportOptions:
+    """Settings every transport honours."""
+
+    ca_cert: str | None = None  # PEM file of extra trusted CAs
+    insecure: bool = False  # skip TLS verification
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    max_connections_per_host: int = 16
+    user_agent: str = "regload/0.1"
+    extra_headers: tuple[tuple[str, str], ...] = field(default=())
+
+
+def resolve_url(base: str, location: str) -> str:
+    """Resolve a ``Location`` header against the URL of the request that returned it.
+
+    Registries answer relative or absolute locations, possibly on another host, possibly with
+    query state (distribution's ``_state``); RFC 3986 resolution keeps the query of ``location``.
+    """
+    return urljoin(base, location)
+
+
+def same_origin(a: str, b: str) -> bool:
+    """True when both URLs have the same scheme, host and port (credentials may be shared)."""
+    sa, sb = urlsplit(a), urlsplit(b)
+    return (sa.scheme, sa.hostname, sa.port or _default_port(sa.scheme)) == (
+        sb.scheme,
+        sb.hostname,
+        sb.port or _default_port(sb.scheme),
+    )
+
+
+def _default_port(scheme: str) -> int:
+    return 443 if scheme == "https" else 80
+
+
+def add_query(url: str, params: Iterable[tuple[str, str]]) -> str:
+    """Append query parameters to ``url``, keeping any query it already has."""
+    from urllib.parse import urlencode
+
+    encoded = urlencode(list(params))
+    if not encoded:
+        return url
+    return url + ("&" if "?" in url else "?") + encoded

@@ -1,0 +1,171 @@
+"""The push flow: every layer and the config as blobs (skipped when present, mounted when
+asked, otherwise uploaded in the chosen mode), then the manifest by its exact bytes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from . import endpoints
+from .client import RegistryClient
+from .concurrency import Runner
+from .digest import Digest, Hasher
+from .errors import DigestMismatch, ProtocolError, RegistryError, UsageError
+from .manifest import Descriptor, build_manifest
+from .reference import Reference
+from .sources.base import BlobSource, SourceImage
+
+UPLOAD_MODES = ("monolithic", "streamed", "chunked", "single-post")
+DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
+
+ProgressFn = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class PushOptions:
+    upload_mode: str = "streamed"
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    jobs: int = 5  # docker's default max-concurrent-uploads
+    mount_from: str | None = None
+    check_existing: bool = True  # HEAD each blob first and skip the ones the registry has
+
+    def __post_init__(self) -> None:
+        if self.upload_mode not in UPLOAD_MODES:
+            raise UsageError(f"unknown upload mode {self.upload_mode!r}: choose one of {', '.join(UPLOAD_MODES)}")
+        if self.chunk_size < 1:
+            raise UsageError("the chunk size must be at least 1 byte")
+
+
+@dataclass(frozen=True)
+class BlobPushed:
+    descriptor: Descriptor
+    action: str  # "exists", "mounted" or "uploaded"
+    sent: int  # bytes of blob data sent (0 when skipped or mounted)
+
+
+@dataclass
+class PushResult:
+    reference: str
+    manifest_digest: str
+    media_type: str
+    blobs: list[BlobPushed]
+    bytes: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _counting(chunks: Iterable[bytes | memoryview], hasher: Hasher | None, progress: ProgressFn | None) -> Iterator[bytes | memoryview]:
+    for chunk in chunks:
+        if hasher is not None:
+            hasher.update(chunk)
+        if progress is not None:
+            progress(len(chunk))
+        yield chunk
+
+
+def push_blob(client: RegistryClient, ref: Reference, blob: BlobSource, options: PushOptions, progress: ProgressFn | None = None) -> BlobPushed:
+    """Push one blob unless the registry has it already or can mount it."""
+    desc = blob.known_descriptor()
+    if desc is None and (options.check_existing or options.mount_from or options.upload_mode in ("monolithic", "single-post")):
+        desc = blob.descriptor()  # these paths need the digest before sending any data
+    if desc is not None and options.check_existing:
+        size = endpoints.head_blob(client, ref, desc.digest, endpoints.push_scope(ref))
+        if size is not None and size in (desc.size, -1):
+            return BlobPushed(desc, "exists", 0)
+    session = None
+    if desc is not None and options.mount_from:
+        session = endpoints.mount_blob(client, ref, desc.digest, options.mount_from)
+        if session is None:
+            return BlobPushed(desc, "mounted", 0)
+    mode = options.upload_mode
+    if mode == "single-post" and session is None:
+        assert desc is not None
+        session = endpoints.post_single(client, ref, desc.digest, _counting(blob.open(), None, progress), desc.size)
+        if session is None:
+            return BlobPushed(desc, "uploaded", desc.size)
+        # The registry answered 202: it ignored the body and opened a session (distribution
+        # does so); fall back to a monolithic PUT on that session.
+        mode = "monolithic"
+    if session is None:
+        session = endpoints.start_upload(client, ref)
+    if mode == "monolithic":
+        assert desc is not None
+        endpoints.put_upload(client, ref, session, desc.digest, _counting(blob.open(), None, progress), desc.size)
+        return BlobPushed(desc, "uploaded", desc.size)
+    hasher = Hasher()
+    if mode == "streamed":
+        length = desc.size if desc is not None else None
+        session = endpoints.patch_upload(client, ref, session, _counting(blob.open(), hasher, progress), length, content_range=False)
+    else:
+        session = _upload_chunks(client, ref, session, _counting(blob.open(), hasher, progress), options.chunk_size)
+    digest = hasher.digest()
+    if desc is not None and (digest != desc.digest or hasher.size != desc.size):
+        raise DigestMismatch(f"blob {desc.digest.short}: the source produced {hasher.size} bytes with digest {digest.short}")
+    if session.offset != hasher.size:
+        raise ProtocolError(f"upload session holds {session.offset} bytes, {hasher.size} were sent")
+    endpoints.put_upload(client, ref, session, digest)
+    return BlobPushed(desc or Descriptor(blob.media_type, digest, hasher.size), "uploaded", hasher.size)
+
+
+def _chunks_of(stream: Iterable[bytes | memoryview], size: int) -> Iterator[bytes]:
+    """Regroup a stream into chunks of exactly ``size`` bytes (the last one shorter)."""
+    buf = bytearray()
+    for piece in stream:
+        buf += piece
+        while len(buf) >= size:
+            yield bytes(buf[:size])
+            del buf[:size]
+    if buf:
+        yield bytes(buf)
+
+
+def _upload_chunks(client: RegistryClient, ref: Reference, session: endpoints.UploadSession, stream: Iterable[bytes | memoryview], chunk_size: int) -> endpoints.UploadSession:
+    """Spec chunked upload: PATCH chunks with ``Content-Range``, each at least the registry's
+    ``OCI-Chunk-Min-Length`` (but the last). On 416 the registry and we disagree on the offset:
+    GET the session status and resend from the registry's offset when the data is still held."""
+    size = max(chunk_size, session.min_chunk)
+    for chunk in _chunks_of(stream, size):
+        start = session.offset
+        try:
+            session = endpoints.patch_upload(client, ref, session, chunk, len(chunk), content_range=True)
+        except RegistryError as e:
+            if e.status != 416:
+                raise
+            session = endpoints.upload_status(client, ref, session)
+            skip = session.offset - start
+            if not 0 <= skip <= len(chunk):
+                raise ProtocolError(f"upload out of step: the registry holds {session.offset} bytes, this chunk starts at {start}") from None
+            if skip < len(chunk):
+                rest = chunk[skip:]
+                session = endpoints.patch_upload(client, ref, session, rest, len(rest), content_range=True)
+    return session
+
+
+def manifest_bytes(image: SourceImage, config: Descriptor, layers: list[Descriptor]) -> bytes:
+    if image.manifest is not None:
+        return image.manifest
+    return build_manifest(image.manifest_media_type, config, layers)
+
+
+def push(client: RegistryClient, ref: Reference, image: SourceImage, runner: Runner, options: PushOptions = PushOptions(), progress: ProgressFn | None = None) -> PushResult:
+    """Push ``image`` to ``ref`` (a tag, or a digest that must equal the manifest's)."""
+    clock = time.perf_counter
+    started = clock()
+    timings: dict[str, float] = {}
+    endpoints.ping(client)
+    client.auth.prepare(endpoints.push_scope(ref, *filter(None, [options.mount_from])), client.raw_send)
+    layers = runner.map(lambda blob: push_blob(client, ref, blob, options, progress), image.layers, max(1, options.jobs))
+    timings["layers"] = clock() - started
+    t = clock()
+    config = push_blob(client, ref, image.config, options, progress)
+    timings["config"] = clock() - t
+    raw = manifest_bytes(image, config.descriptor, [b.descriptor for b in layers])
+    digest = Digest.of(raw)
+    if ref.digest is not None and ref.digest != digest:
+        raise UsageError(f"the image's manifest digest is {digest}, not the {ref.digest} of the reference")
+    t = clock()
+    endpoints.put_manifest(client, ref, ref.reference, raw, image.manifest_media_type)
+    timings["manifest"] = clock() - t
+    timings["total"] = clock() - started
+    blobs = [*layers, config]
+    return PushResult(str(ref), str(digest), image.manifest_media_type, blobs, sum(b.sent for b in blobs) + len(raw), timings)

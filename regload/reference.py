@@ -1,0 +1,191 @@
+"""Image references in docker syntax, and the registry base URL they resolve to.
+
+``host[:port]/repo[:tag][@digest]`` with Docker Hub defaults (``busybox`` is
+``docker.io/library/busybox:latest``), or, with an explicit base URL that may carry a path prefix
+(Nexus, Artifactory: ``http://host:8081/repository/docker``), just ``repo[:tag][@digest]``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
+
+from .digest import Digest
+from .errors import InvalidReference, ManifestError
+
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_API = "registry-1.docker.io"
+
+# distribution/reference grammar (reference/regexp.go): lower-case path components joined by
+# '/', each made of alphanumerics with '.', '_', '__' or runs of '-' between them.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+_DOMAIN_RE = re.compile(
+    r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
+    r"|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?$"
+)
+MAX_NAME_LENGTH = 255
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    """Where the API lives: ``base_url`` has no trailing slash and no ``/v2``."""
+
+    base_url: str
+
+    @classmethod
+    def for_host(cls, host: str, *, plain_http: bool = False) -> Registry:
+        """Registry for a reference's domain: loopback hosts use HTTP, others HTTPS."""
+        if host == DOCKER_HUB:
+            host = DOCKER_HUB_API
+        scheme = "http" if plain_http or is_loopback(host) else "https"
+        return cls(f"{scheme}://{host}")
+
+    @classmethod
+    def from_url(cls, url: str) -> Registry:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise InvalidReference(f"invalid registry URL {url!r}: expected http(s)://host[:port][/prefix]")
+        if parts.username or parts.password:
+            raise InvalidReference("the registry URL must not contain credentials: use --username/--password")
+        if parts.query or parts.fragment:
+            raise InvalidReference(f"invalid registry URL {url!r}: no query or fragment allowed")
+        path = parts.path.rstrip("/")
+        if path.endswith("/v2"):
+            path = path[: -len("/v2")]
+        return cls(f"{parts.scheme}://{parts.netloc}{path}")
+
+    @property
+    def host(self) -> str:
+        """``host[:port]`` as docker's config.json keys it."""
+        return urlsplit(self.base_url).netloc
+
+    @property
+    def scheme(self) -> str:
+        return urlsplit(self.base_url).scheme
+
+    def url(self, path: str = "") -> str:
+        """Absolute URL of an API path: ``url("library/busybox/tags/list")``."""
+        return f"{self.base_url}/v2/{path}"
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    registry: Registry
+    repository: str
+    tag: str | None = None
+    digest: Digest | None = None
+
+    @property
+    def reference(self) -> str:
+        """What goes in ``/manifests/<reference>``: the digest if given, else the tag."""
+        if self.digest:
+            return str(self.digest)
+        return self.tag or "latest"
+
+    def with_reference(self, reference: str) -> Reference:
+        """The same repository at another tag or digest."""
+        if ":" in reference and not _TAG_RE.match(reference):
+            return Reference(self.registry, self.repository, None, _parse_digest(reference))
+        return Reference(self.registry, self.repository, reference, None)
+
+    def manifest_url(self, reference: str | None = None) -> str:
+        return self.registry.url(f"{self.repository}/manifests/{quote(reference or self.reference, safe=':')}")
+
+    def blob_url(self, digest: Digest) -> str:
+        return self.registry.url(f"{self.repository}/blobs/{digest}")
+
+    def uploads_url(self) -> str:
+        return self.registry.url(f"{self.repository}/blobs/uploads/")
+
+    def tags_url(self) -> str:
+        return self.registry.url(f"{self.repository}/tags/list")
+
+    def __str__(self) -> str:
+        out = f"{self.registry.host}/{self.repository}"
+        if self.registry.host == DOCKER_HUB_API:
+            out = f"{DOCKER_HUB}/{self.repository}"
+        if self.tag:
+            out += f":{self.tag}"
+        if self.digest:
+            out += f"@{self.digest}"
+        return out
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost``, 127.0.0.0/8 and ::1, with or without a port."""
+    name = host
+    if name.startswith("["):
+        name = name[1:].split("]", 1)[0]
+    elif name.count(":") == 1:
+        name = name.split(":", 1)[0]
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_reference(text: str, *, registry: Registry | None = None, plain_http: bool = False) -> Reference:
+    """Parse a docker reference. With ``registry`` given, ``text`` is ``repo[:tag][@digest]``."""
+    if not isinstance(text, str) or not text or text != text.strip():
+        raise InvalidReference(f"invalid reference {text!r}: empty or surrounded by spaces")
+    rest, digest = text, None
+    if "@" in rest:
+        rest, digest_text = rest.split("@", 1)
+        digest = _parse_digest(digest_text, text)
+    tag = None
+    slash = rest.rfind("/")
+    colon = rest.rfind(":")
+    if colon > slash:
+        rest, tag = rest[:colon], rest[colon + 1 :]
+        if not _TAG_RE.match(tag):
+            raise InvalidReference(f"invalid reference {text!r}: bad tag {tag!r}")
+    if registry is None:
+        domain, path = _split_domain(rest)
+        if domain is not None and not _DOMAIN_RE.match(domain):
+            raise InvalidReference(f"invalid reference {text!r}: bad registry host {domain!r}")
+        domain = domain or DOCKER_HUB
+        if domain == DOCKER_HUB and "/" not in path:
+            path = f"library/{path}"
+        registry = Registry.for_host(domain, plain_http=plain_http)
+    else:
+        path = rest
+    if not path:
+        raise InvalidReference(f"invalid reference {text!r}: no repository name")
+    if not _PATH_RE.match(path):
+        why = "repository names must be lower case" if path.lower() != path else "bad repository name"
+        raise InvalidReference(f"invalid reference {text!r}: {why} {path!r}")
+    if len(path) > MAX_NAME_LENGTH:
+        raise InvalidReference(f"invalid reference {text!r}: repository name longer than {MAX_NAME_LENGTH}")
+    if tag is None and digest is None:
+        tag = "latest"
+    return Reference(registry, path, tag, digest)
+
+
+def parse_repository(text: str, *, registry: Registry | None = None, plain_http: bool = False) -> Reference:
+    """Parse ``[host/]repo`` (no tag or digest) for ``tags`` and ``--mount-from``."""
+    ref = parse_reference(text, registry=registry, plain_http=plain_http)
+    if ref.digest or (ref.tag != "latest" or text.endswith(":latest")):
+        raise InvalidReference(f"invalid repository {text!r}: no tag or digest expected")
+    return Reference(ref.registry, ref.repository)
+
+
+def _split_domain(name: str) -> tuple[str | None, str]:
+    """Docker's rule: the first component is a registry host if it has a '.' or ':' or is
+    'localhost' or upper-case letters (distribution/reference normalize.go splitDockerDomain)."""
+    first, sep, remainder = name.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
+        return first, remainder
+    return None, name
+
+
+def _parse_digest(digest_text: str, whole: str | None = None) -> Digest:
+    try:
+        return Digest.parse(digest_text)
+    except ManifestError as e:
+        raise InvalidReference(f"invalid reference {whole or digest_text!r}: {e}") from None

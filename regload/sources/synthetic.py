@@ -1,0 +1,179 @@
+"""Synthetic images: ``synthetic:layers=3,size=10MiB,seed=7``.
+
+Each layer is an uncompressed tar holding one file ``regload/layer-<i>.bin`` of ``size``
+pseudo-random bytes (``noise``), generated while it streams: nothing is held in memory or
+written to disk. The same (seed, layer, size) always gives the same bytes; another seed gives
+other bytes. Building an image costs nothing: a layer's digest is computed by its first full
+pass (``descriptor()`` or the push's own read) and cached, and the config, which lists the
+digests, is built on first use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from .. import mediatypes as mt
+from ..digest import Digest
+from ..errors import SourceError, UsageError
+from ..manifest import Descriptor
+from ..units import parse_size
+from . import ustar
+from .base import BlobSource, BytesBlob, SourceImage
+from .files import Chunk
+from .noise import noise
+
+PREFIX = "synthetic"
+MAX_LAYERS = 10_000
+MTIME = 946684800  # 2000-01-01T00:00:00Z, fixed so the tar headers are reproducible
+CREATED = "2000-01-01T00:00:00Z"
+
+
+@dataclass(frozen=True, slots=True)
+class SyntheticSpec:
+    layers: int = 1
+    size: int = 1 << 20
+    seed: int = 0
+
+    def image(self, seed: int | None = None) -> SourceImage:
+        """The image of this spec, or of the same shape with another ``seed``."""
+        return synthetic_image(self.layers, self.size, self.seed if seed is None else seed)
+
+    def __str__(self) -> str:
+        return f"{PREFIX}:layers={self.layers},size={self.size},seed={self.seed}"
+
+
+def parse_synthetic(spec: str) -> SyntheticSpec:
+    """Parse ``synthetic[:key=value,…]`` with keys ``layers`` (1), ``size`` per layer (1MiB,
+    units B, KB/KiB, MB/MiB, GB/GiB) and ``seed`` (0)."""
+    head, _, body = spec.partition(":")
+    if head != PREFIX:
+        raise SourceError(f"invalid synthetic spec {spec!r}: expected {PREFIX}:layers=N,size=S,seed=K")
+    values: dict[str, int] = {}
+    for item in filter(None, (s.strip() for s in body.split(","))):
+        key, eq, value = (s.strip() for s in item.partition("="))
+        if not eq:
+            raise SourceError(f"invalid synthetic spec {spec!r}: {item!r} is not key=value")
+        if key not in ("layers", "size", "seed"):
+            raise SourceError(f"invalid synthetic spec {spec!r}: unknown key {key!r} (known: layers, size, seed)")
+        if key in values:
+            raise SourceError(f"invalid synthetic spec {spec!r}: {key} given twice")
+        values[key] = _size(value, spec) if key == "size" else _integer(key, value, spec)
+    result = SyntheticSpec(**values)
+    _check(result.layers, result.size)
+    return result
+
+
+def synthetic_image(layers: int = 1, size: int = 1 << 20, seed: int = 0) -> SourceImage:
+    """An OCI image of ``layers`` layers of ``size`` pseudo-random bytes each; cheap to build."""
+    _check(layers, size)
+    blobs = [SyntheticLayer(seed, i, size) for i in range(1, layers + 1)]
+    config = LazyBytesBlob(mt.OCI_CONFIG, lambda: _config(blobs, seed))
+    layer_list: list[BlobSource] = list(blobs)
+    return SourceImage(mt.OCI_MANIFEST, config, layer_list, description=str(SyntheticSpec(layers, size, seed)))
+
+
+class SyntheticLayer:
+    """One synthetic layer: a tar of one file of noise."""
+
+    media_type = mt.OCI_LAYER_TAR
+
+    def __init__(self, seed: int, index: int, size: int) -> None:
+        self.seed = seed
+        self.index = index
+        self.content_size = size
+        self._header, self._trailer = _tar_frame(f"regload/layer-{index}.bin", size)
+        self.size = len(self._header) + size + len(self._trailer)
+        self._digest: Digest | None = None
+
+    def known_descriptor(self) -> Descriptor | None:
+        return Descriptor(self.media_type, self._digest, self.size) if self._digest else None
+
+    def descriptor(self) -> Descriptor:
+        if self._digest is None:
+            for _ in self.open():
+                pass
+        assert self._digest is not None
+        return Descriptor(self.media_type, self._digest, self.size)
+
+    def open(self) -> Iterator[Chunk]:
+        if self._digest is not None:
+            yield from self._chunks()
+            return
+        h = hashlib.sha256()
+        for chunk in self._chunks():
+            h.update(chunk)
+            yield chunk
+        self._digest = Digest("sha256", h.hexdigest())
+
+    def _chunks(self) -> Iterator[bytes]:
+        yield self._header
+        yield from noise(b"regload-synthetic-v1\0%d\0%d" % (self.seed, self.index), self.content_size)
+        yield self._trailer
+
+
+class LazyBytesBlob(BytesBlob):
+    """A ``BytesBlob`` whose bytes are built on first use."""
+
+    def __init__(self, media_type: str, build: Callable[[], bytes]) -> None:  # no super(): data is lazy
+        self.media_type = media_type
+        self._build = build
+        self._data: bytes | None = None
+
+    @property
+    def data(self) -> bytes:
+        if self._data is None:
+            self._data = self._build()
+        return self._data
+
+    @data.setter
+    def data(self, value: bytes) -> None:
+        self._data = value
+
+    def __repr__(self) -> str:
+        return f"LazyBytesBlob({self.media_type!r}, built={self._data is not None})"
+
+
+def _config(layers: list[SyntheticLayer], seed: int) -> bytes:
+    """A minimal valid OCI image config; uncompressed layers' digests are their diff_ids."""
+    doc = {
+        "architecture": "amd64",
+        "config": {},
+        "created": CREATED,
+        "history": [
+            {"created": CREATED, "created_by": f"regload synthetic layer {b.index}: {b.content_size} bytes, seed {seed}"} for b in layers
+        ],
+        "os": "linux",
+        "rootfs": {"diff_ids": [str(b.descriptor().digest) for b in layers], "type": "layers"},
+    }
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _tar_frame(name: str, size: int) -> tuple[bytes, bytes]:
+    """The tar headers (a directory, then the file) and what follows the file's content."""
+    head = ustar.header("regload/", directory=True, mode=0o755, mtime=MTIME)
+    head += ustar.header(name, size=size, mode=0o644, mtime=MTIME)
+    return head, ustar.padding(size) + ustar.END
+
+
+def _check(layers: int, size: int) -> None:
+    if not 1 <= layers <= MAX_LAYERS:
+        raise SourceError(f"synthetic layers must be 1 to {MAX_LAYERS}, not {layers}")
+    if size < 0:
+        raise SourceError(f"synthetic size must not be negative, not {size}")
+
+
+def _integer(key: str, value: str, spec: str) -> int:
+    try:
+        return int(value, 10)
+    except ValueError:
+        raise SourceError(f"invalid synthetic spec {spec!r}: {key}={value!r} is not an integer") from None
+
+
+def _size(value: str, spec: str) -> int:
+    try:
+        return parse_size(value, "size")
+    except UsageError as e:
+        raise SourceError(f"invalid synthetic spec {spec!r}: {e}") from None

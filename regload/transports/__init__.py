@@ -1,0 +1,21 @@
+"""Transports: ``regload.http.Transport`` on geventhttpclient (the default), httpx (HTTP/2,
+proxies) and in memory (unit tests)."""
+
+from __future__ import annotations
+
+from regload.http import Transport, TransportOptions
+
+
+def make_transport(options: TransportOptions | None = None, http2: bool = False) -> Transport:
+    """The geventhttpclient transport, or the httpx one when HTTP/2 is wanted.
+
+    Imports are deferred: a process only loads the HTTP library it uses.
+    """
+    options = options or TransportOptions()
+    if http2:
+        from regload.transports.httpx_transport import HttpxTransport
+
+        return HttpxTransport(options, http2=True)
+    from regload.transports.gevent_transport import GeventTransport
+
+    return GeventTransport(options)

@@ -1,0 +1,56 @@
+"""GeventRunner: ``regload.concurrency.Runner`` on greenlets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import gevent
+from gevent.event import Event
+from gevent.pool import Pool
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class GeventRunner:
+    """Runs ``fn`` over the items in at most ``limit`` greenlets.
+
+    Results come back in item order. After the first failure no new item starts and the
+    greenlets still running are killed (``GreenletExit`` unwinds them, closing what they hold);
+    then the failure of the lowest item index is raised. The runner leaves no greenlet behind,
+    also when the calling greenlet is itself killed while it waits.
+    """
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T], limit: int) -> list[R]:
+        results: list[R | None] = [None] * len(items)
+        errors: dict[int, Exception] = {}
+        failed = Event()
+
+        def run(index: int) -> None:
+            # Failures are kept as values: a greenlet dying of an exception would also make the
+            # hub print its traceback.
+            try:
+                results[index] = fn(items[index])
+            except Exception as exc:  # noqa: BLE001 - re-raised by map() below
+                errors[index] = exc
+                failed.set()
+
+        pool = Pool(max(1, limit))
+        try:
+            for index in range(len(items)):
+                pool.wait_available()
+                if failed.is_set():
+                    break
+                pool.spawn(run, index)
+            # Until everything finished or something failed.
+            while not failed.is_set():
+                running = [greenlet for greenlet in pool.greenlets if not greenlet.dead]
+                if not running:
+                    break
+                gevent.wait([failed, *running], count=1)
+        finally:
+            pool.kill(block=True)
+        if errors:
+            raise errors[min(errors)]
+        return results  # type: ignore[return-value]

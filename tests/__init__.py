@@ -1,0 +1,1 @@
+"""regload test suite."""

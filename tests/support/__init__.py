@@ -1,0 +1,1 @@
+"""Test bed helpers: PKI, htpasswd, a token server, OCI image builders and skopeo wrappers."""

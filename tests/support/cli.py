@@ -1,0 +1,76 @@
+"""Run the real ``regload`` command (a subprocess, as a user would) against a test registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from tests.support.registries import RegistryFixture
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def connection_args(registry: RegistryFixture) -> list[str]:
+    """Flags that reach ``registry``: a base URL for TLS and prefixed registries (loopback
+    hosts default to plain HTTP), credentials through stdin."""
+    args = []
+    if registry.tls or registry.prefix:
+        args += ["--registry", registry.url]
+    if registry.ca_cert:
+        args += ["--ca-cert", str(registry.ca_cert)]
+    if registry.username:
+        args += ["-u", registry.username, "--password-stdin"]
+    return args
+
+
+def image_ref(registry: RegistryFixture, repository: str, tag: str = "latest") -> str:
+    """REFERENCE for ``repository:tag`` in ``registry`` given ``connection_args``."""
+    name = f"{repository}:{tag}" if not tag.startswith("sha256:") else f"{repository}@{tag}"
+    return name if (registry.tls or registry.prefix) else f"{registry.host}/{name}"
+
+
+def regload(
+    *args: str,
+    registry: RegistryFixture | None = None,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> Run:
+    """``python -m regload ARGS`` with the registry's connection flags appended."""
+    cmd = [sys.executable, "-m", "regload", *args]
+    if registry is not None:
+        cmd += connection_args(registry)
+        if registry.username and stdin is None:
+            stdin = registry.password
+    full_env = {**os.environ, "DOCKER_CONFIG": "/nonexistent-regload-test", **(env or {})}
+    done = subprocess.run(
+        cmd, input=stdin or "", capture_output=True, text=True, timeout=timeout, env=full_env
+    )
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+def assert_clean_failure(run: Run, code: int, *needles: str) -> None:
+    """A user-facing failure: the expected exit code, one line on stderr naming the cause."""
+    assert run.code == code, run.output
+    assert "Traceback" not in run.output, run.output
+    lines = [line for line in run.stderr.splitlines() if line.startswith("regload: error:")]
+    assert len(lines) == 1, run.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]

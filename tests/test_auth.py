@@ -1,0 +1,140 @@
+import json
+
+import pytest
+
+from regload.auth import Authenticator, Credentials, TokenCache, parse_challenges
+from regload.errors import AuthError
+from regload.http import Headers, Request
+
+
+def test_bearer_challenge_with_commas_in_quotes():
+    [c] = parse_challenges(['Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push"'])
+    assert c.scheme == "bearer"
+    assert c.get("realm") == "https://auth.example/token"
+    assert c.get("service") == "registry.example"
+    assert c.get("scope") == "repository:a/b:pull,push"
+
+
+def test_several_challenges_and_escapes():
+    cs = parse_challenges(['Basic realm="a \\"quoted\\" realm", Bearer realm="r",error="invalid_token"', "Negotiate"])
+    assert [c.scheme for c in cs] == ["basic", "bearer", "negotiate"]
+    assert cs[0].get("realm") == 'a "quoted" realm'
+    assert cs[1].get("error") == "invalid_token"
+
+
+@pytest.mark.parametrize("text", ['Bearer realm="unterminated', "Bearer ,,, realm", "=", '"', "Bearer realm=", ""])
+def test_malformed_challenges_do_not_raise(text):
+    parse_challenges([text])
+
+
+class FakeResponse:
+    def __init__(self, status, body=b"", headers=()):
+        self.status = status
+        self.headers = Headers(headers)
+        self._body = body
+        self.url = ""
+        self.http_version = "HTTP/1.1"
+
+    def read(self):
+        return self._body
+
+    def iter_bytes(self, chunk_size=1 << 20):
+        yield self._body
+
+    def close(self):
+        pass
+
+
+CHALLENGE = ("WWW-Authenticate", 'Bearer realm="http://auth/token",service="reg",scope="repository:app:pull"')
+
+
+class Clock:
+    now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def token_server(sent, expires_in=60):
+    def send(request: Request):
+        sent.append(request)
+        return FakeResponse(200, json.dumps({"token": f"T{len(sent)}", "expires_in": expires_in}).encode())
+
+    return send
+
+
+def test_token_flow_scopes_cache_and_renewal():
+    clock = Clock()
+    auth = Authenticator(Credentials("u", "secret"), TokenCache(clock))
+    sent: list[Request] = []
+    send = token_server(sent)
+    scopes = ("repository:app:pull",)
+    assert auth.handle_challenge(FakeResponse(401, headers=[CHALLENGE]), scopes, send, "GET x")
+    [token_request] = sent
+    assert token_request.name == "GET token"
+    assert token_request.url == "http://auth/token?service=reg&scope=repository%3Aapp%3Apull"
+    assert token_request.header("Authorization").startswith("Basic ")
+    req = auth.authorize(Request("GET", "http://reg/v2/app/manifests/1", "n"), scopes, send)
+    assert req.header("Authorization") == "Bearer T1"
+    assert len(sent) == 1  # cached
+    clock.now += 50  # within the renewal margin (10 % of 60 s, at least 5 s... 10 s left here)
+    assert auth.authorize(req, scopes, send).header("Authorization") == "Bearer T1"
+    clock.now += 6  # 4 s left: renew before expiry
+    assert auth.authorize(req, scopes, send).header("Authorization") == "Bearer T2"
+    assert len(sent) == 2
+
+
+def test_push_scope_merges_with_challenge():
+    auth = Authenticator(None, TokenCache())
+    sent: list[Request] = []
+    auth.handle_challenge(FakeResponse(401, headers=[CHALLENGE]), ("repository:app:pull,push", "repository:base:pull"), token_server(sent), "x")
+    assert sent[0].url.endswith("scope=repository%3Aapp%3Apull%2Cpush&scope=repository%3Abase%3Apull")
+    assert sent[0].header("Authorization") is None
+
+
+def test_disabled_cache_fetches_every_time():
+    auth = Authenticator(None, TokenCache(enabled=False))
+    sent: list[Request] = []
+    send = token_server(sent)
+    auth.handle_challenge(FakeResponse(401, headers=[CHALLENGE]), ("repository:app:pull",), send, "x")
+    for _ in range(3):
+        auth.authorize(Request("GET", "u", "n"), ("repository:app:pull",), send)
+    assert len(sent) == 4
+
+
+@pytest.mark.parametrize("status, body, message", [
+    (401, b"", "refused the credentials"),
+    (500, b"oops", "token server failed"),
+    (200, b"not json", "not a token"),
+    (200, b'{"expires_in": 5}', "no token"),
+])
+def test_token_server_failures(status, body, message):
+    auth = Authenticator(Credentials("u", "hunter2"))
+
+    def send(request):
+        return FakeResponse(status, body)
+
+    with pytest.raises(AuthError) as e:
+        auth.handle_challenge(FakeResponse(401, headers=[CHALLENGE]), (), send, "x")
+    assert message in str(e.value)
+    assert "hunter2" not in str(e.value)
+
+
+def test_basic_without_credentials_is_a_clear_error():
+    with pytest.raises(AuthError, match="requires a username"):
+        Authenticator().handle_challenge(FakeResponse(401, headers=[("WWW-Authenticate", 'Basic realm="r"')]), (), None, "GET /v2/")
+
+
+def test_credentials_repr_hides_password():
+    assert "hunter2" not in repr(Credentials("u", "hunter2"))
+
+
+def test_a_wider_token_serves_narrower_scopes():
+    auth = Authenticator(None, TokenCache())
+    sent: list[Request] = []
+    send = token_server(sent)
+    auth.handle_challenge(FakeResponse(401, headers=[CHALLENGE]), ("repository:app:pull,push", "repository:base:pull"), send, "x")
+    for scopes in (("repository:app:pull",), ("repository:app:push,pull",), ("repository:base:pull",)):
+        assert auth.authorize(Request("GET", "u", "n"), scopes, send).header("Authorization") == "Bearer T1"
+    auth.authorize(Request("GET", "u", "n"), ("repository:base:push",), send)
+    assert len(sent) == 2
