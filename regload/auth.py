@@ -272,7 +272,11 @@ class Authenticator:
         finally:
             response.close()
         if status in (401, 403):
-            why = "the token server refused the credentials" if self.credentials else "the token server requires credentials"
+            why = (
+                "the token server refused the credentials"
+                if self.credentials
+                else "the token server requires credentials"
+            )
             raise AuthError(TOKEN_ENDPOINT, status, "DENIED" if status == 403 else "UNAUTHORIZED", why)
         if status != 200:
             raise AuthError(TOKEN_ENDPOINT, status, None, "the token server failed")
@@ -281,7 +285,9 @@ class Authenticator:
             value = doc.get("token") or doc.get("access_token")
             lifetime = float(doc.get("expires_in") or DEFAULT_TOKEN_LIFETIME)
         except (ValueError, AttributeError, TypeError):
-            raise AuthError(TOKEN_ENDPOINT, status, None, "the token server answered something that is not a token") from None
+            raise AuthError(
+                TOKEN_ENDPOINT, status, None, "the token server answered something that is not a token"
+            ) from None
         if not isinstance(value, str) or not value:
             raise AuthError(TOKEN_ENDPOINT, status, None, "the token server answered no token")
         # docs/spec/auth/token.md: a lifetime under 60 s is treated as 60 s by docker; we keep

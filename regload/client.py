@@ -49,9 +49,22 @@ NULL_OBSERVER: Observer = _NullObserver()
 class ObservedResponse:
     """A response that reports itself to the observer when closed (once)."""
 
-    __slots__ = ("_inner", "_observer", "name", "_method", "_started", "_clock", "length", "_done", "error", "request_length")
+    __slots__ = (
+        "_inner",
+        "_observer",
+        "name",
+        "_method",
+        "_started",
+        "_clock",
+        "length",
+        "_done",
+        "error",
+        "request_length",
+    )
 
-    def __init__(self, inner: Response, observer: Observer, request: Request, started: float, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, inner: Response, observer: Observer, request: Request, started: float, clock: Callable[[], float]
+    ) -> None:
         self._inner = inner
         self._observer = observer
         self.name = request.name
@@ -109,7 +122,9 @@ class ObservedResponse:
         self._done = True
         self._inner.close()
         moved = self.length or self.request_length
-        self._observer.on_request(self.name, self._method, self._clock() - self._started, self._inner.status, moved, self.error)
+        self._observer.on_request(
+            self.name, self._method, self._clock() - self._started, self._inner.status, moved, self.error
+        )
 
     def __enter__(self) -> ObservedResponse:
         return self
@@ -152,12 +167,16 @@ class RegistryClient:
         ``RegistryError`` (with the spec error code) otherwise. The caller closes the response."""
         if self.headers:
             request = request.with_headers(self.headers)
-        response = self._attempt(self.auth.authorize(request, scopes, self.raw_send), scopes)
+        sent = self.auth.authorize(request, scopes, self.raw_send)
+        response = self._attempt(sent, scopes)
         if response.status == 401 and answer_challenge and _resendable(request):
-            retry = self.auth.handle_challenge(response, scopes, self.raw_send, request.name)
+            # Close (and report) the 401 first: its time must not include the token request,
+            # and its connection is free for it.
             response.close()
+            retry = self.auth.handle_challenge(response, scopes, self.raw_send, request.name)
             if retry:
-                response = self._attempt(self.auth.authorize(request, scopes, self.raw_send), scopes)
+                sent = self.auth.authorize(request, scopes, self.raw_send)
+                response = self._attempt(sent, scopes)
         hops = 0
         while follow_redirects and response.status in REDIRECT_STATUSES:
             location = response.headers.get("Location")
@@ -165,8 +184,10 @@ class RegistryClient:
                 break
             response.close()
             hops += 1
-            request = _redirected(request, resolve_url(request.url, location))
-            response = self._attempt(request, scopes)
+            # Redirect from the request as sent (with its Authorization): _redirected keeps it on
+            # the same origin and drops it for another host.
+            sent = _redirected(sent, resolve_url(sent.url, location))
+            response = self._attempt(sent, scopes)
         if response.status not in expect:
             raise self.fail(response)
         return response
@@ -235,8 +256,9 @@ def _error_code(body: bytes) -> tuple[str | None, str]:
         message = str(first.get("message") or "")
         return code, message[:200]
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-        text = body[:200].decode("utf-8", "replace").strip()
-        return None, " ".join(text.split()) if text and text.isprintable() else ""
+        # One line: whitespace (newlines of an HTML error page) collapsed before the check.
+        text = " ".join(body[:200].decode("utf-8", "replace").split())
+        return None, text if text.isprintable() else ""
 
 
 def expect_header(response: ObservedResponse, name: str) -> str:

@@ -10,7 +10,7 @@ from .errors import DigestMismatch, ManifestError
 
 # OCI image-spec descriptor.md#digests: registered algorithms and their encoded forms.
 _ALGORITHMS = {"sha256": 64, "sha512": 128}
-_DIGEST_RE = re.compile(r"^([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$")
+_DIGEST_RE = re.compile(r"^([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)\Z")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -72,9 +72,7 @@ class Verifier:
         self._hash.update(chunk)
         self.size += len(chunk)
         if self.expected_size is not None and self.size > self.expected_size:
-            raise DigestMismatch(
-                f"{self.what} {self.digest.short}: more than the expected {self.expected_size} bytes"
-            )
+            raise DigestMismatch(f"{self.what} {self.digest.short}: more than the expected {self.expected_size} bytes")
 
     def check(self) -> None:
         if self.expected_size is not None and self.size != self.expected_size:

@@ -16,7 +16,7 @@ from .client import ObservedResponse, RegistryClient, expect_header
 from .digest import Digest
 from .errors import DigestMismatch, ManifestError, ProtocolError, RegloadError
 from .http import Body, Request, add_query, resolve_url
-from .manifest import MAX_MANIFEST_BYTES
+from .manifest import MAX_MANIFEST_BYTES, digested_bytes
 from .reference import Reference
 
 PING = "GET /v2/"
@@ -71,16 +71,19 @@ def get_manifest(client: RegistryClient, ref: Reference, reference: str | None =
         for chunk in response.iter_bytes(65536):
             raw += chunk
             if len(raw) > MAX_MANIFEST_BYTES:
-                error = ManifestError(f"manifest {ref.repository}:{reference} is larger than {MAX_MANIFEST_BYTES} bytes")
+                error = ManifestError(
+                    f"manifest {ref.repository}:{reference} is larger than {MAX_MANIFEST_BYTES} bytes"
+                )
                 response.fail(error)
                 raise error
         data = bytes(raw)
         try:
-            _check_manifest_digest(data, reference, response.headers.get("Docker-Content-Digest"))
+            digested = digested_bytes(data)  # a signed schema 1 manifest: its payload
+            _check_manifest_digest(digested, reference, response.headers.get("Docker-Content-Digest"))
         except RegloadError as e:
             response.fail(e)
             raise
-        return FetchedManifest(data, response.headers.get("Content-Type"), Digest.of(data))
+        return FetchedManifest(data, response.headers.get("Content-Type"), Digest.of(digested))
 
 
 def _check_manifest_digest(data: bytes, reference: str, header: str | None) -> None:
@@ -114,7 +117,9 @@ def head_manifest(client: RegistryClient, ref: Reference, reference: str | None 
         header = response.headers.get("Docker-Content-Digest")
         length = response.headers.get("Content-Length")
         digest = Digest.parse(header) if header else None
-        return ManifestHead(digest, response.headers.get("Content-Type"), int(length) if length and length.isdigit() else None)
+        return ManifestHead(
+            digest, response.headers.get("Content-Type"), int(length) if length and length.isdigit() else None
+        )
 
 
 def put_manifest(client: RegistryClient, ref: Reference, reference: str, raw: bytes, media_type: str) -> Digest:
@@ -131,7 +136,9 @@ def put_manifest(client: RegistryClient, ref: Reference, reference: str, raw: by
     return digest
 
 
-def head_blob(client: RegistryClient, ref: Reference, digest: Digest, scopes: tuple[str, ...] | None = None) -> int | None:
+def head_blob(
+    client: RegistryClient, ref: Reference, digest: Digest, scopes: tuple[str, ...] | None = None
+) -> int | None:
     """HEAD a blob: its size when the registry has it, None on 404."""
     request = Request("HEAD", ref.blob_url(digest), HEAD_BLOB)
     with client.send(request, scopes or pull_scope(ref), expect=(200, 404), follow_redirects=True) as response:
@@ -193,7 +200,15 @@ def post_single(client: RegistryClient, ref: Reference, digest: Digest, body: Bo
         return _session(response, url)
 
 
-def patch_upload(client: RegistryClient, ref: Reference, session: UploadSession, body: Body, length: int | None, *, content_range: bool) -> UploadSession:
+def patch_upload(
+    client: RegistryClient,
+    ref: Reference,
+    session: UploadSession,
+    body: Body,
+    length: int | None,
+    *,
+    content_range: bool,
+) -> UploadSession:
     """PATCH data into a session. With ``content_range`` (spec chunked mode) the chunk carries
     ``Content-Range: start-end`` (inclusive, no unit, no total: distribution-spec "Pushing a blob
     in chunks"); without, it is docker's streamed PATCH of one body of any length. The reply's
@@ -218,7 +233,9 @@ def upload_status(client: RegistryClient, ref: Reference, session: UploadSession
         return _session(response, session.location, offset, session.min_chunk)
 
 
-def put_upload(client: RegistryClient, ref: Reference, session: UploadSession, digest: Digest, body: Body = b"", length: int = 0) -> None:
+def put_upload(
+    client: RegistryClient, ref: Reference, session: UploadSession, digest: Digest, body: Body = b"", length: int = 0
+) -> None:
     """Commit a session with ``PUT <location>&digest=`` (the location's own query is kept),
     optionally with the last data (monolithic upload). 201 per spec; 204 accepted too."""
     url = add_query(session.location, (("digest", str(digest)),))

@@ -96,6 +96,9 @@ class RegistryConfig:
     blob_descriptor_cache: bool = False
     #: Answer upload ``Location`` headers with relative URLs (``http.relativeurls``).
     relative_urls: bool = False
+    #: Accept pushes of signed Docker schema 1 manifests (``compatibility.schema1.enabled``);
+    #: distribution 2.8 refuses them otherwise. Served ones are re-signed with a key made at start.
+    schema1: bool = False
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -167,6 +170,8 @@ class RegistryConfig:
                 f"    issuer: {q(self.auth.issuer)}",
                 f"    rootcertbundle: {q(str(Path(self.auth.rootcertbundle).resolve()))}",
             ]
+        if self.schema1:
+            lines += ["compatibility:", "  schema1:", "    enabled: true"]
         return "\n".join(lines) + "\n"
 
 
@@ -366,7 +371,9 @@ class LocalRegistry:
     # -- internals ---------------------------------------------------------------------------
 
     def _spawn(self, binary: str) -> None:
-        self.config_path.write_text(self.config.to_yaml(addr=self.host, storage_dir=self.storage_dir, secret=self._secret))
+        self.config_path.write_text(
+            self.config.to_yaml(addr=self.host, storage_dir=self.storage_dir, secret=self._secret)
+        )
         # distribution overrides any config key from REGISTRY_<SECTION>_<KEY> variables: an
         # inherited REGISTRY_HTTP_ADDR or REGISTRY_AUTH would silently change the registry.
         env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
@@ -401,7 +408,9 @@ class LocalRegistry:
             code = process.poll()
             if code is not None:
                 self._run.kill()
-                raise RegistryStartError(f"docker-registry exited with status {code} on startup; log {self.log_path}:\n{self.log_tail()}")
+                raise RegistryStartError(
+                    f"docker-registry exited with status {code} on startup; log {self.log_path}:\n{self.log_tail()}"
+                )
             try:
                 status = _probe(self.host, self.url, tls=self.config.tls is not None)
                 if status in (200, 401):

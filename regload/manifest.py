@@ -1,11 +1,14 @@
 """Descriptors, platforms, and parsing of manifests and indexes (Docker and OCI).
 
-Manifests are kept as their exact bytes: digests are over bytes, never over re-serialised JSON.
+Manifests are kept as their exact bytes: digests are over bytes, never over re-serialised JSON
+(a signed schema 1 manifest's digest is over its signed payload: see ``digested_bytes``).
 ``build_manifest`` is the one place that serialises a new manifest.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,7 +79,9 @@ class Descriptor:
             platform = Platform(p["os"], p["architecture"], variant if isinstance(variant, str) else None)
         urls = tuple(u for u in obj.get("urls") or () if isinstance(u, str))
         ann = obj.get("annotations") or {}
-        annotations = tuple(sorted((k, v) for k, v in ann.items() if isinstance(v, str))) if isinstance(ann, dict) else ()
+        annotations = (
+            tuple(sorted((k, v) for k, v in ann.items() if isinstance(v, str))) if isinstance(ann, dict) else ()
+        )
         return cls(media_type, digest, size, platform, urls, annotations)
 
     def to_json(self) -> dict[str, Any]:
@@ -145,13 +150,8 @@ def parse_manifest(raw: bytes, media_type: str | None, digest: Digest | None = N
     generic); the document's own ``mediaType`` wins when present."""
     if len(raw) > MAX_MANIFEST_BYTES:
         raise ManifestError(f"manifest is {len(raw)} bytes, more than the {MAX_MANIFEST_BYTES} allowed")
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ManifestError(f"manifest is not valid JSON ({e.__class__.__name__}: {str(e)[:80]})") from None
-    if not isinstance(doc, dict):
-        raise ManifestError("manifest is not a JSON object")
-    digest = digest or Digest.of(raw)
+    doc = _json_object(raw, "manifest")
+    digest = digest or Digest.of(digested_bytes(raw))
     kind = _kind(doc, media_type)
     if kind in mt.INDEXES:
         entries = doc.get("manifests")
@@ -165,8 +165,58 @@ def parse_manifest(raw: bytes, media_type: str | None, digest: Digest | None = N
         config = Descriptor.from_json(doc.get("config"), "manifest config")
         return ImageManifest(kind, raw, digest, config, tuple(Descriptor.from_json(x, "layer") for x in layers))
     if kind in mt.SCHEMA1:
+        payload = digested_bytes(raw)
+        if payload is not raw:
+            # Read what the digest covers: bytes after formatLength (the signatures) could
+            # otherwise carry a second fsLayers that the JSON parser would take instead.
+            doc = _json_object(payload, "schema 1 payload")
         return _parse_schema1(doc, kind, raw, digest)
     raise ManifestError(f"unsupported manifest media type {kind!r}")
+
+
+def digested_bytes(raw: bytes) -> bytes:
+    """The bytes a manifest's digest is computed over: ``raw`` itself, except for a signed
+    schema 1 manifest (libtrust "pretty" JWS), whose digest is that of its payload: the
+    manifest without ``signatures``, rebuilt from the ``formatLength`` and ``formatTail`` of
+    the signatures' protected headers (what distribution stores and names in
+    Docker-Content-Digest; the signatures differ on every GET, as the registry signs again)."""
+    if b'"signatures"' not in raw:  # the common case, without parsing
+        return raw
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return raw
+    if not isinstance(doc, dict) or doc.get("schemaVersion") != 1 or "signatures" not in doc:
+        return raw
+    formats = set()
+    try:
+        for signature in doc["signatures"]:
+            protected = json.loads(_b64url_decode(signature["protected"]))
+            formats.add((protected["formatLength"], _b64url_decode(protected["formatTail"])))
+    except (TypeError, KeyError, ValueError, UnicodeDecodeError, binascii.Error):
+        raise ManifestError("signed schema 1 manifest: a signature has no valid protected header") from None
+    if len(formats) != 1:
+        raise ManifestError("signed schema 1 manifest: signatures missing or disagreeing on the payload format")
+    ((length, tail),) = formats
+    if not isinstance(length, int) or isinstance(length, bool) or not 0 < length <= len(raw):
+        raise ManifestError("signed schema 1 manifest: invalid formatLength")
+    return raw[:length] + tail
+
+
+def _b64url_decode(text: Any) -> bytes:
+    if not isinstance(text, str):
+        raise TypeError("not a string")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ManifestError(f"{what} is not valid JSON ({e.__class__.__name__}: {str(e)[:80]})") from None
+    if not isinstance(doc, dict):
+        raise ManifestError(f"{what} is not a JSON object")
+    return doc
 
 
 def _kind(doc: dict[str, Any], content_type: str | None) -> str:
@@ -209,9 +259,20 @@ def _parse_schema1(doc: dict[str, Any], kind: str, raw: bytes, digest: Digest) -
     return Schema1Manifest(kind, raw, digest, tuple(layers), tuple(compat), arch)
 
 
-def build_manifest(media_type: str, config: Descriptor, layers: list[Descriptor], annotations: dict[str, str] | None = None) -> bytes:
+def build_manifest(
+    media_type: str, config: Descriptor, layers: list[Descriptor], annotations: dict[str, str] | None = None
+) -> bytes:
     """Serialise a new image manifest deterministically (the bytes that will be pushed)."""
-    doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": media_type, "config": config.to_json(), "layers": [d.to_json() for d in layers]}
+    doc: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": media_type,
+        "config": config.to_json(),
+        "layers": [d.to_json() for d in layers],
+    }
     if annotations:
         doc["annotations"] = annotations
-    return json.dumps(doc, indent=3 if media_type == mt.DOCKER_MANIFEST else None, separators=(",", ": ") if media_type == mt.DOCKER_MANIFEST else (",", ":")).encode()
+    return json.dumps(
+        doc,
+        indent=3 if media_type == mt.DOCKER_MANIFEST else None,
+        separators=(",", ": ") if media_type == mt.DOCKER_MANIFEST else (",", ":"),
+    ).encode()

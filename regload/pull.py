@@ -13,7 +13,7 @@ from . import endpoints
 from .client import RegistryClient
 from .concurrency import Runner
 from .digest import Digest, Verifier
-from .errors import ManifestError, RegloadError
+from .errors import ManifestError, RegistryError, RegloadError
 from .manifest import DEFAULT_PLATFORM, Descriptor, ImageManifest, Index, Platform, Schema1Manifest, parse_manifest
 from .reference import Reference
 from .schema1 import schema1_config, schema1_layers
@@ -30,6 +30,7 @@ class PullOptions:
     platform: Platform = DEFAULT_PLATFORM
     jobs: int = 3  # docker's default max-concurrent-downloads
     verify: bool = True
+    head_first: bool = False  # HEAD the manifest, then GET it by digest (docker with a warm cache)
 
 
 @dataclass
@@ -45,9 +46,18 @@ class PullResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def resolve_manifest(client: RegistryClient, ref: Reference, platform: Platform) -> tuple[ImageManifest | Schema1Manifest, Index | None, Descriptor | None]:
-    """GET the reference's manifest; if it is an index, GET the platform's manifest from it."""
-    fetched = endpoints.get_manifest(client, ref)
+def resolve_manifest(
+    client: RegistryClient, ref: Reference, platform: Platform, head_first: bool = False
+) -> tuple[ImageManifest | Schema1Manifest, Index | None, Descriptor | None]:
+    """GET the reference's manifest; if it is an index, GET the platform's manifest from it.
+    With ``head_first``, a HEAD learns the digest and the GET asks for that digest."""
+    reference = None
+    if head_first:
+        head = endpoints.head_manifest(client, ref)
+        if head is None:
+            raise RegistryError(endpoints.HEAD_MANIFEST, 404, "MANIFEST_UNKNOWN", "manifest unknown")
+        reference = str(head.digest) if head.digest else None
+    fetched = endpoints.get_manifest(client, ref, reference)
     manifest = parse_manifest(fetched.raw, fetched.media_type, fetched.digest)
     if not isinstance(manifest, Index):
         return manifest, None, None
@@ -79,7 +89,14 @@ def fetch_small_blob(client: RegistryClient, ref: Reference, desc: Descriptor, l
     return bytes(data)
 
 
-def fetch_blob(client: RegistryClient, ref: Reference, desc: Descriptor, target: Path | None, verify: bool = True, progress: ProgressFn | None = None) -> int:
+def fetch_blob(
+    client: RegistryClient,
+    ref: Reference,
+    desc: Descriptor,
+    target: Path | None,
+    verify: bool = True,
+    progress: ProgressFn | None = None,
+) -> int:
     """Stream one blob, verifying digest and size as it arrives, into ``target`` (written as
     ``target.partial`` and renamed once verified) or nowhere. Returns the bytes read."""
     expected = desc.size if desc.size >= 0 else None
@@ -114,14 +131,21 @@ def fetch_blob(client: RegistryClient, ref: Reference, desc: Descriptor, target:
             partial.unlink()
 
 
-def pull(client: RegistryClient, ref: Reference, sink: Sink, runner: Runner, options: PullOptions = PullOptions(), progress: ProgressFn | None = None) -> PullResult:
+def pull(
+    client: RegistryClient,
+    ref: Reference,
+    sink: Sink,
+    runner: Runner,
+    options: PullOptions = PullOptions(),
+    progress: ProgressFn | None = None,
+) -> PullResult:
     """Pull ``ref`` into ``sink``. On any failure the sink is aborted (nothing left behind)."""
     clock = time.perf_counter
     timings: dict[str, float] = {}
     started = clock()
     try:
         endpoints.ping(client)
-        manifest, index, chosen = resolve_manifest(client, ref, options.platform)
+        manifest, index, chosen = resolve_manifest(client, ref, options.platform, options.head_first)
         timings["manifest"] = clock() - started
 
         t = clock()
@@ -153,8 +177,12 @@ def pull(client: RegistryClient, ref: Reference, sink: Sink, runner: Runner, opt
             if config is None or config_desc is None:
                 assert isinstance(manifest, Schema1Manifest)
                 config = schema1_config(manifest, layers, blob_dir)
-                config_desc = Descriptor("application/vnd.docker.container.image.v1+json", Digest.of(config), len(config))
-            sink.finish(PulledImage(ref.repository, ref.tag, manifest, index, config, config_desc, tuple(layers), blob_dir))
+                config_desc = Descriptor(
+                    "application/vnd.docker.container.image.v1+json", Digest.of(config), len(config)
+                )
+            sink.finish(
+                PulledImage(ref.repository, ref.tag, manifest, index, config, config_desc, tuple(layers), blob_dir)
+            )
             timings["write"] = clock() - t
     except BaseException:
         sink.abort()

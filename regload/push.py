@@ -54,7 +54,9 @@ class PushResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _counting(chunks: Iterable[bytes | memoryview], hasher: Hasher | None, progress: ProgressFn | None) -> Iterator[bytes | memoryview]:
+def _counting(
+    chunks: Iterable[bytes | memoryview], hasher: Hasher | None, progress: ProgressFn | None
+) -> Iterator[bytes | memoryview]:
     for chunk in chunks:
         if hasher is not None:
             hasher.update(chunk)
@@ -63,10 +65,14 @@ def _counting(chunks: Iterable[bytes | memoryview], hasher: Hasher | None, progr
         yield chunk
 
 
-def push_blob(client: RegistryClient, ref: Reference, blob: BlobSource, options: PushOptions, progress: ProgressFn | None = None) -> BlobPushed:
+def push_blob(
+    client: RegistryClient, ref: Reference, blob: BlobSource, options: PushOptions, progress: ProgressFn | None = None
+) -> BlobPushed:
     """Push one blob unless the registry has it already or can mount it."""
     desc = blob.known_descriptor()
-    if desc is None and (options.check_existing or options.mount_from or options.upload_mode in ("monolithic", "single-post")):
+    if desc is None and (
+        options.check_existing or options.mount_from or options.upload_mode in ("monolithic", "single-post")
+    ):
         desc = blob.descriptor()  # these paths need the digest before sending any data
     if desc is not None and options.check_existing:
         size = endpoints.head_blob(client, ref, desc.digest, endpoints.push_scope(ref))
@@ -78,6 +84,8 @@ def push_blob(client: RegistryClient, ref: Reference, blob: BlobSource, options:
         if session is None:
             return BlobPushed(desc, "mounted", 0)
     mode = options.upload_mode
+    if mode == "single-post" and session is not None:
+        mode = "monolithic"  # a mount answered 202 with a session: send the body in one PUT on it
     if mode == "single-post" and session is None:
         assert desc is not None
         session = endpoints.post_single(client, ref, desc.digest, _counting(blob.open(), None, progress), desc.size)
@@ -95,12 +103,16 @@ def push_blob(client: RegistryClient, ref: Reference, blob: BlobSource, options:
     hasher = Hasher()
     if mode == "streamed":
         length = desc.size if desc is not None else None
-        session = endpoints.patch_upload(client, ref, session, _counting(blob.open(), hasher, progress), length, content_range=False)
+        session = endpoints.patch_upload(
+            client, ref, session, _counting(blob.open(), hasher, progress), length, content_range=False
+        )
     else:
         session = _upload_chunks(client, ref, session, _counting(blob.open(), hasher, progress), options.chunk_size)
     digest = hasher.digest()
     if desc is not None and (digest != desc.digest or hasher.size != desc.size):
-        raise DigestMismatch(f"blob {desc.digest.short}: the source produced {hasher.size} bytes with digest {digest.short}")
+        raise DigestMismatch(
+            f"blob {desc.digest.short}: the source produced {hasher.size} bytes with digest {digest.short}"
+        )
     if session.offset != hasher.size:
         raise ProtocolError(f"upload session holds {session.offset} bytes, {hasher.size} were sent")
     endpoints.put_upload(client, ref, session, digest)
@@ -119,7 +131,13 @@ def _chunks_of(stream: Iterable[bytes | memoryview], size: int) -> Iterator[byte
         yield bytes(buf)
 
 
-def _upload_chunks(client: RegistryClient, ref: Reference, session: endpoints.UploadSession, stream: Iterable[bytes | memoryview], chunk_size: int) -> endpoints.UploadSession:
+def _upload_chunks(
+    client: RegistryClient,
+    ref: Reference,
+    session: endpoints.UploadSession,
+    stream: Iterable[bytes | memoryview],
+    chunk_size: int,
+) -> endpoints.UploadSession:
     """Spec chunked upload: PATCH chunks with ``Content-Range``, each at least the registry's
     ``OCI-Chunk-Min-Length`` (but the last). On 416 the registry and we disagree on the offset:
     GET the session status and resend from the registry's offset when the data is still held."""
@@ -134,7 +152,9 @@ def _upload_chunks(client: RegistryClient, ref: Reference, session: endpoints.Up
             session = endpoints.upload_status(client, ref, session)
             skip = session.offset - start
             if not 0 <= skip <= len(chunk):
-                raise ProtocolError(f"upload out of step: the registry holds {session.offset} bytes, this chunk starts at {start}") from None
+                raise ProtocolError(
+                    f"upload out of step: the registry holds {session.offset} bytes, this chunk starts at {start}"
+                ) from None
             if skip < len(chunk):
                 rest = chunk[skip:]
                 session = endpoints.patch_upload(client, ref, session, rest, len(rest), content_range=True)
@@ -147,14 +167,23 @@ def manifest_bytes(image: SourceImage, config: Descriptor, layers: list[Descript
     return build_manifest(image.manifest_media_type, config, layers)
 
 
-def push(client: RegistryClient, ref: Reference, image: SourceImage, runner: Runner, options: PushOptions = PushOptions(), progress: ProgressFn | None = None) -> PushResult:
+def push(
+    client: RegistryClient,
+    ref: Reference,
+    image: SourceImage,
+    runner: Runner,
+    options: PushOptions = PushOptions(),
+    progress: ProgressFn | None = None,
+) -> PushResult:
     """Push ``image`` to ``ref`` (a tag, or a digest that must equal the manifest's)."""
     clock = time.perf_counter
     started = clock()
     timings: dict[str, float] = {}
     endpoints.ping(client)
     client.auth.prepare(endpoints.push_scope(ref, *filter(None, [options.mount_from])), client.raw_send)
-    layers = runner.map(lambda blob: push_blob(client, ref, blob, options, progress), image.layers, max(1, options.jobs))
+    layers = runner.map(
+        lambda blob: push_blob(client, ref, blob, options, progress), image.layers, max(1, options.jobs)
+    )
     timings["layers"] = clock() - started
     t = clock()
     config = push_blob(client, ref, image.config, options, progress)
@@ -168,4 +197,6 @@ def push(client: RegistryClient, ref: Reference, image: SourceImage, runner: Run
     timings["manifest"] = clock() - t
     timings["total"] = clock() - started
     blobs = [*layers, config]
-    return PushResult(str(ref), str(digest), image.manifest_media_type, blobs, sum(b.sent for b in blobs) + len(raw), timings)
+    return PushResult(
+        str(ref), str(digest), image.manifest_media_type, blobs, sum(b.sent for b in blobs) + len(raw), timings
+    )

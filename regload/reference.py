@@ -21,11 +21,13 @@ DOCKER_HUB_API = "registry-1.docker.io"
 # distribution/reference grammar (reference/regexp.go): lower-case path components joined by
 # '/', each made of alphanumerics with '.', '_', '__' or runs of '-' between them.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+# ``\Z``, not ``$`` (which also matches before a final newline: ``a\n:tag`` would parse), and
+# ASCII ``\w`` as in Go's RE2 (``app:tagé`` is no docker tag).
+_PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*\Z")
+_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}\Z", re.ASCII)
 _DOMAIN_RE = re.compile(
     r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
-    r"|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?$"
+    r"|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?\Z"
 )
 MAX_NAME_LENGTH = 255
 
@@ -86,6 +88,14 @@ class Reference:
             return str(self.digest)
         return self.tag or "latest"
 
+    @property
+    def familiar_name(self) -> str:
+        """The repository as docker names it in ``docker images``: ``busybox``, ``user/app``,
+        ``host:5000/team/app``."""
+        if self.registry.host == DOCKER_HUB_API:
+            return self.repository.removeprefix("library/")
+        return f"{self.registry.host}/{self.repository}"
+
     def with_reference(self, reference: str) -> Reference:
         """The same repository at another tag or digest."""
         if ":" in reference and not _TAG_RE.match(reference):
@@ -134,6 +144,10 @@ def parse_reference(text: str, *, registry: Registry | None = None, plain_http: 
     """Parse a docker reference. With ``registry`` given, ``text`` is ``repo[:tag][@digest]``."""
     if not isinstance(text, str) or not text or text != text.strip():
         raise InvalidReference(f"invalid reference {text!r}: empty or surrounded by spaces")
+    if "://" in text:
+        raise InvalidReference(
+            f"invalid reference {text!r}: a reference is host/repo[:tag], not a URL (use --registry URL for a base URL)"
+        )
     rest, digest = text, None
     if "@" in rest:
         rest, digest_text = rest.split("@", 1)
@@ -147,7 +161,7 @@ def parse_reference(text: str, *, registry: Registry | None = None, plain_http: 
             raise InvalidReference(f"invalid reference {text!r}: bad tag {tag!r}")
     if registry is None:
         domain, path = _split_domain(rest)
-        if domain is not None and not _DOMAIN_RE.match(domain):
+        if domain is not None and (not _DOMAIN_RE.match(domain) or not _valid_ip_literal(domain)):
             raise InvalidReference(f"invalid reference {text!r}: bad registry host {domain!r}")
         domain = domain or DOCKER_HUB
         if domain == DOCKER_HUB and "/" not in path:
@@ -173,6 +187,18 @@ def parse_repository(text: str, *, registry: Registry | None = None, plain_http:
     if ref.digest or (ref.tag != "latest" or text.endswith(":latest")):
         raise InvalidReference(f"invalid repository {text!r}: no tag or digest expected")
     return Reference(ref.registry, ref.repository)
+
+
+def _valid_ip_literal(domain: str) -> bool:
+    """A ``[…]`` host must be a real IPv6 address: ``[:]`` passes the grammar, but urllib (and so
+    every URL built from it) raises ValueError on it."""
+    if not domain.startswith("["):
+        return True
+    try:
+        ipaddress.IPv6Address(domain[1:].split("]", 1)[0])
+    except ValueError:
+        return False
+    return True
 
 
 def _split_domain(name: str) -> tuple[str | None, str]:

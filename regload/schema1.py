@@ -17,7 +17,17 @@ from typing import Any
 from .errors import ManifestError
 from .manifest import Descriptor, Schema1Manifest
 
-_IMAGE_KEYS = ("architecture", "os", "config", "container_config", "created", "author", "docker_version", "container", "variant")
+_IMAGE_KEYS = (
+    "architecture",
+    "os",
+    "config",
+    "container_config",
+    "created",
+    "author",
+    "docker_version",
+    "container",
+    "variant",
+)
 
 
 def schema1_layers(manifest: Schema1Manifest) -> list[Descriptor]:
@@ -35,7 +45,10 @@ def schema1_config(manifest: Schema1Manifest, layers: list[Descriptor], blob_dir
     config = {k: newest[k] for k in _IMAGE_KEYS if k in newest}
     config.setdefault("architecture", manifest.architecture)
     config.setdefault("os", "linux")
-    config["rootfs"] = {"type": "layers", "diff_ids": [diff_id(blob_dir / d.digest.algorithm / d.digest.hex) for d in layers]}
+    config["rootfs"] = {
+        "type": "layers",
+        "diff_ids": [diff_id(blob_dir / d.digest.algorithm / d.digest.hex) for d in layers],
+    }
     history = []
     for h in manifest.history:
         entry: dict[str, Any] = {}

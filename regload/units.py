@@ -7,10 +7,17 @@ import re
 from .errors import UsageError
 
 _UNITS = {
-    "": 1, "b": 1,
-    "k": 1024, "kb": 1000, "kib": 1024,
-    "m": 1024**2, "mb": 1000**2, "mib": 1024**2,
-    "g": 1024**3, "gb": 1000**3, "gib": 1024**3,
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1024**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
 }
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
@@ -19,5 +26,7 @@ def parse_size(text: str, what: str = "size") -> int:
     m = _SIZE_RE.match(text)
     unit = m.group(2).lower() if m else ""
     if not m or unit not in _UNITS:
-        raise UsageError(f"invalid {what} {text!r}: expected a number with an optional unit (B, KiB, MiB, GiB, KB, MB, GB)")
+        raise UsageError(
+            f"invalid {what} {text!r}: expected a number with an optional unit (B, KiB, MiB, GiB, KB, MB, GB)"
+        )
     return int(float(m.group(1)) * _UNITS[unit])

@@ -8,7 +8,9 @@ from regload.http import Headers, Request
 
 
 def test_bearer_challenge_with_commas_in_quotes():
-    [c] = parse_challenges(['Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push"'])
+    [c] = parse_challenges(
+        ['Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push"']
+    )
     assert c.scheme == "bearer"
     assert c.get("realm") == "https://auth.example/token"
     assert c.get("service") == "registry.example"
@@ -87,7 +89,12 @@ def test_token_flow_scopes_cache_and_renewal():
 def test_push_scope_merges_with_challenge():
     auth = Authenticator(None, TokenCache())
     sent: list[Request] = []
-    auth.handle_challenge(FakeResponse(401, headers=[CHALLENGE]), ("repository:app:pull,push", "repository:base:pull"), token_server(sent), "x")
+    auth.handle_challenge(
+        FakeResponse(401, headers=[CHALLENGE]),
+        ("repository:app:pull,push", "repository:base:pull"),
+        token_server(sent),
+        "x",
+    )
     assert sent[0].url.endswith("scope=repository%3Aapp%3Apull%2Cpush&scope=repository%3Abase%3Apull")
     assert sent[0].header("Authorization") is None
 
@@ -102,12 +109,15 @@ def test_disabled_cache_fetches_every_time():
     assert len(sent) == 4
 
 
-@pytest.mark.parametrize("status, body, message", [
-    (401, b"", "refused the credentials"),
-    (500, b"oops", "token server failed"),
-    (200, b"not json", "not a token"),
-    (200, b'{"expires_in": 5}', "no token"),
-])
+@pytest.mark.parametrize(
+    "status, body, message",
+    [
+        (401, b"", "refused the credentials"),
+        (500, b"oops", "token server failed"),
+        (200, b"not json", "not a token"),
+        (200, b'{"expires_in": 5}', "no token"),
+    ],
+)
 def test_token_server_failures(status, body, message):
     auth = Authenticator(Credentials("u", "hunter2"))
 
@@ -122,7 +132,9 @@ def test_token_server_failures(status, body, message):
 
 def test_basic_without_credentials_is_a_clear_error():
     with pytest.raises(AuthError, match="requires a username"):
-        Authenticator().handle_challenge(FakeResponse(401, headers=[("WWW-Authenticate", 'Basic realm="r"')]), (), None, "GET /v2/")
+        Authenticator().handle_challenge(
+            FakeResponse(401, headers=[("WWW-Authenticate", 'Basic realm="r"')]), (), None, "GET /v2/"
+        )
 
 
 def test_credentials_repr_hides_password():
@@ -133,7 +145,9 @@ def test_a_wider_token_serves_narrower_scopes():
     auth = Authenticator(None, TokenCache())
     sent: list[Request] = []
     send = token_server(sent)
-    auth.handle_challenge(FakeResponse(401, headers=[CHALLENGE]), ("repository:app:pull,push", "repository:base:pull"), send, "x")
+    auth.handle_challenge(
+        FakeResponse(401, headers=[CHALLENGE]), ("repository:app:pull,push", "repository:base:pull"), send, "x"
+    )
     for scopes in (("repository:app:pull",), ("repository:app:push,pull",), ("repository:base:pull",)):
         assert auth.authorize(Request("GET", "u", "n"), scopes, send).header("Authorization") == "Bearer T1"
     auth.authorize(Request("GET", "u", "n"), ("repository:base:push",), send)

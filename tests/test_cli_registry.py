@@ -19,7 +19,17 @@ def test_push_then_pull_in_every_upload_mode(any_registry, mode, tmp_path):
     repo = f"e2e/{mode}"
     seed = UPLOAD_MODES.index(mode) + 10 * len(registry.mode)
     spec = f"synthetic:layers=3,size=300KiB,seed={seed}"
-    push = regload("push", spec, image_ref(registry, repo, "v1"), "--upload-mode", mode, "--chunk-size", "100KiB", "--json", registry=registry)
+    push = regload(
+        "push",
+        spec,
+        image_ref(registry, repo, "v1"),
+        "--upload-mode",
+        mode,
+        "--chunk-size",
+        "100KiB",
+        "--json",
+        registry=registry,
+    )
     assert push.code == 0, push.output
     pushed = push.json
     assert [b["action"] for b in pushed["blobs"]] == ["uploaded"] * 4
@@ -106,7 +116,12 @@ def test_credentials_from_environment_and_docker_config(registry_basic, tmp_path
 
 def test_tags_follow_pagination(registry_anon):
     for i in range(5):
-        run = regload("push", "synthetic:layers=1,size=1KiB,seed=1", image_ref(registry_anon, "e2e/tags", f"t{i}"), registry=registry_anon)
+        run = regload(
+            "push",
+            "synthetic:layers=1,size=1KiB,seed=1",
+            image_ref(registry_anon, "e2e/tags", f"t{i}"),
+            registry=registry_anon,
+        )
         assert run.code == 0, run.output
     run = regload("tags", f"{registry_anon.host}/e2e/tags", "--page-size", "2", "--json")
     assert run.code == 0, run.output
@@ -118,8 +133,15 @@ def test_push_by_digest_and_cross_repo_mount(registry_anon):
     first = regload("push", spec, image_ref(registry_anon, "e2e/mount-src", "v1"), "--json")
     assert first.code == 0, first.output
     digest = first.json["manifest_digest"]
-    mounted = regload("push", spec, image_ref(registry_anon, "e2e/mount-dst", digest), "--mount-from", "e2e/mount-src",
-                      "--no-check-existing", "--json")
+    mounted = regload(
+        "push",
+        spec,
+        image_ref(registry_anon, "e2e/mount-dst", digest),
+        "--mount-from",
+        "e2e/mount-src",
+        "--no-check-existing",
+        "--json",
+    )
     assert mounted.code == 0, mounted.output
     assert [b["action"] for b in mounted.json["blobs"]] == ["mounted"] * 3
     wrong = regload("push", "synthetic:layers=2,size=16KiB,seed=78", image_ref(registry_anon, "e2e/mount-dst", digest))
@@ -130,10 +152,13 @@ def test_inspect_and_pull_platform_from_index(registry_anon, tmp_path):
     from tests.support.images import make_oci_index_layout
     from tests.support.skopeo import skopeo_copy
 
-    index = make_oci_index_layout(tmp_path / "multi", {
-        "linux/amd64": [{"arch": b"amd64\n"}],
-        "linux/arm64/v8": [{"arch": b"arm64\n"}],
-    })
+    index = make_oci_index_layout(
+        tmp_path / "multi",
+        {
+            "linux/amd64": [{"arch": b"amd64\n"}],
+            "linux/arm64/v8": [{"arch": b"arm64\n"}],
+        },
+    )
     skopeo_copy(index.ref, registry_anon.docker_ref("e2e/multi", "v1"), registry=registry_anon, extra=["--all"])
     ref = image_ref(registry_anon, "e2e/multi", "v1")
     run = regload("inspect", ref, "--json")
@@ -183,8 +208,12 @@ def test_wrong_bytes_served_are_refused(registry_anon, tmp_path):
 def test_bad_sources_exit_2(registry_anon, tmp_path):
     broken = tmp_path / "broken.tar"
     broken.write_bytes(b"this is not a tarball at all" * 100)
-    for source, needle in [(str(broken), "broken.tar"), (str(tmp_path / "absent.tar"), "absent.tar"),
-                           ("synthetic:layers=x", "layers"), ("synthetic:colour=blue", "colour")]:
+    for source, needle in [
+        (str(broken), "broken.tar"),
+        (str(tmp_path / "absent.tar"), "absent.tar"),
+        ("synthetic:layers=x", "layers"),
+        ("synthetic:colour=blue", "colour"),
+    ]:
         run = regload("push", source, image_ref(registry_anon, "e2e/bad", "v1"))
         assert_clean_failure(run, 2, needle)
 

@@ -45,7 +45,9 @@ RICH_LAYERS = [
 
 def unpack(layout: Path, tag: str, bundle: Path) -> Path:
     """``umoci unpack`` of a layout written by skopeo; returns the rootfs."""
-    done = subprocess.run(["umoci", "unpack", "--image", f"{layout}:{tag}", str(bundle)], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        ["umoci", "unpack", "--image", f"{layout}:{tag}", str(bundle)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     return bundle / "rootfs"
 
@@ -85,8 +87,17 @@ def test_skopeo_docker_archive_pushed_by_regload(registry_anon, rich_image, rich
 @pytest.mark.parametrize("mode", ["monolithic", "streamed", "chunked", "single-post"])
 def test_regload_pushed_oci_layout_is_read_by_skopeo(registry_token, rich_image, rich_tree, tmp_path, mode):
     repo = f"interop/oci-{mode}"
-    push = regload("push", f"{rich_image.layout}:v1", image_ref(registry_token, repo, "v1"), "--upload-mode", mode,
-                   "--chunk-size", "4KiB", "--json", registry=registry_token)
+    push = regload(
+        "push",
+        f"{rich_image.layout}:v1",
+        image_ref(registry_token, repo, "v1"),
+        "--upload-mode",
+        mode,
+        "--chunk-size",
+        "4KiB",
+        "--json",
+        registry=registry_token,
+    )
     assert push.code == 0, push.output
     assert push.json["manifest_digest"] == rich_image.manifest.digest  # pushed unchanged
     back = tmp_path / "back"

@@ -12,9 +12,12 @@ D2 = "sha256:" + "2" * 64
 
 
 def manifest_doc(media_type=mt.OCI_MANIFEST):
-    return {"schemaVersion": 2, "mediaType": media_type,
-            "config": {"mediaType": mt.OCI_CONFIG, "digest": D1, "size": 10},
-            "layers": [{"mediaType": mt.OCI_LAYER_GZIP, "digest": D2, "size": 20}]}
+    return {
+        "schemaVersion": 2,
+        "mediaType": media_type,
+        "config": {"mediaType": mt.OCI_CONFIG, "digest": D1, "size": 10},
+        "layers": [{"mediaType": mt.OCI_LAYER_GZIP, "digest": D2, "size": 20}],
+    }
 
 
 def test_image_manifest_keeps_bytes():
@@ -33,9 +36,24 @@ def test_media_type_from_content_type_or_shape():
 
 
 def test_index_platform_selection():
-    idx = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [
-        {"mediaType": mt.OCI_MANIFEST, "digest": D1, "size": 1, "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
-        {"mediaType": mt.OCI_MANIFEST, "digest": D2, "size": 2, "platform": {"os": "linux", "architecture": "amd64"}}]}
+    idx = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_INDEX,
+        "manifests": [
+            {
+                "mediaType": mt.OCI_MANIFEST,
+                "digest": D1,
+                "size": 1,
+                "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"},
+            },
+            {
+                "mediaType": mt.OCI_MANIFEST,
+                "digest": D2,
+                "size": 2,
+                "platform": {"os": "linux", "architecture": "amd64"},
+            },
+        ],
+    }
     m = parse_manifest(json.dumps(idx).encode(), None)
     assert isinstance(m, Index)
     assert str(m.select(Platform.parse("linux/amd64")).digest) == D2
@@ -45,25 +63,41 @@ def test_index_platform_selection():
 
 
 def test_schema1_layers_oldest_first():
-    doc = {"schemaVersion": 1, "name": "x", "tag": "t", "architecture": "amd64",
-           "fsLayers": [{"blobSum": D2}, {"blobSum": D1}],
-           "history": [{"v1Compatibility": json.dumps({"id": "b"})}, {"v1Compatibility": json.dumps({"id": "a"})}]}
+    doc = {
+        "schemaVersion": 1,
+        "name": "x",
+        "tag": "t",
+        "architecture": "amd64",
+        "fsLayers": [{"blobSum": D2}, {"blobSum": D1}],
+        "history": [{"v1Compatibility": json.dumps({"id": "b"})}, {"v1Compatibility": json.dumps({"id": "a"})}],
+    }
     m = parse_manifest(json.dumps(doc).encode(), mt.DOCKER_SCHEMA1_SIGNED)
     assert isinstance(m, Schema1Manifest)
     assert [str(d.digest) for d in m.layers] == [D1, D2]
     assert [h["id"] for h in m.history] == ["a", "b"]
 
 
-@pytest.mark.parametrize("raw, message", [
-    (b"{not json", "not valid JSON"),
-    (b"[]", "not a JSON object"),
-    (json.dumps({"mediaType": "application/x-nonsense"}).encode(), "unsupported manifest media type"),
-    (json.dumps({**manifest_doc(), "layers": "x"}).encode(), "no layers"),
-    (json.dumps({**manifest_doc(), "config": {"mediaType": "a", "digest": "md5:" + "a" * 32, "size": 1}}).encode(), "unsupported digest algorithm"),
-    (json.dumps({**manifest_doc(), "config": {"mediaType": "a", "digest": D1, "size": -1}}).encode(), "no valid size"),
-    (json.dumps({**manifest_doc(), "config": {"mediaType": "a", "digest": D1}}).encode(), "no valid size"),
-    (b" " * (4 * 1024 * 1024 + 1), "more than"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[]", "not a JSON object"),
+        (json.dumps({"mediaType": "application/x-nonsense"}).encode(), "unsupported manifest media type"),
+        (json.dumps({**manifest_doc(), "layers": "x"}).encode(), "no layers"),
+        (
+            json.dumps(
+                {**manifest_doc(), "config": {"mediaType": "a", "digest": "md5:" + "a" * 32, "size": 1}}
+            ).encode(),
+            "unsupported digest algorithm",
+        ),
+        (
+            json.dumps({**manifest_doc(), "config": {"mediaType": "a", "digest": D1, "size": -1}}).encode(),
+            "no valid size",
+        ),
+        (json.dumps({**manifest_doc(), "config": {"mediaType": "a", "digest": D1}}).encode(), "no valid size"),
+        (b" " * (4 * 1024 * 1024 + 1), "more than"),
+    ],
+)
 def test_bad_manifests(raw, message):
     with pytest.raises(ManifestError, match=message):
         parse_manifest(raw, None)

@@ -32,8 +32,23 @@ def test_parse(text, base, repo, tag, digest):
 
 @pytest.mark.parametrize(
     "text",
-    ["", " busybox", "Busybox", "busybox:", "busybox:-bad", "a//b", "a/b/", "host:5000/", "x@sha256:abc", "x@md5:" + "a" * 32,
-     "x@sha256:" + "A" * 64, "repo/-x", "x:" + "t" * 129, "bad_host!:5000/x", "a/" + "b" * 300],
+    [
+        "",
+        " busybox",
+        "Busybox",
+        "busybox:",
+        "busybox:-bad",
+        "a//b",
+        "a/b/",
+        "host:5000/",
+        "x@sha256:abc",
+        "x@md5:" + "a" * 32,
+        "x@sha256:" + "A" * 64,
+        "repo/-x",
+        "x:" + "t" * 129,
+        "bad_host!:5000/x",
+        "a/" + "b" * 300,
+    ],
 )
 def test_invalid(text):
     with pytest.raises(InvalidReference) as e:
@@ -67,7 +82,23 @@ def test_repository_only():
         parse_repository("localhost:5000/a/b:tag")
 
 
-@pytest.mark.parametrize("host, loop", [("localhost", True), ("127.0.0.1:5000", True), ("127.3.4.5", True), ("[::1]:80", True),
-                                        ("10.0.0.1", False), ("example.com:5000", False), ("foo.localhost", True)])
+@pytest.mark.parametrize(
+    "host, loop",
+    [
+        ("localhost", True),
+        ("127.0.0.1:5000", True),
+        ("127.3.4.5", True),
+        ("[::1]:80", True),
+        ("10.0.0.1", False),
+        ("example.com:5000", False),
+        ("foo.localhost", True),
+    ],
+)
 def test_loopback(host, loop):
     assert is_loopback(host) is loop
+
+
+def test_familiar_name():
+    assert parse_reference("busybox").familiar_name == "busybox"
+    assert parse_reference("user/app:1").familiar_name == "user/app"
+    assert parse_reference("localhost:5000/team/app").familiar_name == "localhost:5000/team/app"

@@ -225,7 +225,9 @@ def test_rootfs_applies_the_layer_rules(tmp_path: Path) -> None:
 
 
 def test_docker_typed_and_uncompressed_layers(tmp_path: Path) -> None:
-    layout = build(tmp_path, [[directory("d"), file("d/f", b"1")], [whiteout("d/f")]], compression="none", docker_types=True)
+    layout = build(
+        tmp_path, [[directory("d"), file("d/f", b"1")], [whiteout("d/f")]], compression="none", docker_types=True
+    )
     out = tmp_path / "out"
     extract(layout, out)
     assert sorted(snapshot_tree(out)) == [".", "d"]
@@ -315,7 +317,12 @@ def test_malformed_layers(tmp_path: Path, entries: list[Entry], text: str) -> No
 
 
 def test_aufs_metadata_is_skipped(tmp_path: Path) -> None:
-    entries = [directory(".wh..wh.plnk"), file(".wh..wh.plnk/123.456", b"x"), file(".wh..wh.aufs", b""), file("real", b"r")]
+    entries = [
+        directory(".wh..wh.plnk"),
+        file(".wh..wh.plnk/123.456", b"x"),
+        file(".wh..wh.aufs", b""),
+        file("real", b"r"),
+    ]
     out = tmp_path / "out"
     extract(build(tmp_path, [entries]), out)
     assert sorted(os.listdir(out)) == ["real"]
@@ -324,13 +331,17 @@ def test_aufs_metadata_is_skipped(tmp_path: Path) -> None:
 # -- rootfs errors and output rules ---------------------------------------------------------
 
 
-def _broken_layer_image(tmp_path: Path, blob: bytes, media_type: str = mt.OCI_LAYER_GZIP) -> tuple[RootfsSink, PulledImage]:
+def _broken_layer_image(
+    tmp_path: Path, blob: bytes, media_type: str = mt.OCI_LAYER_GZIP
+) -> tuple[RootfsSink, PulledImage]:
     layout = build(tmp_path, [[file("a", b"a")]])
     image = pulled_image(layout)
     digest = Digest.of(blob)
     (layout / "blobs" / "sha256" / digest.hex).write_bytes(blob)
     layer = Descriptor(media_type, digest, len(blob))
-    image = PulledImage("t", "latest", image.manifest, None, image.config, image.config_descriptor, (layer,), layout / "blobs")
+    image = PulledImage(
+        "t", "latest", image.manifest, None, image.config, image.config_descriptor, (layer,), layout / "blobs"
+    )
     return RootfsSink(tmp_path / "out"), image
 
 
@@ -374,7 +385,9 @@ def test_output_rules(tmp_path: Path) -> None:
 
 def test_output_appears_only_at_the_end(tmp_path: Path) -> None:
     # The read-only directories make the cleanup work for it when not root.
-    layout = build(tmp_path, [[directory("ro", mode=0o500), directory("ro/sub", mode=0o000), file("ro/sub/f", b"1", mode=0o400)]])
+    layout = build(
+        tmp_path, [[directory("ro", mode=0o500), directory("ro/sub", mode=0o000), file("ro/sub/f", b"1", mode=0o400)]]
+    )
     sink = RootfsSink(tmp_path / "out")
     staging = sink.blob_dir().parent
     assert staging.parent == tmp_path and staging.name.startswith(".out.regload-")
@@ -392,7 +405,11 @@ def stat_mode(path: Path) -> int:
 
 
 def test_abort_removes_staging(tmp_path: Path) -> None:
-    for sink in (RootfsSink(tmp_path / "r"), OciLayoutSink(tmp_path / "o", "t"), DockerArchiveSink(tmp_path / "d.tar", "r:t")):
+    for sink in (
+        RootfsSink(tmp_path / "r"),
+        OciLayoutSink(tmp_path / "o", "t"),
+        DockerArchiveSink(tmp_path / "d.tar", "r:t"),
+    ):
         (sink.blob_dir() / "sha256").mkdir(parents=True)
         sink.abort()
         sink.abort()
@@ -439,11 +456,18 @@ def test_oci_layout_converts_docker_manifests(tmp_path: Path) -> None:
     sink.finish(stage_blobs(layout, source, sink.blob_dir()))
     out = tmp_path / "oci"
     (entry,) = json.loads((out / "index.json").read_text())["manifests"]
-    assert entry["mediaType"] == mt.OCI_MANIFEST and entry["annotations"]["org.opencontainers.image.ref.name"] == "latest"
+    assert (
+        entry["mediaType"] == mt.OCI_MANIFEST and entry["annotations"]["org.opencontainers.image.ref.name"] == "latest"
+    )
     manifest = json.loads((out / "blobs/sha256" / entry["digest"].split(":")[1]).read_bytes())
-    assert manifest["config"] == {"mediaType": mt.OCI_CONFIG, "digest": str(source.config_descriptor.digest), "size": len(source.config)}
+    assert manifest["config"] == {
+        "mediaType": mt.OCI_CONFIG,
+        "digest": str(source.config_descriptor.digest),
+        "size": len(source.config),
+    }
     assert [(d["mediaType"], d["digest"], d["size"]) for d in manifest["layers"]] == [
-        (mt.OCI_LAYER_GZIP if d.media_type == mt.DOCKER_LAYER_GZIP else mt.OCI_LAYER_TAR, str(d.digest), d.size) for d in source.layers
+        (mt.OCI_LAYER_GZIP if d.media_type == mt.DOCKER_LAYER_GZIP else mt.OCI_LAYER_TAR, str(d.digest), d.size)
+        for d in source.layers
     ]
     assert json.loads(skopeo("inspect", f"oci:{out}:latest"))["Digest"] == entry["digest"]
     ours = tmp_path / "rootfs"
@@ -474,7 +498,9 @@ def test_oci_layout_converts_schema1(tmp_path: Path) -> None:
     assert sorted(os.listdir(rootfs)) == ["a", "b"]
 
 
-@pytest.mark.parametrize("make", [lambda p: OciLayoutSink(p / "out", "t"), lambda p: DockerArchiveSink(p / "out", "r:t")])
+@pytest.mark.parametrize(
+    "make", [lambda p: OciLayoutSink(p / "out", "t"), lambda p: DockerArchiveSink(p / "out", "r:t")]
+)
 def test_config_must_match_its_descriptor(tmp_path: Path, make: Callable[[Path], Sink]) -> None:
     layout = build(tmp_path, [[file("f", b"1")]])
     sink = make(tmp_path)
@@ -501,7 +527,9 @@ def test_docker_archive_sink(tmp_path: Path) -> None:
             "RepoTags": ["example.com/test/image:v1"],
             "Layers": [f"{d.split(':')[1]}/layer.tar" for d in diff_ids],
         }
-        assert json.load(tar.extractfile("repositories")) == {"example.com/test/image": {"v1": diff_ids[-1].split(":")[1]}}  # type: ignore[arg-type]
+        assert json.load(tar.extractfile("repositories")) == {
+            "example.com/test/image": {"v1": diff_ids[-1].split(":")[1]}
+        }  # type: ignore[arg-type]
         assert tar.extractfile(entry["Config"]).read() == source.config  # type: ignore[union-attr]
         for path, diff_id in zip(entry["Layers"], diff_ids, strict=True):
             assert str(Digest.of(tar.extractfile(path).read())) == diff_id  # type: ignore[union-attr]

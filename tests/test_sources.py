@@ -95,7 +95,10 @@ def save_members(
         names = ["blobs/sha256/" + hashlib.sha256(x).hexdigest() for x in layers]
         members += [("blobs", None), ("blobs/sha256", None), (config_name, config)]
         members += [(n, x) for n, x in zip(names, layers, strict=True)]
-        members += [("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'), ("index.json", b'{"schemaVersion":2,"manifests":[]}')]
+        members += [
+            ("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
+            ("index.json", b'{"schemaVersion":2,"manifests":[]}'),
+        ]
     entry = {"Config": config_name, "RepoTags": tags, "Layers": names}
     return members, entry
 
@@ -353,7 +356,11 @@ BAD_FILES: list[tuple[str, Callable[[bytes], bytes], str]] = [
     ("truncated in a layer", _truncate_in_layer, "truncated tar archive"),
     ("truncated in a header", lambda good: good[:700], "truncated tar archive"),
     ("truncated at a member", lambda good: good[:1536], "truncated tar archive"),
-    ("garbled header", lambda good: good[:1536] + b"x" * 1000 + good[2536:], "corrupt tar archive (invalid header at byte 1536)"),
+    (
+        "garbled header",
+        lambda good: good[:1536] + b"x" * 1000 + good[2536:],
+        "corrupt tar archive (invalid header at byte 1536)",
+    ),
     ("gzipped", gzip.compress, "gzip-compressed"),
 ]
 
@@ -597,7 +604,9 @@ def test_oci_layout_picks_platform_from_index(tmp_path: Path) -> None:
     assert image.manifest is not None and sha(image.manifest) == amd["digest"]
     image = open_oci_layout(str(root), "multi", Platform("linux", "arm64"))
     assert image.manifest is not None and sha(image.manifest) == arm["digest"]
-    assert_one_line_error(lambda: open_oci_layout(str(root), "multi", Platform("linux", "s390x")), "no manifest for platform")
+    assert_one_line_error(
+        lambda: open_oci_layout(str(root), "multi", Platform("linux", "s390x")), "no manifest for platform"
+    )
     assert_one_line_error(lambda: open_oci_layout(str(root)), "2 images in the layout", "multi, single")
     write_layout(root, [arm, amd])  # one image listed per platform, no index blob
     image = open_oci_layout(str(root))
@@ -667,7 +676,9 @@ def test_umoci_unpacks_synthetic_image(tmp_path: Path) -> None:
     bundle = tmp_path / "bundle"
     umoci = shutil.which("umoci")
     assert umoci is not None, f"umoci is missing: {INSTALL_HINT}"
-    subprocess.run([umoci, "unpack", "--rootless", "--image", f"{root}:latest", str(bundle)], check=True, capture_output=True)
+    subprocess.run(
+        [umoci, "unpack", "--rootless", "--image", f"{root}:latest", str(bundle)], check=True, capture_output=True
+    )
     for i in (1, 2):
         assert (bundle / "rootfs" / "regload" / f"layer-{i}.bin").stat().st_size == 70_000
 
@@ -685,7 +696,9 @@ def test_skopeo_docker_archive_reads_back(tmp_path: Path) -> None:
     image.close()
     plain = open_source(f"docker-archive:{archive}:example/synthetic:4", compression="none")
     known = [x.known_descriptor() for x in plain.layers]
-    assert [(d.digest, d.size) for d in known if d] == [(x.descriptor().digest, x.descriptor().size) for x in source.layers]
+    assert [(d.digest, d.size) for d in known if d] == [
+        (x.descriptor().digest, x.descriptor().size) for x in source.layers
+    ]
     assert [read_all(x) for x in plain.layers] == [read_all(x) for x in source.layers]
 
 

@@ -245,7 +245,9 @@ def test_get_streams_a_large_body_in_bounded_chunks(make: Callable[..., Transpor
 
 
 @pytest.mark.parametrize("route", ["bytes", "chunked", "eof"])
-def test_read_returns_the_whole_body_for_every_framing(make: Callable[..., Transport], server: _Server, route: str) -> None:
+def test_read_returns_the_whole_body_for_every_framing(
+    make: Callable[..., Transport], server: _Server, route: str
+) -> None:
     transport = make()
     for size in (0, 1, 70_000, 3 * MiB + 1):
         response = _get(transport, f"{server.url}/{route}/{size}")
@@ -287,7 +289,9 @@ def test_streamed_upload(make: Callable[..., Transport], server: _Server, method
             yield chunk
 
     transport = make()
-    response = _get(transport, f"{server.url}/echo?_state=abc", method, body=body(), content_length=len(data) if announce else None)
+    response = _get(
+        transport, f"{server.url}/echo?_state=abc", method, body=body(), content_length=len(data) if announce else None
+    )
     report = json.loads(_body(response))
     assert response.status == 201
     assert report["framing"] == ("content-length" if announce else "chunked")
@@ -320,7 +324,9 @@ def test_body_length_must_match_content_length(make: Callable[..., Transport], s
 
 def test_sends_user_agent_extra_headers_and_request_headers(make: Callable[..., Transport], server: _Server) -> None:
     transport = make(user_agent="regload-test/1", extra_headers=(("X-Run", "r1"), ("X-Over", "default")))
-    request = Request("POST", f"{server.url}/echo", "POST echo", headers=(("X-Over", "mine"), ("Accept", "a/b"), ("Accept", "c/d")))
+    request = Request(
+        "POST", f"{server.url}/echo", "POST echo", headers=(("X-Over", "mine"), ("Accept", "a/b"), ("Accept", "c/d"))
+    )
     report = json.loads(_body(transport.send(request)))
     headers = report["headers"]
     assert ["user-agent", "regload-test/1"] in headers
@@ -383,7 +389,9 @@ def test_half_read_response_never_reaches_the_next_request(make: Callable[..., T
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT"])
-def test_no_hidden_retry_when_the_server_drops_the_request(make: Callable[..., Transport], server: _Server, method: str) -> None:
+def test_no_hidden_retry_when_the_server_drops_the_request(
+    make: Callable[..., Transport], server: _Server, method: str
+) -> None:
     # geventhttpclient's HTTPClient.request would send GET and PUT again on a new connection.
     transport = make()
     assert _body(_get(transport, f"{server.url}/bytes/5")) == _payload(5)  # a pooled connection

@@ -63,7 +63,9 @@ def _entry_credentials(entry: object, path: Path) -> Credentials | None:
     return None
 
 
-def resolve_credentials(host: str, username: str | None, password: str | None, password_stdin: bool, stdin_text: str | None = None) -> Credentials | None:
+def resolve_credentials(
+    host: str, username: str | None, password: str | None, password_stdin: bool, stdin_text: str | None = None
+) -> Credentials | None:
     """Flags win, then ``REGLOAD_USERNAME``/``REGLOAD_PASSWORD``, then docker's config.json."""
     if password_stdin:
         if password is not None:

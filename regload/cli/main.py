@@ -36,15 +36,29 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     net = common.add_argument_group("registry connection")
-    net.add_argument("--registry", metavar="URL", help="registry base URL, may include a path prefix (http://host:8081/repository/docker); REFERENCE is then repo[:tag|@digest]")
+    net.add_argument(
+        "--registry",
+        metavar="URL",
+        help="registry base URL, may include a path prefix (http://host:8081/repository/docker);"
+        " REFERENCE is then repo[:tag|@digest]",
+    )
     net.add_argument("--plain-http", action="store_true", help="use HTTP even for a non-loopback registry")
     net.add_argument("-u", "--username", help="registry user (or REGLOAD_USERNAME, or docker's config.json)")
     net.add_argument("-p", "--password", help="registry password (prefer --password-stdin or REGLOAD_PASSWORD)")
     net.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    net.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'", help="add a header to every registry request (repeatable)")
+    net.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="add a header to every registry request (repeatable)",
+    )
     net.add_argument("--ca-cert", metavar="FILE", help="PEM file of CA certificates to trust")
     net.add_argument("--insecure", action="store_true", help="do not verify the registry's TLS certificate")
-    net.add_argument("--http2", action="store_true", help="use the httpx transport with HTTP/2 (default: geventhttpclient, HTTP/1.1)")
+    net.add_argument(
+        "--http2", action="store_true", help="use the httpx transport with HTTP/2 (default: geventhttpclient, HTTP/1.1)"
+    )
     net.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="network read timeout (default 60)")
     out = common.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print one JSON document with the result")
@@ -56,20 +70,45 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pull", parents=[common], help="pull an image (verify only, or write it out)")
     p.add_argument("reference", metavar="REFERENCE")
     p.add_argument("-o", "--output", metavar="PATH", help="write the image here (default: verify and discard)")
-    p.add_argument("--format", choices=("rootfs", "oci", "docker-archive"), default="rootfs", help="output format (default rootfs)")
-    p.add_argument("--platform", default=str(DEFAULT_PLATFORM), help="os/arch[/variant] to pick from an index (default linux/amd64)")
+    p.add_argument(
+        "--format", choices=("rootfs", "oci", "docker-archive"), default="rootfs", help="output format (default rootfs)"
+    )
+    p.add_argument(
+        "--platform",
+        default=str(DEFAULT_PLATFORM),
+        help="os/arch[/variant] to pick from an index (default linux/amd64)",
+    )
     p.add_argument("-j", "--jobs", type=int, default=3, help="layers fetched at once (default 3, like docker)")
 
-    s = sub.add_parser("push", parents=[common], help="push an image from a docker-save tarball, an OCI layout or a synthetic spec")
-    s.add_argument("source", metavar="SOURCE", help="docker save tarball, OCI layout dir[:ref], or synthetic:layers=N,size=S,seed=K")
+    s = sub.add_parser(
+        "push", parents=[common], help="push an image from a docker-save tarball, an OCI layout or a synthetic spec"
+    )
+    s.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="docker save tarball, OCI layout dir[:ref], or synthetic:layers=N,size=S,seed=K",
+    )
     s.add_argument("reference", metavar="REFERENCE")
-    s.add_argument("--upload-mode", choices=UPLOAD_MODES, default="streamed", help="how blobs are uploaded (default streamed, like docker)")
-    s.add_argument("--chunk-size", default=str(DEFAULT_CHUNK_SIZE), help="chunk size for --upload-mode chunked (default 8MiB)")
-    s.add_argument("--compression", choices=("gzip", "none"), default="gzip", help="compress tarball layers (default gzip)")
-    s.add_argument("--compression-level", type=int, default=6, choices=range(1, 10), metavar="1-9", help="gzip level (default 6)")
+    s.add_argument(
+        "--upload-mode",
+        choices=UPLOAD_MODES,
+        default="streamed",
+        help="how blobs are uploaded (default streamed, like docker)",
+    )
+    s.add_argument(
+        "--chunk-size", default=str(DEFAULT_CHUNK_SIZE), help="chunk size for --upload-mode chunked (default 8MiB)"
+    )
+    s.add_argument(
+        "--compression", choices=("gzip", "none"), default="gzip", help="compress tarball layers (default gzip)"
+    )
+    s.add_argument(
+        "--compression-level", type=int, default=6, choices=range(1, 10), metavar="1-9", help="gzip level (default 6)"
+    )
     s.add_argument("--mount-from", metavar="REPO", help="try a cross-repository mount from this repository first")
     s.add_argument("--no-check-existing", action="store_true", help="upload blobs without a HEAD first")
-    s.add_argument("--platform", default=str(DEFAULT_PLATFORM), help="os/arch[/variant] to pick from an OCI layout index")
+    s.add_argument(
+        "--platform", default=str(DEFAULT_PLATFORM), help="os/arch[/variant] to pick from an OCI layout index"
+    )
     s.add_argument("-j", "--jobs", type=int, default=5, help="blobs uploaded at once (default 5, like docker)")
 
     t = sub.add_parser("tags", parents=[common], help="list a repository's tags")
@@ -100,7 +139,10 @@ def _reference(args: argparse.Namespace, text: str, repository_only: bool = Fals
 
 def connect(args: argparse.Namespace, ref: Reference) -> RegistryClient:
     if args.password is not None:
-        print("regload: warning: a password on the command line may be seen by other users; prefer --password-stdin", file=sys.stderr)
+        print(
+            "regload: warning: a password on the command line may be seen by other users; prefer --password-stdin",
+            file=sys.stderr,
+        )
     stdin_text = sys.stdin.read() if args.password_stdin else None
     credentials = resolve_credentials(ref.registry.host, args.username, args.password, args.password_stdin, stdin_text)
     options = TransportOptions(ca_cert=args.ca_cert, insecure=args.insecure, read_timeout=args.timeout)
@@ -117,7 +159,7 @@ def _check_jobs(jobs: int) -> int:
 def cmd_pull(args: argparse.Namespace) -> dict[str, Any]:
     ref = _reference(args, args.reference)
     options = PullOptions(platform=Platform.parse(args.platform), jobs=_check_jobs(args.jobs))
-    sink = make_sink(args.format if args.output else None, args.output, ref.repository, ref.tag)
+    sink = make_sink(args.format if args.output else None, args.output, ref.familiar_name, ref.tag)
     client = connect(args, ref)
     progress = Progress(f"pulling {ref}", enabled=None if not args.json else False)
     try:
@@ -140,7 +182,9 @@ def cmd_push(args: argparse.Namespace) -> dict[str, Any]:
         mount_from=_reference(args, args.mount_from, repository_only=True).repository if args.mount_from else None,
         check_existing=not args.no_check_existing,
     )
-    image = open_source(args.source, compression=args.compression, level=args.compression_level, platform=Platform.parse(args.platform))
+    image = open_source(
+        args.source, compression=args.compression, level=args.compression_level, platform=Platform.parse(args.platform)
+    )
     try:
         client = connect(args, ref)
         progress = Progress(f"pushing {ref}", enabled=None if not args.json else False)
@@ -153,7 +197,16 @@ def cmd_push(args: argparse.Namespace) -> dict[str, Any]:
         image.close()
     out = asdict(result)
     out["http"] = sorted(client.http_versions)
-    out["blobs"] = [{"digest": str(b.descriptor.digest), "size": b.descriptor.size, "mediaType": b.descriptor.media_type, "action": b.action, "sent": b.sent} for b in result.blobs]
+    out["blobs"] = [
+        {
+            "digest": str(b.descriptor.digest),
+            "size": b.descriptor.size,
+            "mediaType": b.descriptor.media_type,
+            "action": b.action,
+            "sent": b.sent,
+        }
+        for b in result.blobs
+    ]
     out["source"] = image.description or args.source
     return out
 
@@ -176,9 +229,22 @@ def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
         endpoints.ping(client)
         fetched = endpoints.get_manifest(client, ref)
         manifest = parse_manifest(fetched.raw, fetched.media_type, fetched.digest)
-        out: dict[str, Any] = {"reference": str(ref), "digest": str(manifest.digest), "mediaType": manifest.media_type, "size": len(fetched.raw)}
+        out: dict[str, Any] = {
+            "reference": str(ref),
+            "digest": str(manifest.digest),
+            "mediaType": manifest.media_type,
+            "size": len(fetched.raw),
+        }
         if isinstance(manifest, Index):
-            out["manifests"] = [{"digest": str(d.digest), "mediaType": d.media_type, "size": d.size, "platform": str(d.platform) if d.platform else None} for d in manifest.manifests]
+            out["manifests"] = [
+                {
+                    "digest": str(d.digest),
+                    "mediaType": d.media_type,
+                    "size": d.size,
+                    "platform": str(d.platform) if d.platform else None,
+                }
+                for d in manifest.manifests
+            ]
             if args.platform:
                 chosen = manifest.select(Platform.parse(args.platform))
                 inner = endpoints.get_manifest(client, ref, str(chosen.digest))
@@ -186,9 +252,15 @@ def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
                 out["platform"] = args.platform
                 out["platformDigest"] = str(manifest.digest)
         if isinstance(manifest, ImageManifest):
-            out["config"] = {"digest": str(manifest.config.digest), "size": manifest.config.size, "mediaType": manifest.config.media_type}
+            out["config"] = {
+                "digest": str(manifest.config.digest),
+                "size": manifest.config.size,
+                "mediaType": manifest.config.media_type,
+            }
         if not isinstance(manifest, Index):
-            out["layers"] = [{"digest": str(d.digest), "size": d.size, "mediaType": d.media_type} for d in manifest.layers]
+            out["layers"] = [
+                {"digest": str(d.digest), "size": d.size, "mediaType": d.media_type} for d in manifest.layers
+            ]
             out["totalSize"] = sum(max(d.size, 0) for d in manifest.layers)
     finally:
         client.transport.close()
@@ -215,7 +287,10 @@ def print_human(command: str, out: dict[str, Any]) -> None:
     seconds = out["timings"].get("total", 0.0)
     rate = human_bytes(out["bytes"] / seconds) + "/s" if seconds > 0 else "-"
     verb = "Pulled" if command == "pull" else "Pushed"
-    print(f"{verb} {out['reference']}\n  digest: {out['manifest_digest']}\n  {human_bytes(out['bytes'])} in {seconds:.2f} s ({rate})")
+    print(
+        f"{verb} {out['reference']}\n  digest: {out['manifest_digest']}\n"
+        f"  {human_bytes(out['bytes'])} in {seconds:.2f} s ({rate})"
+    )
     if command == "pull" and out.get("output"):
         print(f"  written to {out['output']['path']} ({out['output']['format']})")
     if command == "push":
@@ -234,7 +309,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         out = COMMANDS[args.command](args)
     except RegloadError as e:
-        print(f"regload: error: {e}", file=sys.stderr)
+        # Name the image an operation failed on; usage errors already name what was wrong.
+        subject = getattr(args, "reference", None) or getattr(args, "repository", None)
+        prefix = f"{subject}: " if subject and not isinstance(e, UsageError) else ""
+        print(f"regload: error: {prefix}{e}", file=sys.stderr)
         return e.exit_code
     except OSError as e:
         # Local files: an unreadable source, a full disk, a permission denied on the output.

@@ -11,7 +11,16 @@ from .rootfs import RootfsSink
 
 FORMATS = ("rootfs", "oci", "docker-archive")
 
-__all__ = ["FORMATS", "DiscardSink", "DockerArchiveSink", "OciLayoutSink", "PulledImage", "RootfsSink", "Sink", "make_sink"]
+__all__ = [
+    "FORMATS",
+    "DiscardSink",
+    "DockerArchiveSink",
+    "OciLayoutSink",
+    "PulledImage",
+    "RootfsSink",
+    "Sink",
+    "make_sink",
+]
 
 
 def make_sink(format: str | None, output: str | None, reference_repo: str, tag: str | None) -> Sink:

@@ -158,7 +158,9 @@ class Extractor:
                 self._dirs.pop(rel, None)
             self._mark_upper(canon + [name])
 
-    def _make(self, tar: tarfile.TarFile, m: tarfile.TarInfo, pfd: int, name: str, rel: str, existing: os.stat_result | None) -> bool:
+    def _make(
+        self, tar: tarfile.TarFile, m: tarfile.TarInfo, pfd: int, name: str, rel: str, existing: os.stat_result | None
+    ) -> bool:
         """Create the entry; False when it was skipped."""
         if m.isreg():
             self._write_file(tar, m, pfd, name)

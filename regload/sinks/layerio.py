@@ -79,7 +79,9 @@ def check_diff_id(reader: HashingReader, layer: Descriptor, expected: Digest | N
     actual = reader.digest() if expected.algorithm == "sha256" else None
     if actual != expected:
         got = actual.short if actual else f"(a {expected.algorithm} diff_id is not supported)"
-        raise DigestMismatch(f"layer {layer.digest.short}: uncompressed content is {got}, the config's diff_id is {expected.short}")
+        raise DigestMismatch(
+            f"layer {layer.digest.short}: uncompressed content is {got}, the config's diff_id is {expected.short}"
+        )
 
 
 def config_diff_ids(config: bytes, layer_count: int, required: bool) -> list[Digest | None]:

@@ -84,7 +84,9 @@ class OciLayoutSink:
         layers = []
         for d in image.layers:
             size = d.size if d.size >= 0 else self._blob(d.digest).stat().st_size  # schema 1 says -1
-            layers.append(Descriptor(_OCI_TYPES.get(d.media_type, d.media_type), d.digest, size, None, d.urls, d.annotations))
+            layers.append(
+                Descriptor(_OCI_TYPES.get(d.media_type, d.media_type), d.digest, size, None, d.urls, d.annotations)
+            )
         return build_manifest(mt.OCI_MANIFEST, Descriptor(mt.OCI_CONFIG, config.digest, config.size), layers)
 
     def _blob(self, digest: Digest) -> Path:

@@ -57,7 +57,9 @@ class Staging:
             try:
                 made = tempfile.mkdtemp(prefix=f".{self.output.name}.regload-", dir=self.output.parent)
             except OSError as e:
-                raise OutputError(f"cannot create a staging directory beside {str(self.output)!r}: {e.strerror}") from None
+                raise OutputError(
+                    f"cannot create a staging directory beside {str(self.output)!r}: {e.strerror}"
+                ) from None
             self._path = Path(made)
         return self._path
 

@@ -57,7 +57,9 @@ def open_docker_save(
     diff_ids = _diff_ids(config_raw, f"{path}: config {config_name}")
     names = entry["Layers"]
     if len(names) != len(diff_ids):
-        raise SourceError(f"{path}: manifest.json lists {len(names)} layers but the config has {len(diff_ids)} diff_ids")
+        raise SourceError(
+            f"{path}: manifest.json lists {len(names)} layers but the config has {len(diff_ids)} diff_ids"
+        )
     layers: list[BlobSource] = []
     image = SourceImage(mt.DOCKER_MANIFEST, BytesBlob(mt.DOCKER_CONFIG, config_raw), layers)
     image.description = f"{path} ({tag or 'untagged image'})"
@@ -71,7 +73,9 @@ def open_docker_save(
     return image
 
 
-def _layer(path: str, offset: int, size: int, diff_id: Digest, what: str, compression: str, level: int, tmpdir: str | None) -> BlobSource:
+def _layer(
+    path: str, offset: int, size: int, diff_id: Digest, what: str, compression: str, level: int, tmpdir: str | None
+) -> BlobSource:
     if _head(path, offset, size, 2) == GZIP_MAGIC:  # compressed already: push it as it is
 
         def gzip_checks() -> list[StreamCheck]:
@@ -149,7 +153,9 @@ class _Tarball:
         for _ in range(16):  # links may chain; a loop must end
             m = self.members.get(key)
             if m is None:
-                raise SourceError(f"{self.path}: {self.damage or f'{what} {name} named in manifest.json is not in the tarball'}")
+                raise SourceError(
+                    f"{self.path}: {self.damage or f'{what} {name} named in manifest.json is not in the tarball'}"
+                )
             if m.issym():
                 key = _norm(posixpath.join(posixpath.dirname(key), m.linkname))
             elif m.islnk():

@@ -49,7 +49,9 @@ class DigestCheck:
             raise SourceError(f"{self.what}: {self.size} bytes, expected {self.expected_size}")
         actual = Digest(self.digest.algorithm, self._hash.hexdigest())
         if actual != self.digest:
-            raise SourceError(f"{self.what}: content has digest {actual.short}, not its {self.kind} {self.digest.short}")
+            raise SourceError(
+                f"{self.what}: content has digest {actual.short}, not its {self.kind} {self.digest.short}"
+            )
 
 
 class DigestRecorder:

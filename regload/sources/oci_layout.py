@@ -111,13 +111,17 @@ class _Layout:
             raise SourceError(f"{self.root}: cannot read {what} {desc.digest.short}: {e.strerror or e}") from None
         actual = Digest.of(raw, desc.digest.algorithm)
         if len(raw) != desc.size or actual != desc.digest:
-            raise SourceError(f"{self.root}: {what} blob does not match its digest {desc.digest.short} (has {actual.short})")
+            raise SourceError(
+                f"{self.root}: {what} blob does not match its digest {desc.digest.short} (has {actual.short})"
+            )
         return raw
 
     def blob(self, desc: Descriptor, what: str) -> FileBlob:
         """A layer, verified while it streams."""
         self._stat(desc, what)
-        return FileBlob(desc.media_type, self.path(desc.digest), size=desc.size, digest=desc.digest, what=f"{self.root}: {what}")
+        return FileBlob(
+            desc.media_type, self.path(desc.digest), size=desc.size, digest=desc.digest, what=f"{self.root}: {what}"
+        )
 
     def _stat(self, desc: Descriptor, what: str) -> None:
         try:
@@ -125,7 +129,9 @@ class _Layout:
         except OSError:
             raise SourceError(f"{self.root}: {what} blob {desc.digest.short} is missing") from None
         if size != desc.size:
-            raise SourceError(f"{self.root}: {what} blob {desc.digest.short} is {size} bytes, the manifest says {desc.size}")
+            raise SourceError(
+                f"{self.root}: {what} blob {desc.digest.short} is {size} bytes, the manifest says {desc.size}"
+            )
 
 
 def _pick(index: Index, ref: str | None, platform: Platform, path: str) -> Descriptor:
@@ -144,7 +150,9 @@ def _pick(index: Index, ref: str | None, platform: Platform, path: str) -> Descr
         raise SourceError(f"{path}: index.json lists no images")
     if ref is not None:
         raise SourceError(f"{path}: {len(entries)} images are named {ref!r}, without platforms to choose by")
-    raise SourceError(f"{path}: {len(entries)} images in the layout; name one as {path}:REF (names: {', '.join(refs) or 'none'})")
+    raise SourceError(
+        f"{path}: {len(entries)} images in the layout; name one as {path}:REF (names: {', '.join(refs) or 'none'})"
+    )
 
 
 def _select(index: Index, platform: Platform, path: str) -> Descriptor:

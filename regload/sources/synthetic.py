@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from .. import mediatypes as mt
@@ -69,10 +69,17 @@ def parse_synthetic(spec: str) -> SyntheticSpec:
 def synthetic_image(layers: int = 1, size: int = 1 << 20, seed: int = 0) -> SourceImage:
     """An OCI image of ``layers`` layers of ``size`` pseudo-random bytes each; cheap to build."""
     _check(layers, size)
-    blobs = [SyntheticLayer(seed, i, size) for i in range(1, layers + 1)]
+    return synthetic_image_of([size] * layers, seed, str(SyntheticSpec(layers, size, seed)))
+
+
+def synthetic_image_of(sizes: Sequence[int], seed: int, description: str = "") -> SourceImage:
+    """An OCI image with one layer of pseudo-random bytes per entry of ``sizes``."""
+    for size in sizes:
+        _check(len(sizes), size)
+    blobs = [SyntheticLayer(seed, i, size) for i, size in enumerate(sizes, start=1)]
     config = LazyBytesBlob(mt.OCI_CONFIG, lambda: _config(blobs, seed))
     layer_list: list[BlobSource] = list(blobs)
-    return SourceImage(mt.OCI_MANIFEST, config, layer_list, description=str(SyntheticSpec(layers, size, seed)))
+    return SourceImage(mt.OCI_MANIFEST, config, layer_list, description=description or f"synthetic, seed {seed}")
 
 
 class SyntheticLayer:
@@ -143,7 +150,11 @@ def _config(layers: list[SyntheticLayer], seed: int) -> bytes:
         "config": {},
         "created": CREATED,
         "history": [
-            {"created": CREATED, "created_by": f"regload synthetic layer {b.index}: {b.content_size} bytes, seed {seed}"} for b in layers
+            {
+                "created": CREATED,
+                "created_by": f"regload synthetic layer {b.index}: {b.content_size} bytes, seed {seed}",
+            }
+            for b in layers
         ],
         "os": "linux",
         "rootfs": {"diff_ids": [str(b.descriptor().digest) for b in layers], "type": "layers"},

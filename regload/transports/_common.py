@@ -21,7 +21,9 @@ FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
-def build_ssl_context(options: TransportOptions, factory: Callable[[], ssl.SSLContext] = ssl.create_default_context) -> ssl.SSLContext:
+def build_ssl_context(
+    options: TransportOptions, factory: Callable[[], ssl.SSLContext] = ssl.create_default_context
+) -> ssl.SSLContext:
     """The client TLS context: system trust plus ``ca_cert``; ``insecure`` verifies nothing."""
     context = factory()
     if options.ca_cert:

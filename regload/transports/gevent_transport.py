@@ -2,14 +2,20 @@
 
 geventhttpclient provides the connection pool (one per scheme, host and port) and its llhttp
 response parser; the request/response cycle is written here rather than taken from
-``HTTPClient.request``, because that method
+``HTTPClient.request`` (2.6.1), because that method
 
-- resends the request on a fresh connection when the pooled one turns out broken (up to
-  ``concurrency + 1`` times, for GET/HEAD/PUT/DELETE — and even POST/PATCH behind ``Expect:
-  100-continue``): a load tester must see every failure, and a resent streamed PUT body would be
-  an already-exhausted iterator;
+- silently sends a request again, on another connection, when sending fails with EPIPE/ECONNRESET
+  or the connection closes before a response byte: up to ``concurrency + 1`` extra attempts for
+  GET, HEAD, PUT, DELETE, OPTIONS, TRACE (``attempts_left`` in client.py), and for any method
+  while waiting for ``100 Continue``. A server that drops a GET makes it see ``concurrency + 2``
+  requests. A load tester must see every failure, and a streamed PUT body would be resent as an
+  exhausted iterator;
 - can only stream a body of known length as a file object through ``sendfile`` (8 KiB reads);
 - reads bodies through a ``bytearray`` with several copies per block.
+
+What remains from the pool: before reusing an idle socket it drops it when the server has closed
+it (a zero-timeout ``select``), and a connect tries each address DNS returns in turn (localhost:
+::1, then 127.0.0.1). Neither sends a request twice.
 
 Response bodies of known length are read straight from the socket into the caller's chunks;
 chunked or close-delimited bodies go through the parser.
@@ -66,7 +72,9 @@ class _Pool(ConnectionPool):
         self._tls = tls
         self._server_hostname = host
 
-    def _connect_socket(self, sock: socket.socket, address: tuple[str, int] | tuple[str, int, int, int] | bytes | str) -> socket.socket:
+    def _connect_socket(
+        self, sock: socket.socket, address: tuple[str, int] | tuple[str, int, int, int] | bytes | str
+    ) -> socket.socket:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.connect(address)
         if self._tls is None:
@@ -443,7 +451,9 @@ class _GeventResponse:
         while got < size:
             n = sock.recv_into(view[got:], size - got)
             if not n:
-                raise TransportError(f"{self._where}: connection closed with {self._remaining - got} body bytes missing")
+                raise TransportError(
+                    f"{self._where}: connection closed with {self._remaining - got} body bytes missing"
+                )
             got += n
         self._pending.append(view)
         self._remaining -= size

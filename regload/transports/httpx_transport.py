@@ -159,7 +159,9 @@ class _HttpxResponse:
         self._where = where
         self._options = options
         self.status: int = response.status_code
-        self.headers = Headers((name.decode("latin-1"), value.decode("latin-1")) for name, value in response.headers.raw)
+        self.headers = Headers(
+            (name.decode("latin-1"), value.decode("latin-1")) for name, value in response.headers.raw
+        )
         self.url = request.url
         self.http_version: str = response.http_version
         self._raw: Iterator[bytes] | None = None

@@ -60,9 +60,7 @@ def regload(
         if registry.username and stdin is None:
             stdin = registry.password
     full_env = {**os.environ, "DOCKER_CONFIG": "/nonexistent-regload-test", **(env or {})}
-    done = subprocess.run(
-        cmd, input=stdin or "", capture_output=True, text=True, timeout=timeout, env=full_env
-    )
+    done = subprocess.run(cmd, input=stdin or "", capture_output=True, text=True, timeout=timeout, env=full_env)
     return Run(done.returncode, done.stdout, done.stderr)
 
 

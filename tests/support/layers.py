@@ -150,11 +150,15 @@ def write_layout(
     config = json.dumps(config_doc, sort_keys=True).encode()
     config_desc = _blob(path, config, mt.DOCKER_CONFIG if docker_types else mt.OCI_CONFIG)
     manifest_type = mt.DOCKER_MANIFEST if docker_types else mt.OCI_MANIFEST
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": manifest_type, "config": config_desc, "layers": descs}).encode()
+    manifest = json.dumps(
+        {"schemaVersion": 2, "mediaType": manifest_type, "config": config_desc, "layers": descs}
+    ).encode()
     manifest_desc = _blob(path, manifest, manifest_type)
     manifest_desc["annotations"] = {"org.opencontainers.image.ref.name": tag}
     (path / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-    (path / "index.json").write_text(json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [manifest_desc]}))
+    (path / "index.json").write_text(
+        json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [manifest_desc]})
+    )
     return Layout(path, tag, manifest, config, tuple(ids))
 
 
@@ -171,13 +175,17 @@ def pulled_image(layout: Path, tag: str = "latest", blob_dir: Path | None = None
     ``stage_blobs`` to copy them into a sink's ``blob_dir()`` as a real pull would.
     """
     index = json.loads((layout / "index.json").read_text())
-    (desc,) = [m for m in index["manifests"] if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag]
+    (desc,) = [
+        m for m in index["manifests"] if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag
+    ]
     digest = Digest.parse(desc["digest"])
     raw = (layout / "blobs" / digest.algorithm / digest.hex).read_bytes()
     manifest = parse_manifest(raw, desc["mediaType"], digest)
     assert isinstance(manifest, ImageManifest)
     config = (layout / "blobs" / "sha256" / manifest.config.digest.hex).read_bytes()
-    return PulledImage("test/image", tag, manifest, None, config, manifest.config, manifest.layers, blob_dir or layout / "blobs")
+    return PulledImage(
+        "test/image", tag, manifest, None, config, manifest.config, manifest.layers, blob_dir or layout / "blobs"
+    )
 
 
 def stage_blobs(layout: Path, image: PulledImage, blob_dir: Path) -> PulledImage:

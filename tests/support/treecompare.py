@@ -40,7 +40,12 @@ def snapshot_tree(root: str | Path, *, dir_mtimes: bool = False) -> Snapshot:
     def visit(path: Path, rel: str) -> None:
         st = path.lstat()
         kind = _TYPES.get(stat.S_IFMT(st.st_mode), "unknown")
-        entry: dict[str, Any] = {"type": kind, "mode": oct(stat.S_IMODE(st.st_mode)), "uid": st.st_uid, "gid": st.st_gid}
+        entry: dict[str, Any] = {
+            "type": kind,
+            "mode": oct(stat.S_IMODE(st.st_mode)),
+            "uid": st.st_uid,
+            "gid": st.st_gid,
+        }
         if kind != "dir" or dir_mtimes:
             entry["mtime_ns"] = st.st_mtime_ns
         if kind == "file":

@@ -1,0 +1,169 @@
+"""Locust event listeners: options, a local registry when no --host is given, pool seeding,
+the throughput tab and summary, and the pass/fail checks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any
+
+import gevent
+from locust import events
+from locust.runners import WorkerRunner
+
+from ..client import NULL_OBSERVER
+from ..errors import RegloadError
+from ..push import PushOptions, push
+from ..reference import Reference, Registry, parse_reference
+from ..sources.synthetic import synthetic_image
+from ..transports.gevent_runner import GeventRunner
+from . import throughput
+from .options import add_arguments
+from .pool import PoolImage
+from .thresholds import PercentileCheck, breaches
+from .users import POOL, POOL_READY, make_client, settings_for, token_cache
+
+log = logging.getLogger("regload")
+_local_registry: Any = None
+_seeding: gevent.Greenlet | None = None
+
+
+@events.init_command_line_parser.add_listener
+def _add_arguments(parser: Any, **_: Any) -> None:
+    add_arguments(parser)
+
+
+@events.init.add_listener
+def _on_init(environment: Any, **_: Any) -> None:
+    global _local_registry
+    options = environment.parsed_options
+    try:
+        if options is not None:
+            settings_for(environment)  # fail early on bad option values
+            for text in options.check_percentile or ():
+                PercentileCheck.parse(text)
+    except RegloadError as e:
+        sys.exit(f"regload: error: {e}")
+    if not isinstance(environment.runner, WorkerRunner) and not environment.host:
+        _local_registry = start_local_registry()
+        environment.host = _local_registry.url
+    if environment.web_ui is not None:
+        _extend_web_ui(environment)
+
+
+def start_local_registry() -> Any:
+    from ..local_registry import LocalRegistry, RegistryBinaryNotFound
+
+    try:
+        registry = LocalRegistry().start()
+    except RegistryBinaryNotFound as e:
+        sys.exit(f"regload: error: no --host given and {e}")
+    log.warning(
+        "no --host given: started a local docker-registry at %s (storage %s)", registry.url, registry.storage_dir
+    )
+    return registry
+
+
+@events.test_start.add_listener
+def _on_test_start(environment: Any, **_: Any) -> None:
+    global _seeding
+    if _seeding is not None:
+        _seeding.kill(block=False)
+        _seeding = None
+    POOL.reset()
+    POOL_READY.clear()
+
+
+def ensure_pool(environment: Any) -> None:
+    """Seed this process's pull pool once per test, in the background (PullUsers wait for it)."""
+    global _seeding
+    if _seeding is None:
+        _seeding = gevent.spawn(seed_pool, environment)
+
+
+def seed_pool(environment: Any) -> None:
+    """Push the pool's synthetic images (deterministic: every process pushes the same ones, so
+    all but the first find them present) and add the ``--pull-image`` ones. Not in the stats."""
+    settings = settings_for(environment)
+    registry = Registry.from_url(environment.host)
+    client = make_client(registry, settings, NULL_OBSERVER, token_cache("user"))
+    try:
+        for text in settings.pull_images:
+            ref = parse_reference(text, registry=registry)
+            POOL.add(PoolImage(ref.repository, ref.reference))
+        options = PushOptions(jobs=settings.push_jobs)
+        for i in range(settings.pool_size):
+            image = synthetic_image(settings.pool_layers, settings.pool_layer_size, seed=i)
+            repository = settings.repository(i)
+            try:
+                push(client, Reference(registry, repository, f"pool-{i}"), image, GeventRunner(), options)
+            finally:
+                image.close()
+            POOL.add(PoolImage(repository, f"pool-{i}"))
+        log.info("regload: pull pool ready: %d images", len(POOL.images))
+    except RegloadError as e:
+        POOL.error = str(e)
+        log.error("regload: could not seed the pull pool: %s", e)
+    finally:
+        client.transport.close()
+        POOL_READY.set()
+
+
+@events.test_stop.add_listener
+def _on_test_stop(environment: Any, **_: Any) -> None:
+    if isinstance(environment.runner, WorkerRunner):
+        return
+    for line in throughput.summary_lines(throughput.throughput(environment.stats)):
+        log.info(line)
+
+
+@events.quitting.add_listener
+def _on_quitting(environment: Any, **_: Any) -> None:
+    global _local_registry
+    if not isinstance(environment.runner, WorkerRunner):
+        _report_and_check(environment)
+    if _local_registry is not None:
+        _local_registry.stop()
+        _local_registry = None
+
+
+def _report_and_check(environment: Any) -> None:
+    options = environment.parsed_options
+    rows = throughput.throughput(environment.stats)
+    for line in throughput.summary_lines(rows):
+        print(line, file=sys.stderr)
+    if options is not None and getattr(options, "csv_prefix", None):
+        throughput.write_csv(f"{options.csv_prefix}_throughput.csv", rows)
+    if options is not None and getattr(options, "json_file", None):
+        with open(f"{options.json_file}_throughput.json", "w") as f:
+            json.dump([r.__dict__ for r in rows], f, indent=2)
+    if options is None:
+        return
+    checks = [PercentileCheck.parse(t) for t in options.check_percentile or ()]
+    failed = breaches(environment.stats, options.check_fail_ratio, checks)
+    for line in failed:
+        log.error("regload check failed: %s", line)
+    if failed:
+        environment.process_exit_code = 1
+
+
+def _extend_web_ui(environment: Any) -> None:
+    """A Throughput tab in the web UI, fed with the stats the UI polls."""
+    from flask import request
+
+    web_ui = environment.web_ui
+    web_ui.template_args["extended_tabs"] = [{"title": "Throughput", "key": "throughput"}]
+    web_ui.template_args["extended_tables"] = [throughput.UI_TABLE]
+
+    @web_ui.app.after_request
+    def _add_throughput(response: Any) -> Any:
+        if request.path.endswith("/stats/requests") and response.is_json and environment.runner is not None:
+            data = response.get_json()
+            rows = throughput.ui_rows(throughput.throughput(environment.runner.stats))
+            data["extended_stats"] = [{"key": "throughput", "data": rows}]
+            response.set_data(json.dumps(data))
+        return response
+
+
+__all__ = ["ensure_pool", "seed_pool", "start_local_registry"]

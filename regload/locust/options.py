@@ -1,0 +1,160 @@
+"""regload's Locust options: on the command line, in the web UI's custom parameters, and sent by
+the master to every worker (Locust forwards custom options with each spawn message)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import UsageError
+from ..push import UPLOAD_MODES
+from ..units import parse_size
+
+TOKEN_CACHE_MODES = ("shared", "user", "off")
+
+
+def add_arguments(parser: Any) -> None:
+    # Locust's own add_argument (not an argument group's) knows is_secret / include_in_web_ui.
+    add = parser.add_argument
+    add("--registry-username", default="", help="registry user")
+    add("--registry-password", default="", is_secret=True, help="registry password (masked in the web UI)")
+    add("--registry-ca-cert", default="", help="PEM file of CA certificates to trust")
+    add("--registry-insecure", action="store_true", default=False, help="do not verify TLS certificates")
+    add("--registry-http2", action="store_true", default=False, help="use the httpx transport with HTTP/2")
+    add(
+        "--token-cache",
+        choices=TOKEN_CACHE_MODES,
+        default="shared",
+        help="bearer tokens: shared by the users of a process, per user, or off",
+    )
+    add("--repos", type=int, default=4, help="spread images over this many repositories")
+    add("--repo-prefix", default="regload/load", help="repository name prefix (repositories are PREFIX-0 … PREFIX-N-1)")
+    add("--pull-pool-size", type=int, default=8, help="synthetic images pushed at test start for PullUser")
+    add("--pull-pool-layers", type=int, default=3, help="layers per pool image")
+    add("--pull-pool-layer-size", default="1MiB", help="layer size of pool images (e.g. 10MiB)")
+    add(
+        "--pull-image",
+        action="append",
+        default=[],
+        include_in_web_ui=False,
+        help="pull this existing image (repo:tag on --host); repeatable",
+    )
+    add("--pull-jobs", type=int, default=3, help="layers a PullUser fetches at once (docker: 3)")
+    add("--pull-head-first", action="store_true", default=False, help="HEAD the manifest, then GET it by digest")
+    add("--no-verify", action="store_true", default=False, help="count pulled bytes without checking digests")
+    add("--pull-pushed", action="store_true", default=False, help="images pushed during the run join the pull pool")
+    add("--push-layers", type=int, default=3, help="layers per pushed image")
+    add(
+        "--push-layer-size",
+        default="1MiB",
+        help="layer size of pushed images: SIZE, or MIN-MAX for a uniform spread (1MiB-20MiB)",
+    )
+    add("--upload-mode", choices=UPLOAD_MODES, default="streamed", help="how PushUser uploads blobs")
+    add("--chunk-size", default="8MiB", help="chunk size for --upload-mode chunked")
+    add("--push-jobs", type=int, default=5, help="blobs a PushUser uploads at once (docker: 5)")
+    add(
+        "--no-check-existing", action="store_true", default=False, help="PushUser uploads without a HEAD per blob first"
+    )
+    add(
+        "--check-fail-ratio",
+        type=float,
+        default=None,
+        help="exit non-zero when the failure ratio ends above this (e.g. 0.01)",
+    )
+    add(
+        "--check-percentile",
+        action="append",
+        default=[],
+        include_in_web_ui=False,
+        metavar="'TYPE NAME:PCT<MS'",
+        help="exit non-zero when a percentile ends above a limit, e.g. 'PULL image:95<2000'; repeatable",
+    )
+
+
+@dataclass(frozen=True)
+class SizeRange:
+    low: int
+    high: int
+
+    @classmethod
+    def parse(cls, text: str, what: str) -> SizeRange:
+        low, sep, high = text.partition("-")
+        lo = parse_size(low, what)
+        hi = parse_size(high, what) if sep else lo
+        if hi < lo:
+            raise UsageError(f"invalid {what} {text!r}: the maximum is below the minimum")
+        return cls(lo, hi)
+
+    def sample(self, rng: random.Random) -> int:
+        return self.low if self.low == self.high else rng.randint(self.low, self.high)
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """The options a user reads, validated once per process."""
+
+    username: str
+    password: str
+    ca_cert: str | None
+    insecure: bool
+    http2: bool
+    token_cache: str
+    repos: int
+    repo_prefix: str
+    pool_size: int
+    pool_layers: int
+    pool_layer_size: int
+    pull_images: tuple[str, ...]
+    pull_jobs: int
+    head_first: bool
+    verify: bool
+    pull_pushed: bool
+    push_layers: int
+    push_layer_size: SizeRange
+    upload_mode: str
+    chunk_size: int
+    push_jobs: int
+    check_existing: bool
+
+    def repository(self, index: int) -> str:
+        return f"{self.repo_prefix}-{index % self.repos}"
+
+    def __repr__(self) -> str:  # never show the password
+        return f"LoadSettings(username={self.username!r}, repos={self.repos}, upload_mode={self.upload_mode!r}, ...)"
+
+
+def settings_from(options: Any) -> LoadSettings:
+    """Settings from Locust's parsed options (missing attributes take the defaults)."""
+
+    def get(name: str, default: Any) -> Any:
+        value = getattr(options, name, None) if options is not None else None
+        return default if value is None else value
+
+    repos = int(get("repos", 4))
+    if repos < 1:
+        raise UsageError("--repos must be at least 1")
+    return LoadSettings(
+        username=get("registry_username", ""),
+        password=get("registry_password", ""),
+        ca_cert=get("registry_ca_cert", "") or None,
+        insecure=bool(get("registry_insecure", False)),
+        http2=bool(get("registry_http2", False)),
+        token_cache=get("token_cache", "shared"),
+        repos=repos,
+        repo_prefix=get("repo_prefix", "regload/load").rstrip("/"),
+        pool_size=int(get("pull_pool_size", 8)),
+        pool_layers=int(get("pull_pool_layers", 3)),
+        pool_layer_size=parse_size(get("pull_pool_layer_size", "1MiB"), "--pull-pool-layer-size"),
+        pull_images=tuple(get("pull_image", [])),
+        pull_jobs=max(1, int(get("pull_jobs", 3))),
+        head_first=bool(get("pull_head_first", False)),
+        verify=not get("no_verify", False),
+        pull_pushed=bool(get("pull_pushed", False)),
+        push_layers=max(1, int(get("push_layers", 3))),
+        push_layer_size=SizeRange.parse(get("push_layer_size", "1MiB"), "--push-layer-size"),
+        upload_mode=get("upload_mode", "streamed"),
+        chunk_size=parse_size(get("chunk_size", "8MiB"), "--chunk-size"),
+        push_jobs=max(1, int(get("push_jobs", 5))),
+        check_existing=not get("no_check_existing", False),
+    )

@@ -1,0 +1,158 @@
+"""Locust users that pull and push whole images with regload's protocol core.
+
+``RegistryUser`` is the base for scenarios of your own: it owns one registry client per user
+(its own connections and, unless shared, its own tokens, like a docker client) and offers
+``pull_image`` and ``push_image``, which report each registry request under its endpoint name
+and the whole operation as ``PULL image`` / ``PUSH image``. A registry fault is counted as a
+failure with its cause; it never stops the user.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import gevent
+from gevent.event import Event
+from locust import User, constant, task
+
+from ..auth import Authenticator, Credentials, TokenCache
+from ..client import RegistryClient
+from ..errors import RegloadError
+from ..http import TransportOptions
+from ..pull import PullOptions, PullResult, pull
+from ..push import PushOptions, PushResult, push
+from ..reference import Reference, Registry
+from ..sinks.discard import DiscardSink
+from ..sources.base import SourceImage
+from ..sources.synthetic import synthetic_image_of
+from ..transports import make_transport
+from ..transports.gevent_runner import GeventRunner
+from .observer import LocustObserver
+from .options import LoadSettings, settings_from
+from .pool import ImagePool, PoolImage
+
+SHARED_TOKENS = TokenCache()  # --token-cache shared: one cache for the users of this process
+POOL = ImagePool()
+POOL_READY = Event()
+POOL_WAIT_SECONDS = 300.0
+
+_settings: dict[int, LoadSettings] = {}
+
+
+def settings_for(environment: Any) -> LoadSettings:
+    """Settings parsed once per environment (workers get the master's options at spawn)."""
+    key = id(environment.parsed_options)
+    if key not in _settings:
+        _settings[key] = settings_from(environment.parsed_options)
+    return _settings[key]
+
+
+def token_cache(mode: str) -> TokenCache:
+    if mode == "shared":
+        return SHARED_TOKENS
+    return TokenCache(enabled=mode != "off")
+
+
+def make_client(registry: Registry, settings: LoadSettings, observer: Any, cache: TokenCache) -> RegistryClient:
+    options = TransportOptions(
+        ca_cert=settings.ca_cert,
+        insecure=settings.insecure,
+        max_connections_per_host=max(settings.pull_jobs, settings.push_jobs) + 1,
+    )
+    credentials = Credentials(settings.username, settings.password) if settings.username else None
+    transport = make_transport(options, http2=settings.http2)
+    return RegistryClient(registry, transport, auth=Authenticator(credentials, cache), observer=observer)
+
+
+class RegistryUser(User):
+    """Base class: one registry client per user, whole-image operations as stats rows."""
+
+    abstract = True
+    wait_time = constant(0)  # a load generator: no think time unless a scenario sets one
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        self.settings = settings_for(environment)
+        host = environment.host or self.host
+        if not host:
+            raise RegloadError("no registry: give --host http(s)://registry[:port][/prefix]")
+        self.registry = Registry.from_url(host)
+        self.rng = random.Random()
+        self.observer = LocustObserver(environment.events)
+        self.client = make_client(self.registry, self.settings, self.observer, token_cache(self.settings.token_cache))
+        self.runner = GeventRunner()
+
+    def reference(self, repository: str, reference: str) -> Reference:
+        return Reference(self.registry, repository).with_reference(reference)
+
+    def pull_image(self, repository: str, reference: str) -> PullResult | None:
+        """Pull a whole image, verifying every blob (or only counting with --no-verify)."""
+        s = self.settings
+        options = PullOptions(jobs=s.pull_jobs, verify=s.verify, head_first=s.head_first)
+        started = time.perf_counter()
+        try:
+            result = pull(self.client, self.reference(repository, reference), DiscardSink(), self.runner, options)
+        except Exception as e:
+            self.observer.operation("PULL", time.perf_counter() - started, 0, e)
+            if not isinstance(e, RegloadError):
+                raise  # a bug, not a registry fault: Locust lists it under Exceptions
+            return None
+        self.observer.operation("PULL", time.perf_counter() - started, result.bytes, None)
+        return result
+
+    def push_image(self, image: SourceImage, repository: str, tag: str) -> PushResult | None:
+        """Push a whole image: ping, token, HEAD and upload each blob, then the manifest."""
+        s = self.settings
+        options = PushOptions(
+            upload_mode=s.upload_mode, chunk_size=s.chunk_size, jobs=s.push_jobs, check_existing=s.check_existing
+        )
+        started = time.perf_counter()
+        try:
+            result = push(self.client, self.reference(repository, tag), image, self.runner, options)
+        except Exception as e:
+            self.observer.operation("PUSH", time.perf_counter() - started, 0, e)
+            if not isinstance(e, RegloadError):
+                raise
+            return None
+        finally:
+            image.close()
+        self.observer.operation("PUSH", time.perf_counter() - started, result.bytes, None)
+        return result
+
+    def on_stop(self) -> None:
+        self.client.transport.close()
+
+
+class PullUser(RegistryUser):
+    """Pulls whole images from the pool, one after another."""
+
+    def on_start(self) -> None:
+        from .hooks import ensure_pool  # the pool is seeded once per process, by the first PullUser
+
+        ensure_pool(self.environment)
+
+    @task
+    def pull_from_pool(self) -> None:
+        if not POOL_READY.wait(POOL_WAIT_SECONDS) or not POOL.images:
+            # Seeding failed (logged once with its cause): nothing to pull, do not spin.
+            gevent.sleep(1.0)
+            return
+        image = POOL.pick(self.rng)
+        if image is not None:
+            self.pull_image(image.repository, image.reference)
+
+
+class PushUser(RegistryUser):
+    """Pushes unique synthetic images (the registry cannot deduplicate them) to random repos."""
+
+    @task
+    def push_unique(self) -> None:
+        s = self.settings
+        seed = self.rng.getrandbits(63)
+        sizes = [s.push_layer_size.sample(self.rng) for _ in range(s.push_layers)]
+        repository = s.repository(self.rng.randrange(s.repos))
+        tag = f"push-{seed:016x}"
+        if self.push_image(synthetic_image_of(sizes, seed), repository, tag) and s.pull_pushed:
+            POOL.add(PoolImage(repository, tag))
