@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 from .. import __version__, endpoints
 from ..auth import Authenticator
 from ..client import RegistryClient
-from ..errors import RegloadError, UsageError
+from ..errors import ManifestError, RegloadError, UsageError
 from ..http import TransportOptions
 from ..manifest import DEFAULT_PLATFORM, ImageManifest, Index, Platform, parse_manifest
 from ..pull import PullOptions, pull
@@ -150,6 +150,13 @@ def connect(args: argparse.Namespace, ref: Reference) -> RegistryClient:
     return RegistryClient(ref.registry, transport, auth=Authenticator(credentials), headers=_headers(args.header))
 
 
+def _platform(text: str) -> Platform:
+    try:
+        return Platform.parse(text)
+    except ManifestError as e:
+        raise UsageError(str(e)) from None
+
+
 def _check_jobs(jobs: int) -> int:
     if not 1 <= jobs <= 64:
         raise UsageError(f"--jobs must be between 1 and 64, not {jobs}")
@@ -158,7 +165,7 @@ def _check_jobs(jobs: int) -> int:
 
 def cmd_pull(args: argparse.Namespace) -> dict[str, Any]:
     ref = _reference(args, args.reference)
-    options = PullOptions(platform=Platform.parse(args.platform), jobs=_check_jobs(args.jobs))
+    options = PullOptions(platform=_platform(args.platform), jobs=_check_jobs(args.jobs))
     sink = make_sink(args.format if args.output else None, args.output, ref.familiar_name, ref.tag)
     client = connect(args, ref)
     progress = Progress(f"pulling {ref}", enabled=None if not args.json else False)
@@ -183,7 +190,7 @@ def cmd_push(args: argparse.Namespace) -> dict[str, Any]:
         check_existing=not args.no_check_existing,
     )
     image = open_source(
-        args.source, compression=args.compression, level=args.compression_level, platform=Platform.parse(args.platform)
+        args.source, compression=args.compression, level=args.compression_level, platform=_platform(args.platform)
     )
     try:
         client = connect(args, ref)
@@ -246,7 +253,7 @@ def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
                 for d in manifest.manifests
             ]
             if args.platform:
-                chosen = manifest.select(Platform.parse(args.platform))
+                chosen = manifest.select(_platform(args.platform))
                 inner = endpoints.get_manifest(client, ref, str(chosen.digest))
                 manifest = parse_manifest(inner.raw, inner.media_type, inner.digest)
                 out["platform"] = args.platform

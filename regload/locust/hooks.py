@@ -22,7 +22,7 @@ from . import throughput
 from .options import add_arguments
 from .pool import PoolImage
 from .thresholds import PercentileCheck, breaches
-from .users import POOL, POOL_READY, make_client, settings_for, token_cache
+from .users import POOL, POOL_READY, clear_settings, make_client, settings_for, token_cache
 
 log = logging.getLogger("regload")
 _local_registry: Any = None
@@ -73,6 +73,7 @@ def _on_test_start(environment: Any, **_: Any) -> None:
         _seeding = None
     POOL.reset()
     POOL_READY.clear()
+    clear_settings()  # a worker receives the options of each new run with its spawn message
 
 
 def ensure_pool(environment: Any) -> None:
@@ -141,11 +142,17 @@ def _report_and_check(environment: Any) -> None:
     if options is None:
         return
     checks = [PercentileCheck.parse(t) for t in options.check_percentile or ()]
-    failed = breaches(environment.stats, options.check_fail_ratio, checks)
+    failed = breaches(environment.stats, _fail_ratio(options.check_fail_ratio), checks)
     for line in failed:
         log.error("regload check failed: %s", line)
     if failed:
         environment.process_exit_code = 1
+
+
+def _fail_ratio(value: Any) -> float | None:
+    """A float from the command line, but text from the web UI's form, where Locust keeps the
+    type of a None default as str: "" when the field was left empty."""
+    return None if value is None or value == "" else float(value)
 
 
 def _extend_web_ui(environment: Any) -> None:

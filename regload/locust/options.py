@@ -21,7 +21,15 @@ def add_arguments(parser: Any) -> None:
     add("--registry-password", default="", is_secret=True, help="registry password (masked in the web UI)")
     add("--registry-ca-cert", default="", help="PEM file of CA certificates to trust")
     add("--registry-insecure", action="store_true", default=False, help="do not verify TLS certificates")
-    add("--registry-http2", action="store_true", default=False, help="use the httpx transport with HTTP/2")
+    # dest "registry_http_2", not "registry_http2": the web UI names the field "registryHttp2" and
+    # posts it back as "registry_http_2", which Locust ignores unless it is the option's dest.
+    add(
+        "--registry-http2",
+        dest="registry_http_2",
+        action="store_true",
+        default=False,
+        help="use the httpx transport with HTTP/2",
+    )
     add(
         "--token-cache",
         choices=TOKEN_CACHE_MODES,
@@ -139,7 +147,7 @@ def settings_from(options: Any) -> LoadSettings:
         password=get("registry_password", ""),
         ca_cert=get("registry_ca_cert", "") or None,
         insecure=bool(get("registry_insecure", False)),
-        http2=bool(get("registry_http2", False)),
+        http2=bool(get("registry_http_2", False)),
         token_cache=get("token_cache", "shared"),
         repos=repos,
         repo_prefix=get("repo_prefix", "regload/load").rstrip("/"),

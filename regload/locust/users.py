@@ -49,6 +49,10 @@ def settings_for(environment: Any) -> LoadSettings:
     return _settings[key]
 
 
+def clear_settings() -> None:
+    _settings.clear()
+
+
 def token_cache(mode: str) -> TokenCache:
     if mode == "shared":
         return SHARED_TOKENS
@@ -136,7 +140,10 @@ class PullUser(RegistryUser):
     @task
     def pull_from_pool(self) -> None:
         if not POOL_READY.wait(POOL_WAIT_SECONDS) or not POOL.images:
-            # Seeding failed (logged once with its cause): nothing to pull, do not spin.
+            # Seeding failed (logged once with its cause): nothing to pull. Count a failed pull,
+            # so that the run cannot pass its checks with no request made, and do not spin.
+            cause = RegloadError(f"nothing to pull: {POOL.error or 'the pull pool is empty'}")
+            self.observer.operation("PULL", 0.0, 0, cause)
             gevent.sleep(1.0)
             return
         image = POOL.pick(self.rng)

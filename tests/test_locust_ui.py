@@ -1,0 +1,163 @@
+"""End to end: Locust's web UI with regload's options, driven in headless Chromium.
+
+Needs Debian's ``chromium`` (``/usr/bin/chromium``) and the ``playwright`` package from PyPI;
+Playwright's own browser downloads are never used.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from regload.local_registry import free_port
+from regload.locust.options import add_arguments
+from tests.support.locust_run import SMALL_IMAGES, Locust
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+WAIT_MS = 30_000
+
+#: regload's options as the web UI names its custom parameters (camelCase of the option's dest).
+REGLOAD_FIELDS = (
+    "registryUsername",
+    "registryPassword",
+    "tokenCache",
+    "repos",
+    "pullPoolSize",
+    "pullJobs",
+    "pushLayers",
+    "pushLayerSize",
+    "uploadMode",
+    "checkFailRatio",
+)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=WAIT_MS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def web_ui(registry_anon, tmp_path) -> Iterator[tuple[Locust, str]]:
+    """``locust -f locustfile.py --class-picker`` with its web UI on a free loopback port."""
+    port = free_port()
+    args = ["--host", registry_anon.url, "--web-host", "127.0.0.1", "--web-port", str(port), "--class-picker"]
+    locust = Locust([*args, *SMALL_IMAGES], tmp_path, name="ui")
+    try:
+        locust.wait_for("Starting web interface at", timeout=30)
+        yield locust, f"http://127.0.0.1:{port}"
+    finally:
+        locust.kill()
+
+
+def web_ui_options() -> set[str]:
+    """The dest of every regload option shown in the web UI."""
+    dests: set[str] = set()
+
+    class Parser:
+        def add_argument(self, *flags: str, **kwargs: Any) -> None:
+            if kwargs.get("include_in_web_ui", True):
+                dests.add(kwargs.get("dest") or flags[0].lstrip("-").replace("-", "_"))
+
+    add_arguments(Parser())
+    return dests
+
+
+def stats(url: str) -> dict:
+    """What the UI polls: ``/stats/requests``."""
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(f"{url}/stats/requests", timeout=10) as r:
+        return json.load(r)
+
+
+def test_web_ui_runs_and_stops_a_push_load(web_ui, page, tmp_path):
+    locust, url = web_ui
+    page.goto(url)
+
+    # regload's options are custom parameters; the password is a password input.
+    page.get_by_text("Custom parameters").click()
+    for field in REGLOAD_FIELDS:
+        assert page.locator(f"[name={field}]").count() == 1, field
+    assert page.locator("input[name=registryPassword]").get_attribute("type") == "password"
+    assert page.locator("input[name=pushLayerSize]").input_value() == "32KiB-64KiB"  # from the command line
+    # Changed here, they must reach the users: one layer of 16 KiB instead of two of 32-64 KiB.
+    page.locator("input[name=pushLayers]").fill("1")
+    page.locator("input[name=pushLayerSize]").fill("16KiB")
+    page.locator("select[name=uploadMode]").select_option("monolithic")
+
+    # The class picker: PushUser only.
+    page.locator("tr", has_text="PullUser").locator("input[type=checkbox]").uncheck()
+    assert page.locator("tr", has_text="PushUser").locator("input[type=checkbox]").is_checked()
+    page.locator("input[name=userCount]").fill("3")
+    page.locator("input[name=spawnRate]").fill("3")
+    with page.expect_request(f"{url}/swarm") as swarm:
+        page.get_by_role("button", name="Start").click()
+
+    # The form posts each option under the name of the option's dest, or Locust drops it.
+    posted = parse_qs(swarm.value.post_data or "", keep_blank_values=True)
+    assert web_ui_options() <= set(posted), sorted(web_ui_options() - set(posted))
+    assert posted["user_classes"] == ["PushUser"] and posted["push_layer_size"] == ["16KiB"]
+
+    # Endpoint rows and the whole-operation row appear in the statistics table.
+    page.locator("tr", has_text="/v2/<name>/blobs/<digest>").first.wait_for()
+    page.locator("tr", has_text="/v2/<name>/blobs/uploads/").first.wait_for()
+    push_row = page.locator("tr").filter(has=page.locator("td", has_text=re.compile(r"^PUSH$")))
+    push_row.first.wait_for()
+    assert page.locator("td", has_text=re.compile(r"^PULL$")).count() == 0  # PullUser was not picked
+
+    # The Throughput tab shows megabytes pushed.
+    page.get_by_role("tab", name="Throughput").click()
+    moved = page.locator("tr", has_text="PUSH image")
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while float(moved.locator("td").nth(3).inner_text()) <= 0:
+        assert time.monotonic() < deadline, moved.inner_text()
+        page.wait_for_timeout(250)
+    screenshot = tmp_path / "throughput.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and screenshot.stat().st_size > 1000
+
+    # The form's options reached the users: one 16 KiB layer, monolithic uploads, no PATCH.
+    rows = {(r["method"], r["name"]): r for r in stats(url)["stats"]}
+    push = rows[("PUSH", "image")]
+    assert push["num_failures"] == 0 and 16 * 1024 <= push["avg_content_length"] < 32 * 1024, push
+    assert ("PATCH", "/v2/<name>/blobs/uploads/<session>") not in rows, sorted(rows)
+
+    # Stop from the UI: the state becomes stopped.
+    page.get_by_role("button", name="Stop").click()
+    page.get_by_text(re.compile(r"^stopped$", re.I)).first.wait_for()
+    assert stats(url)["state"] == "stopped"
+
+    # Locust quits cleanly on SIGTERM, the form's (empty) check fields notwithstanding.
+    assert locust.terminate() == 0, locust.output[-6000:]
+    assert "Traceback" not in locust.stderr, locust.output[-6000:]

@@ -1,0 +1,104 @@
+"""Unit tests of the Locust layer's pieces: options, failure causes, checks, throughput."""
+
+import random
+from types import SimpleNamespace
+
+import pytest
+
+from regload.errors import DigestMismatch, RegistryError, TimeoutError_, TransportError, UsageError
+from regload.locust.observer import LocustObserver, failure_cause
+from regload.locust.options import SizeRange, settings_from
+from regload.locust.thresholds import PercentileCheck, breaches
+from regload.locust.throughput import throughput
+
+
+@pytest.mark.parametrize(
+    "error, cause",
+    [
+        (RegistryError("GET /v2/<name>/blobs/<digest>", 503, None), "HTTP 503"),
+        (RegistryError("GET /v2/", 404, "NAME_UNKNOWN", "repository name not known"), "HTTP 404 NAME_UNKNOWN"),
+        (DigestMismatch("blob sha256:0123456789ab: content has digest sha256:ba9876543210"), "digest mismatch"),
+        (TimeoutError_("GET /v2/ to 127.0.0.1:5000: read timed out after 1s"), "timeout"),
+        (TransportError("GET /v2/ to 127.0.0.1:5000: connection refused"), "connection error: connection refused"),
+    ],
+)
+def test_failure_causes_are_bounded(error, cause):
+    assert failure_cause(error) == cause
+    assert "sha256" not in failure_cause(error)
+
+
+def test_observer_splits_names_and_reports_causes():
+    fired = []
+    events = SimpleNamespace(request=SimpleNamespace(fire=lambda **kw: fired.append(kw)))
+    observer = LocustObserver(events)
+    observer.on_request("GET /v2/<name>/blobs/<digest>", "GET", 0.25, 200, 1000, None)
+    observer.on_request("GET token", "GET", 0.01, 401, 0, RegistryError("GET token", 401, "UNAUTHORIZED"))
+    observer.operation("PULL", 1.5, 5000, None)
+    assert [(f["request_type"], f["name"]) for f in fired] == [
+        ("GET", "/v2/<name>/blobs/<digest>"),
+        ("GET", "token"),
+        ("PULL", "image"),
+    ]
+    assert fired[0]["response_time"] == 250.0 and fired[0]["response_length"] == 1000 and fired[0]["exception"] is None
+    assert str(fired[1]["exception"]) == "HTTP 401 UNAUTHORIZED"
+
+
+def test_size_range():
+    rng = random.Random(1)
+    fixed = SizeRange.parse("10MiB", "x")
+    assert fixed.sample(rng) == 10 << 20
+    spread = SizeRange.parse("1KiB-4KiB", "x")
+    samples = {spread.sample(rng) for _ in range(200)}
+    assert min(samples) >= 1024 and max(samples) <= 4096 and len(samples) > 50
+    with pytest.raises(UsageError):
+        SizeRange.parse("4KiB-1KiB", "x")
+
+
+def test_settings_defaults_and_validation():
+    s = settings_from(None)
+    assert (s.repos, s.upload_mode, s.token_cache, s.verify) == (4, "streamed", "shared", True)
+    assert s.repository(5) == "regload/load-1"
+    assert "hunter2" not in repr(settings_from(SimpleNamespace(registry_password="hunter2")))
+    with pytest.raises(UsageError):
+        settings_from(SimpleNamespace(repos=0))
+    with pytest.raises(UsageError):
+        settings_from(SimpleNamespace(push_layer_size="lots"))
+
+
+class Entry:
+    def __init__(self, num, fails, length, p50, rps=2.0):
+        self.num_requests, self.num_failures, self.total_content_length = num, fails, length
+        self.current_rps, self.avg_content_length = rps, length / max(num, 1)
+        self._p = p50
+
+    def get_response_time_percentile(self, q):
+        return self._p * (2 if q > 0.5 else 1)
+
+
+def fake_stats(fail_ratio=0.0):
+    entries = {("image", "PULL"): Entry(10, 0, 10 << 20, 100.0)}
+    return SimpleNamespace(entries=entries, total=SimpleNamespace(fail_ratio=fail_ratio, start_time=1000.0))
+
+
+def test_percentile_checks():
+    check = PercentileCheck.parse("PULL image:95<150")
+    assert (check.request_type, check.name, check.percentile, check.limit_ms) == ("PULL", "image", 95.0, 150.0)
+    assert PercentileCheck.parse("GET /v2/<name>/blobs/<digest>:p99<500ms").name == "/v2/<name>/blobs/<digest>"
+    for bad in ("PULL image", "PULL image:95", "image:95<1", "PULL image:0<5", "PULL image:101<5"):
+        with pytest.raises(UsageError):
+            PercentileCheck.parse(bad)
+    stats = fake_stats()
+    assert breaches(stats, None, [PercentileCheck.parse("PULL image:50<150")]) == []
+    [line] = breaches(stats, None, [check])
+    assert "p95 is 200 ms, above 150 ms" in line
+    [line] = breaches(stats, None, [PercentileCheck.parse("PUSH image:50<1")])
+    assert "no requests" in line
+    assert breaches(fake_stats(0.02), 0.01, []) and not breaches(fake_stats(0.005), 0.01, [])
+
+
+def test_throughput_from_stats():
+    rows = {r.operation: r for r in throughput(fake_stats(), now=1010.0)}
+    assert rows["PULL"].bytes == 10 << 20
+    assert rows["PULL"].average_bps == pytest.approx((10 << 20) / 10)
+    assert rows["PULL"].current_bps == pytest.approx(2.0 * (1 << 20))
+    assert rows["PUSH"].images == 0 and rows["PUSH"].average_bps == 0
