@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from threading import Lock
+from typing import Protocol, runtime_checkable
 
 from .errors import AuthError
 from .http import Request, Response, add_query
@@ -183,6 +184,13 @@ class TokenCache:
 Send = Callable[[Request], Response]
 
 
+@runtime_checkable
+class Reportable(Protocol):
+    """A response that can be reported as failed (``client.ObservedResponse``)."""
+
+    def fail(self, error: BaseException) -> None: ...
+
+
 class Authenticator:
     """Adds authorization to requests for one registry and answers its challenges.
 
@@ -269,8 +277,17 @@ class Authenticator:
         try:
             status = response.status
             body = _read_limited(response, MAX_TOKEN_RESPONSE)
+            token = self._parse_token(status, body)
+        except AuthError as e:
+            if isinstance(response, Reportable):
+                response.fail(e)  # the token request is counted as failed, with its cause
+            raise
         finally:
             response.close()
+        self.cache.put(self._key(scopes), token)
+        return token
+
+    def _parse_token(self, status: int, body: bytes) -> Token:
         if status in (401, 403):
             why = (
                 "the token server refused the credentials"
@@ -293,9 +310,7 @@ class Authenticator:
         # docs/spec/auth/token.md: a lifetime under 60 s is treated as 60 s by docker; we keep
         # the server's value (a test server may use short lifetimes on purpose).
         lifetime = max(lifetime, 1.0)
-        token = Token(value, self.cache.clock() + lifetime, lifetime)
-        self.cache.put(self._key(scopes), token)
-        return token
+        return Token(value, self.cache.clock() + lifetime, lifetime)
 
 
 def _merge_scopes(wanted: Iterable[str], offered: Iterable[str]) -> tuple[str, ...]:

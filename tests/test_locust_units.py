@@ -77,7 +77,8 @@ class Entry:
 
 def fake_stats(fail_ratio=0.0):
     entries = {("image", "PULL"): Entry(10, 0, 10 << 20, 100.0)}
-    return SimpleNamespace(entries=entries, total=SimpleNamespace(fail_ratio=fail_ratio, start_time=1000.0))
+    total = SimpleNamespace(fail_ratio=fail_ratio, start_time=1000.0, last_request_timestamp=1010.0)
+    return SimpleNamespace(entries=entries, total=total)
 
 
 def test_percentile_checks():
@@ -93,11 +94,18 @@ def test_percentile_checks():
     assert "p95 is 200 ms, above 150 ms" in line
     [line] = breaches(stats, None, [PercentileCheck.parse("PUSH image:50<1")])
     assert "no requests" in line
-    assert breaches(fake_stats(0.02), 0.01, []) and not breaches(fake_stats(0.005), 0.01, [])
+    # The fail ratio is over image operations when there are any, else over all requests.
+    stats = fake_stats(0.5)
+    assert not breaches(stats, 0.01, [])
+    stats.entries[("image", "PULL")].num_failures = 1
+    [line] = breaches(stats, 0.01, [])
+    assert "image operation failure ratio 0.1000" in line
+    del stats.entries[("image", "PULL")]
+    assert breaches(stats, 0.4, []) and not breaches(fake_stats(0.005), 0.01, [])
 
 
 def test_throughput_from_stats():
-    rows = {r.operation: r for r in throughput(fake_stats(), now=1010.0)}
+    rows = {r.operation: r for r in throughput(fake_stats(), now=1500.0)}  # stopped at 1010
     assert rows["PULL"].bytes == 10 << 20
     assert rows["PULL"].average_bps == pytest.approx((10 << 20) / 10)
     assert rows["PULL"].current_bps == pytest.approx(2.0 * (1 << 20))

@@ -13,8 +13,10 @@ __all__ = ["PullUser", "PushUser", "RegistryUser"]
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from . import hooks  # noqa: F401  (registers the listeners)
-        from . import users
+        from . import (
+            hooks,  # noqa: F401  (registers the listeners)
+            users,
+        )
 
         return getattr(users, name)
     raise AttributeError(name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from typing import Any
 
@@ -27,6 +28,7 @@ from .users import POOL, POOL_READY, clear_settings, make_client, settings_for, 
 log = logging.getLogger("regload")
 _local_registry: Any = None
 _seeding: gevent.Greenlet | None = None
+SEED_CONCURRENCY = 4
 
 
 @events.init_command_line_parser.add_listener
@@ -44,7 +46,8 @@ def _on_init(environment: Any, **_: Any) -> None:
             for text in options.check_percentile or ():
                 PercentileCheck.parse(text)
     except RegloadError as e:
-        sys.exit(f"regload: error: {e}")
+        print(f"regload: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
     if not isinstance(environment.runner, WorkerRunner) and not environment.host:
         _local_registry = start_local_registry()
         environment.host = _local_registry.url
@@ -94,14 +97,17 @@ def seed_pool(environment: Any) -> None:
             ref = parse_reference(text, registry=registry)
             POOL.add(PoolImage(ref.repository, ref.reference))
         options = PushOptions(jobs=settings.push_jobs)
-        for i in range(settings.pool_size):
+
+        def seed(i: int) -> PoolImage:
             image = synthetic_image(settings.pool_layers, settings.pool_layer_size, seed=i)
-            repository = settings.repository(i)
             try:
-                push(client, Reference(registry, repository, f"pool-{i}"), image, GeventRunner(), options)
+                push(client, Reference(registry, settings.repository(i), f"pool-{i}"), image, GeventRunner(), options)
             finally:
                 image.close()
-            POOL.add(PoolImage(repository, f"pool-{i}"))
+            return PoolImage(settings.repository(i), f"pool-{i}")
+
+        for image in GeventRunner().map(seed, range(settings.pool_size), SEED_CONCURRENCY):
+            POOL.add(image)
         log.info("regload: pull pool ready: %d images", len(POOL.images))
     except RegloadError as e:
         POOL.error = str(e)
@@ -111,42 +117,55 @@ def seed_pool(environment: Any) -> None:
         POOL_READY.set()
 
 
-@events.test_stop.add_listener
-def _on_test_stop(environment: Any, **_: Any) -> None:
-    if isinstance(environment.runner, WorkerRunner):
-        return
-    for line in throughput.summary_lines(throughput.throughput(environment.stats)):
-        log.info(line)
-
-
 @events.quitting.add_listener
 def _on_quitting(environment: Any, **_: Any) -> None:
     global _local_registry
-    if not isinstance(environment.runner, WorkerRunner):
-        _report_and_check(environment)
-    if _local_registry is not None:
-        _local_registry.stop()
-        _local_registry = None
+    try:
+        if not isinstance(environment.runner, WorkerRunner):
+            _report(environment)
+            _check(environment)
+    finally:
+        if _local_registry is not None:
+            _local_registry.stop()
+            _local_registry = None
 
 
-def _report_and_check(environment: Any) -> None:
+def _report(environment: Any) -> None:
+    """The throughput summary on stderr, and beside Locust's own CSV and JSON reports. At
+    ``quitting`` a master holds the workers' final stats, so this is the whole run."""
     options = environment.parsed_options
     rows = throughput.throughput(environment.stats)
     for line in throughput.summary_lines(rows):
         print(line, file=sys.stderr)
+    outputs = []
     if options is not None and getattr(options, "csv_prefix", None):
-        throughput.write_csv(f"{options.csv_prefix}_throughput.csv", rows)
+        outputs.append((f"{options.csv_prefix}_throughput.csv", lambda path: throughput.write_csv(path, rows)))
     if options is not None and getattr(options, "json_file", None):
-        with open(f"{options.json_file}_throughput.json", "w") as f:
-            json.dump([r.__dict__ for r in rows], f, indent=2)
+        outputs.append((f"{options.json_file}_throughput.json", lambda path: throughput.write_json(path, rows)))
+    for path, write in outputs:
+        try:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)  # Locust makes it only later
+            write(path)
+        except OSError as e:
+            log.error("regload: cannot write %s: %s", path, e.strerror or e)
+
+
+def _check(environment: Any) -> None:
+    """With checks given, they alone decide the exit code: 1 on a breach, else 0 (Locust would
+    exit 1 on any failure, which a run with an accepted failure ratio expects)."""
+    options = environment.parsed_options
     if options is None:
         return
     checks = [PercentileCheck.parse(t) for t in options.check_percentile or ()]
-    failed = breaches(environment.stats, _fail_ratio(options.check_fail_ratio), checks)
+    fail_ratio = _fail_ratio(options.check_fail_ratio)
+    if fail_ratio is None and not checks:
+        return
+    failed = breaches(environment.stats, fail_ratio, checks)
     for line in failed:
         log.error("regload check failed: %s", line)
-    if failed:
-        environment.process_exit_code = 1
+    environment.process_exit_code = 1 if failed else 0
+    if not failed:
+        log.info("regload: all checks passed")
 
 
 def _fail_ratio(value: Any) -> float | None:

@@ -17,8 +17,14 @@ TOKEN_CACHE_MODES = ("shared", "user", "off")
 def add_arguments(parser: Any) -> None:
     # Locust's own add_argument (not an argument group's) knows is_secret / include_in_web_ui.
     add = parser.add_argument
-    add("--registry-username", default="", help="registry user")
-    add("--registry-password", default="", is_secret=True, help="registry password (masked in the web UI)")
+    add("--registry-username", default="", env_var="REGLOAD_USERNAME", help="registry user (or REGLOAD_USERNAME)")
+    add(
+        "--registry-password",
+        default="",
+        is_secret=True,
+        env_var="REGLOAD_PASSWORD",
+        help="registry password (or REGLOAD_PASSWORD; masked in the web UI)",
+    )
     add("--registry-ca-cert", default="", help="PEM file of CA certificates to trust")
     add("--registry-insecure", action="store_true", default=False, help="do not verify TLS certificates")
     # dest "registry_http_2", not "registry_http2": the web UI names the field "registryHttp2" and
@@ -63,6 +69,12 @@ def add_arguments(parser: Any) -> None:
     add("--push-jobs", type=int, default=5, help="blobs a PushUser uploads at once (docker: 5)")
     add(
         "--no-check-existing", action="store_true", default=False, help="PushUser uploads without a HEAD per blob first"
+    )
+    add(
+        "--connection-backoff",
+        type=float,
+        default=1.0,
+        help="seconds a user waits after an operation failed to reach the registry (0: retry at once)",
     )
     add(
         "--check-fail-ratio",
@@ -124,6 +136,7 @@ class LoadSettings:
     chunk_size: int
     push_jobs: int
     check_existing: bool
+    connection_backoff: float
 
     def repository(self, index: int) -> str:
         return f"{self.repo_prefix}-{index % self.repos}"
@@ -165,4 +178,5 @@ def settings_from(options: Any) -> LoadSettings:
         chunk_size=parse_size(get("chunk_size", "8MiB"), "--chunk-size"),
         push_jobs=max(1, int(get("push_jobs", 5))),
         check_existing=not get("no_check_existing", False),
+        connection_backoff=max(0.0, float(get("connection_backoff", 1.0) or 0.0)),
     )

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,9 @@ def throughput(stats: Any, now: float | None = None) -> list[Throughput]:
         if entry is None:
             rows.append(Throughput(op, 0, 0, 0, 0.0, 0.0))
             continue
-        elapsed = max((now or time.time()) - stats.total.start_time, 1e-9)
+        # Up to the last request: once a run stops, its average stays what it was.
+        end = min(now or time.time(), stats.total.last_request_timestamp or time.time())
+        elapsed = max(end - stats.total.start_time, 1e-9)
         current = entry.current_rps * entry.avg_content_length
         rows.append(
             Throughput(
@@ -64,6 +67,11 @@ def write_csv(path: str, rows: list[Throughput]) -> None:
             writer.writerow(
                 [r.operation, r.images, r.failures, r.bytes, f"{r.average_bps:.0f}", f"{r.current_bps:.0f}"]
             )
+
+
+def write_json(path: str, rows: list[Throughput]) -> None:
+    with open(path, "w") as f:
+        json.dump([r.__dict__ for r in rows], f, indent=2)
 
 
 def ui_rows(rows: list[Throughput]) -> list[dict[str, Any]]:

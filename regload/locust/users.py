@@ -19,7 +19,7 @@ from locust import User, constant, task
 
 from ..auth import Authenticator, Credentials, TokenCache
 from ..client import RegistryClient
-from ..errors import RegloadError
+from ..errors import RegloadError, TransportError
 from ..http import TransportOptions
 from ..pull import PullOptions, PullResult, pull
 from ..push import PushOptions, PushResult, push
@@ -75,6 +75,8 @@ class RegistryUser(User):
 
     abstract = True
     wait_time = constant(0)  # a load generator: no think time unless a scenario sets one
+    settings: LoadSettings
+    client: RegistryClient
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
@@ -100,8 +102,7 @@ class RegistryUser(User):
             result = pull(self.client, self.reference(repository, reference), DiscardSink(), self.runner, options)
         except Exception as e:
             self.observer.operation("PULL", time.perf_counter() - started, 0, e)
-            if not isinstance(e, RegloadError):
-                raise  # a bug, not a registry fault: Locust lists it under Exceptions
+            self._after_failure(e)
             return None
         self.observer.operation("PULL", time.perf_counter() - started, result.bytes, None)
         return result
@@ -117,13 +118,20 @@ class RegistryUser(User):
             result = push(self.client, self.reference(repository, tag), image, self.runner, options)
         except Exception as e:
             self.observer.operation("PUSH", time.perf_counter() - started, 0, e)
-            if not isinstance(e, RegloadError):
-                raise
+            self._after_failure(e)
             return None
         finally:
             image.close()
         self.observer.operation("PUSH", time.perf_counter() - started, result.bytes, None)
         return result
+
+    def _after_failure(self, error: Exception) -> None:
+        if not isinstance(error, RegloadError):
+            raise error  # a bug, not a registry fault: Locust lists it under Exceptions
+        if isinstance(error, TransportError) and self.settings.connection_backoff > 0:
+            # The registry cannot be reached: wait before the next attempt instead of counting
+            # thousands of instant failures a second while it is down.
+            gevent.sleep(self.settings.connection_backoff)
 
     def on_stop(self) -> None:
         self.client.transport.close()

@@ -197,10 +197,6 @@ class Result:
     def throughput_json(self) -> dict[str, dict[str, Any]]:
         return {r["operation"]: r for r in json.loads(Path(f"{self.prefix}_throughput.json").read_text())}
 
-    def files(self) -> list[Path]:
-        """Every file this run wrote next to ``prefix`` (CSV, JSON, HTML, logs)."""
-        return sorted(p for p in self.prefix.parent.iterdir() if p.is_file())
-
 
 def run_locust(
     args: Sequence[str],
