@@ -54,7 +54,7 @@ def successes(row: dict[str, str]) -> int:
 
 
 @pytest.mark.parametrize(
-    ("mode", "run_time"), [("streamed", "6s"), ("chunked", "3s"), ("monolithic", "3s"), ("single-post", "3s")]
+    ("mode", "run_time"), [("streamed", "6s"), ("chunked", "5s"), ("monolithic", "5s"), ("single-post", "5s")]
 )
 def test_headless_run_with_both_user_classes(registry_anon, tmp_path, mode, run_time):
     # The thresholds given here are generous: they must pass, and the run exit 0.
@@ -224,7 +224,7 @@ def test_fail_ratio_check_fails_the_run_when_the_registry_is_down(tmp_path, user
     # Locust itself exits 1 when a request failed; without that, only the check can fail the run.
     args = ["--exit-code-on-error", "0", "--check-fail-ratio", "0", user_class]
     result = run_locust(
-        headless(down, tmp_path / "run", *args, users=2, run_time="2s"), tmp_path, name="run", timeout=60
+        headless(down, tmp_path / "run", *args, users=2, run_time="4s"), tmp_path, name="run", timeout=60
     )
     assert result.code == 1, result.output[-6000:]
     assert re.search(r"regload check failed: .*failure ratio [\d.]+ is above --check-fail-ratio 0", result.stderr), (
@@ -241,7 +241,7 @@ def test_fail_ratio_check_fails_the_run_when_the_registry_is_down(tmp_path, user
 def test_impossible_percentile_check_fails_the_run(registry_anon, tmp_path):
     args = ["--check-percentile", "PULL image:50<0.001", "PullUser"]
     result = run_locust(
-        headless(registry_anon.url, tmp_path / "run", *args, users=2, run_time="3s"), tmp_path, name="run", timeout=60
+        headless(registry_anon.url, tmp_path / "run", *args, users=2, run_time="5s"), tmp_path, name="run", timeout=60
     )
     assert result.code == 1, result.output[-6000:]
     assert result.total()["Failure Count"] == "0"  # the percentile failed the run, nothing else
@@ -251,7 +251,7 @@ def test_impossible_percentile_check_fails_the_run(registry_anon, tmp_path):
 
 def test_without_host_a_local_registry_is_started(tmp_path):
     result = run_locust(
-        headless(None, tmp_path / "run", "PullUser", "PushUser", users=2, run_time="3s"),
+        headless(None, tmp_path / "run", "PullUser", "PushUser", users=2, run_time="5s"),
         tmp_path,
         name="run",
         timeout=60,

@@ -1,0 +1,388 @@
+"""What the benchmark scripts share: a static nginx serving a tiny image, headless Locust runs
+read back from ``--json-file``, RSS sampling of a child process, and the report lines.
+
+Nothing here imports gevent: the scripts run their subjects in child processes, so that each
+one starts cold and is measured alone.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+PYTHON = sys.executable
+BIN = Path(sys.executable).parent
+LOCUST = str(BIN / "locust")
+REGLOAD = str(BIN / "regload")
+LOCUSTFILE = REPO / "locustfile.py"
+LOCUSTFILES = REPO / "bench" / "locustfiles"
+
+MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
+CONFIG_V1 = "application/vnd.docker.container.image.v1+json"
+LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+# What regload sends; the baselines send the same.
+from regload.mediatypes import MANIFEST_ACCEPT as ACCEPT  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), 0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout:g}s")
+
+
+# -- a tiny image, as static files --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StaticImage:
+    repository: str
+    tag: str
+    manifest: bytes
+    config_digest: str
+    layer_digest: str
+    layer_size: int
+
+    @property
+    def manifest_path(self) -> str:
+        return f"/v2/{self.repository}/manifests/{self.tag}"
+
+    def blob_path(self, digest: str) -> str:
+        return f"/v2/{self.repository}/blobs/{digest}"
+
+    @property
+    def paths(self) -> tuple[str, str, str, str]:
+        """The GET sequence of one docker pull: ping, manifest, config, layer."""
+        return ("/v2/", self.manifest_path, self.blob_path(self.config_digest), self.blob_path(self.layer_digest))
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def tiny_image(root: Path, repository: str = "bench/tiny", tag: str = "latest", layer_bytes: int = 1024) -> StaticImage:
+    """Write a Docker v2 schema 2 image (config + one gzip tar layer with one file of
+    ``layer_bytes`` bytes) under ``root`` as nginx will serve it."""
+    payload = hashlib.sha256(b"regload bench").digest() * (layer_bytes // 32 + 1)
+    raw_tar = io.BytesIO()
+    with tarfile.open(fileobj=raw_tar, mode="w") as tar:
+        info = tarfile.TarInfo("file")
+        info.size = layer_bytes
+        info.mtime = 0
+        tar.addfile(info, io.BytesIO(payload[:layer_bytes]))
+    layer = gzip.compress(raw_tar.getvalue(), mtime=0)
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": [_digest(raw_tar.getvalue())]},
+        }
+    ).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_V2,
+            "config": {"mediaType": CONFIG_V1, "size": len(config), "digest": _digest(config)},
+            "layers": [{"mediaType": LAYER_GZIP, "size": len(layer), "digest": _digest(layer)}],
+        },
+        indent=3,
+    ).encode()
+    base = root / "v2" / repository
+    (base / "manifests").mkdir(parents=True, exist_ok=True)
+    (base / "blobs").mkdir(parents=True, exist_ok=True)
+    (root / "v2" / "index.json").write_bytes(b"{}")
+    (base / "manifests" / tag).write_bytes(manifest)
+    for blob in (config, layer):
+        (base / "blobs" / _digest(blob)).write_bytes(blob)
+    return StaticImage(repository, tag, manifest, _digest(config), _digest(layer), len(layer))
+
+
+NGINX_CONF = """\
+worker_processes {workers};
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log error;
+daemon off;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nodelay on;
+    keepalive_requests 1000000;
+    keepalive_timeout 120s;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server {{
+        listen 127.0.0.1:{port} reuseport;
+        root {root};
+        location = /v2/ {{
+            default_type application/json;
+            add_header Docker-Distribution-API-Version registry/2.0;
+            try_files /v2/index.json =404;
+        }}
+        location ~ ^/v2/.+/manifests/ {{
+            types {{ }}
+            default_type {manifest_type};
+        }}
+        location ~ ^/v2/.+/blobs/ {{
+            types {{ }}
+            default_type application/octet-stream;
+        }}
+    }}
+}}
+"""
+
+
+def find_nginx() -> str:
+    for candidate in (shutil.which("nginx"), "/usr/sbin/nginx"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    sys.exit("bench: nginx not found: apt-get install nginx (Debian's package)")
+
+
+class StaticServer:
+    """nginx on a free loopback port serving a tiny image from a temp dir (removed by stop())."""
+
+    def __init__(self, workers: int = 1, layer_bytes: int = 1024) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="regload-bench-nginx-"))
+        self.tmp.chmod(0o755)  # run as root, nginx's workers are www-data: they must read the files
+        self.root = self.tmp / "root"
+        self.image = tiny_image(self.root, layer_bytes=layer_bytes)
+        self.port = free_port()
+        conf = self.tmp / "nginx.conf"
+        conf.write_text(
+            NGINX_CONF.format(workers=workers, tmp=self.tmp, port=self.port, root=self.root, manifest_type=MANIFEST_V2)
+        )
+        self.process = subprocess.Popen(
+            [find_nginx(), "-p", str(self.tmp), "-c", str(conf), "-e", str(self.tmp / "error.log")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            wait_port(self.port)
+        except RuntimeError:
+            self.stop()
+            raise
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pids(self) -> list[int]:
+        """nginx's master and workers (for CPU accounting)."""
+        try:
+            import psutil
+
+            parent = psutil.Process(self.process.pid)
+            return [parent.pid, *(c.pid for c in parent.children())]
+        except Exception:  # noqa: BLE001
+            return [self.process.pid]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGQUIT)
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> StaticServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# -- headless Locust ------------------------------------------------------------------------------
+
+
+@dataclass
+class LocustRun:
+    code: int
+    output: str
+    stats: list[dict[str, Any]]
+    wall: float
+    rss_samples: list[tuple[float, float]] = field(default_factory=list)  # (seconds, MiB)
+    cpu: float | None = None  # CPU seconds between test start and stop (bench locustfiles only)
+
+    def rows(self, *, operations: bool = False) -> list[dict[str, Any]]:
+        """Endpoint rows (the ``PULL``/``PUSH image`` rows only with ``operations``)."""
+        return [r for r in self.stats if operations or r.get("method") not in ("PULL", "PUSH")]
+
+    @property
+    def requests(self) -> int:
+        return sum(int(r["num_requests"]) for r in self.rows())
+
+    @property
+    def failures(self) -> int:
+        return sum(int(r["num_failures"]) for r in self.rows(operations=True))
+
+    @property
+    def duration(self) -> float:
+        """From the first request's stats start to the last request seen."""
+        rows = [r for r in self.rows() if r["num_requests"]]
+        if not rows:
+            return 0.0
+        return max(r["last_request_timestamp"] for r in rows) - min(r["start_time"] for r in rows)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.duration if self.duration > 0 else 0.0
+
+    @property
+    def cpu_us(self) -> float | None:
+        """CPU microseconds of the Locust process per request (None without the CPU probe)."""
+        return self.cpu / self.requests * 1e6 if self.cpu is not None and self.requests else None
+
+
+def run_locust(
+    locustfile: Path,
+    host: str,
+    users: int,
+    seconds: float,
+    classes: list[str],
+    extra: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    spawn_rate: float | None = None,
+    sample_every: float = 0.0,
+    timeout: float | None = None,
+) -> LocustRun:
+    """One headless Locust process; its stats come from ``--json-file``. With ``sample_every``,
+    the process's RSS is sampled that often (seconds since start, MiB)."""
+    tmp = Path(tempfile.mkdtemp(prefix="regload-bench-locust-"))
+    prefix = tmp / "run"
+    args = [
+        LOCUST,
+        "-f",
+        str(locustfile),
+        "--headless",
+        "--host",
+        host,
+        "-u",
+        str(users),
+        "-r",
+        str(spawn_rate or users),
+        "-t",
+        f"{seconds:g}s",
+        "--stop-timeout",
+        "2",
+        "--json-file",
+        str(prefix),
+        "--loglevel",
+        "WARNING",
+        *(extra or []),
+        *classes,
+    ]
+    started = time.monotonic()
+    samples: list[tuple[float, float]] = []
+    log = tmp / "output.txt"
+    env = {**os.environ, **(env or {}), "BENCH_CPU_FILE": str(tmp / "cpu.json")}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
+        limit = timeout or seconds * 3 + 60
+        try:
+            while proc.poll() is None:
+                if time.monotonic() - started > limit:
+                    raise subprocess.TimeoutExpired(args, limit)
+                if sample_every:
+                    rss = rss_mib(proc.pid)
+                    if rss:
+                        samples.append((time.monotonic() - started, rss))
+                    time.sleep(sample_every)
+                else:
+                    time.sleep(0.1)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    wall = time.monotonic() - started
+    output = log.read_text(errors="replace")
+    try:
+        stats = json.loads((tmp / "run.json").read_text())
+    except (OSError, ValueError):
+        stats = []
+    try:
+        cpu = float(json.loads((tmp / "cpu.json").read_text())["cpu"])
+    except (OSError, ValueError, KeyError):
+        cpu = None
+    shutil.rmtree(tmp, ignore_errors=True)
+    return LocustRun(proc.returncode, output, stats, wall, samples, cpu)
+
+
+def rss_mib(pid: int) -> float:
+    """Resident set size of ``pid`` in MiB (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / tick
+
+
+def slope(samples: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (x, y) samples, in y per unit of x."""
+    n = len(samples)
+    if n < 2:
+        return 0.0
+    mx = sum(x for x, _ in samples) / n
+    my = sum(y for _, y in samples) / n
+    den = sum((x - mx) ** 2 for x, _ in samples)
+    return sum((x - mx) * (y - my) for x, y in samples) / den if den else 0.0
+
+
+def verdict(value: float, target: float, higher_is_better: bool = True) -> str:
+    ok = value >= target if higher_is_better else value <= target
+    return "meets target" if ok else "MISSES target"
+
+
+def header(title: str) -> None:
+    print(f"== {title}", flush=True)
