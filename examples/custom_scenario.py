@@ -9,7 +9,6 @@ Every regload option applies (--upload-mode, --push-layers, --push-layer-size, -
 The stats have the usual endpoint rows and ``PULL image`` / ``PUSH image`` rows.
 """
 
-import dataclasses
 import random
 
 from locust import between, task
@@ -38,13 +37,4 @@ class CIUser(RegistryUser):
         tag = f"ci-{seed:016x}"
         if self.push_image(synthetic_image_of(sizes, seed), repository, tag):  # None when it failed
             self.pull_image(repository, tag)
-        self.pull_head_first(BASE_REPOSITORY, BASE_TAG)
-
-    def pull_head_first(self, repository: str, reference: str) -> None:
-        """``pull_image`` as with ``--pull-head-first``, for this call only."""
-        settings = self.settings
-        self.settings = dataclasses.replace(settings, head_first=True)
-        try:
-            self.pull_image(repository, reference)
-        finally:
-            self.settings = settings
+        self.pull_image(BASE_REPOSITORY, BASE_TAG, head_first=True)

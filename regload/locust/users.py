@@ -93,10 +93,12 @@ class RegistryUser(User):
     def reference(self, repository: str, reference: str) -> Reference:
         return Reference(self.registry, repository).with_reference(reference)
 
-    def pull_image(self, repository: str, reference: str) -> PullResult | None:
-        """Pull a whole image, verifying every blob (or only counting with --no-verify)."""
+    def pull_image(self, repository: str, reference: str, *, head_first: bool | None = None) -> PullResult | None:
+        """Pull a whole image, verifying every blob (or only counting with --no-verify).
+        ``head_first`` overrides ``--pull-head-first`` for this pull."""
         s = self.settings
-        options = PullOptions(jobs=s.pull_jobs, verify=s.verify, head_first=s.head_first)
+        head_first = s.head_first if head_first is None else head_first
+        options = PullOptions(jobs=s.pull_jobs, verify=s.verify, head_first=head_first)
         started = time.perf_counter()
         try:
             result = pull(self.client, self.reference(repository, reference), DiscardSink(), self.runner, options)
