@@ -48,17 +48,16 @@ class CommandFailed(RuntimeError):
     pass
 
 
-def run(cmd: Sequence[str], timeout: float, **kw: object) -> tuple[float, str]:
-    """Run ``cmd``; return (wall seconds, stdout). Raises ``CommandFailed`` on a non-zero exit."""
+def run(cmd: Sequence[str], timeout: float, stderr: bool = False) -> tuple[float, str]:
+    """Run ``cmd``; return (wall seconds, stdout, plus stderr when asked). Raises
+    ``CommandFailed`` on a non-zero exit."""
     started = time.perf_counter()
-    proc = subprocess.run(
-        list(cmd), capture_output=True, text=True, timeout=timeout, env=bench_env(), **kw  # type: ignore[call-overload]
-    )
+    proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, env=bench_env())
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
         raise CommandFailed(f"{' '.join(cmd[:3])}… exited {proc.returncode}: {' | '.join(tail)}")
-    return wall, proc.stdout
+    return wall, proc.stdout + (proc.stderr if stderr else "")
 
 
 def regload_json(cmd: Sequence[str], timeout: float) -> tuple[float, dict]:
@@ -93,10 +92,31 @@ def repeat(name: str, times: int, once: Callable[[int], float]) -> Figure:
     for i in range(times):
         try:
             fig.seconds.append(once(i))
-        except (CommandFailed, subprocess.TimeoutExpired, OSError) as exc:
+        except (CommandFailed, subprocess.TimeoutExpired, OSError, RuntimeError, ValueError) as exc:
             fig.skipped = str(exc)
             break
     return fig
+
+
+def interleave(legs: Sequence[tuple[str, Callable[[int], float]]], times: int) -> list[Figure]:
+    """Like ``repeat`` for several legs, taking turns (run 1 of each, then run 2 …), so that a
+    change in the machine's load during the bench weighs on every leg alike."""
+    figs = [Figure(name) for name, _ in legs]
+    for i in range(times):
+        for fig, (_, once) in zip(figs, legs, strict=True):
+            if fig.skipped is not None:
+                continue
+            try:
+                fig.seconds.append(once(i))
+            except (CommandFailed, subprocess.TimeoutExpired, OSError, RuntimeError, ValueError) as exc:
+                fig.skipped = str(exc)
+    return figs
+
+
+def load_note() -> str:
+    """The load average: the figures mean little on a machine busy with something else."""
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} CPUs"
 
 
 def tool(name: str) -> str | None:
@@ -110,25 +130,23 @@ def mbps(size: int, seconds: float) -> float:
 def print_figure(fig: Figure, size: int | None) -> None:
     """One line: best and median time, and MB/s over ``size`` when given."""
     if not fig.ok:
-        print(f"  {fig.name:<44} skipped: {fig.skipped or 'no runs'}")
+        print(f"  {fig.name:<52} skipped: {fig.skipped or 'no runs'}")
         return
-    text = f"  {fig.name:<44} best {fig.best:7.3f} s  median {fig.median:7.3f} s"
+    text = f"  {fig.name:<52} best {fig.best:7.3f} s  median {fig.median:7.3f} s"
     if size:
         text += f"  ({mbps(size, fig.best):7.1f} MB/s best, {mbps(size, fig.median):7.1f} median)"
     print(text + f"  [n={len(fig.seconds)}]")
 
 
-def print_ratio(label: str, ours: Figure, theirs: Figure, target: str, faster: bool = False) -> None:
-    """``faster``: the ratio is their time / our time (how many times faster regload is);
-    otherwise it is our throughput / theirs (= their time / our time as well)."""
+def print_ratio(label: str, ours: Figure, theirs: Figure, target: str) -> None:
+    """Their time / our time: regload's throughput over theirs (> 1: regload is faster)."""
     if not (ours.ok and theirs.ok):
         why = theirs.skipped or ours.skipped or "no runs"
-        print(f"  {label:<44} n/a ({why.splitlines()[0][:80]})")
+        print(f"  {label:<52} n/a ({why.splitlines()[0][:80]})")
         return
     best = theirs.best / ours.best
     median = theirs.median / ours.median
-    unit = "x faster" if faster else "x"
-    print(f"  {label:<44} {best:6.2f}{unit} best, {median:6.2f}{unit} median   (target {target})")
+    print(f"  {label:<52} {best:6.2f}x best, {median:6.2f}x median   (target {target})")
 
 
 def write_synthetic_layer(path: Path, size: int, seed: int = 0) -> SyntheticLayer:
@@ -149,6 +167,7 @@ def parse_common(argv: Sequence[str] | None, description: str) -> tuple[int, int
     p.add_argument("--short", action="store_true", help=f"quick run: {SHORT_SIZE} layer, one run per leg")
     p.add_argument("--repeat", type=int, default=3, help="runs per leg (default 3; --short: 1)")
     args = p.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress shows in a log
     size = parse_size(SHORT_SIZE if args.short else args.size)
     times = 1 if args.short else max(1, args.repeat)
     return size, times, args.short

@@ -38,8 +38,15 @@ LOCUSTFILES = REPO / "bench" / "locustfiles"
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 CONFIG_V1 = "application/vnd.docker.container.image.v1+json"
 LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-# What regload sends; the baselines send the same.
-from regload.mediatypes import MANIFEST_ACCEPT as ACCEPT  # noqa: E402
+
+
+def _manifest_accept() -> str:
+    from regload.mediatypes import MANIFEST_ACCEPT
+
+    return MANIFEST_ACCEPT
+
+
+ACCEPT = _manifest_accept()  # what regload sends; the baselines send the same
 
 
 def free_port() -> int:
@@ -128,6 +135,7 @@ def tiny_image(root: Path, repository: str = "bench/tiny", tag: str = "latest", 
 
 NGINX_CONF = """\
 worker_processes {workers};
+worker_rlimit_nofile 65536;
 pid {tmp}/nginx.pid;
 error_log {tmp}/error.log error;
 daemon off;
@@ -198,17 +206,6 @@ class StaticServer:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pids(self) -> list[int]:
-        """nginx's master and workers (for CPU accounting)."""
-        try:
-            import psutil
-
-            parent = psutil.Process(self.process.pid)
-            return [parent.pid, *(c.pid for c in parent.children())]
-        except Exception:  # noqa: BLE001
-            return [self.process.pid]
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -312,7 +309,7 @@ def run_locust(
     log = tmp / "output.txt"
     env = {**os.environ, **(env or {}), "BENCH_CPU_FILE": str(tmp / "cpu.json")}
     with open(log, "wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp, start_new_session=True)
         limit = timeout or seconds * 3 + 60
         try:
             while proc.poll() is None:
@@ -320,7 +317,7 @@ def run_locust(
                     raise subprocess.TimeoutExpired(args, limit)
                 if sample_every:
                     rss = rss_mib(proc.pid)
-                    if rss:
+                    if rss > 5:  # not the exec'ing child, not a zombie
                         samples.append((time.monotonic() - started, rss))
                     time.sleep(sample_every)
                 else:
@@ -353,19 +350,6 @@ def rss_mib(pid: int) -> float:
     except OSError:
         pass
     return 0.0
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of these processes so far."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError, ValueError):
-            pass
-    return total / tick
 
 
 def slope(samples: list[tuple[float, float]]) -> float:

@@ -93,7 +93,10 @@ def main() -> int:
             if push.returncode:
                 print(push.stderr, file=sys.stderr)
                 return 1
-            header(f"manifest GET loop against docker-registry (TLS) at {registry.url}, {args.users} greenlets, {seconds:g} s each")
+            header(
+                f"manifest GET loop against docker-registry (TLS) at {registry.url}, "
+                f"{args.users} greenlets, {seconds:g} s each"
+            )
             results = {}
             for name, http2 in (("GeventTransport (HTTP/1.1)", False), ("httpx transport (--http2)", True)):
                 spec = [registry.url, str(pki.ca_cert), http2, args.users, seconds, repository, tag]
@@ -109,7 +112,8 @@ def main() -> int:
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 results[http2] = r
                 print(
-                    f"{name:<28} {r['rps']:>8.0f} req/s {r['cpu_us']:>7.0f} µs CPU/req  ({r['requests']} requests, {r['versions']})",
+                    f"{name:<28} {r['rps']:>8.0f} req/s {r['cpu_us']:>7.0f} µs CPU/req  "
+                    f"({r['requests']} requests, {r['versions']})",
                     flush=True,
                 )
     g, h = results[False], results[True]

@@ -8,8 +8,10 @@ Each subject runs in one process of its own with the same number of concurrent u
 issues the same GET sequence per image: ping, manifest (with docker's Accept header), config,
 layer. regload's PullUser also parses the manifest and verifies both blobs' digests and sizes.
 Subjects alternate round by round and each one's best round counts, so that a burst of load
-from elsewhere on a shared machine does not decide the ratio. Printed: requests/s of each and the ratios against issue 4's targets (regload ≥ 1.5× FastHttpUser,
-≥ 5× HttpUser; the bare loop is the floor of the HTTP client, no stats at all).
+from elsewhere on a shared machine does not decide the ratio. Printed: requests/s and the
+client process's CPU µs per request (test start to stop) of each, and the ratios against
+issue 4's targets (regload ≥ 1.5× FastHttpUser, ≥ 5× HttpUser; the bare loop is the floor of
+the HTTP client, with no stats at all).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ TARGET_HTTP = 5.0
 def bare_loop(url: str, paths: list[str], users: int, seconds: float) -> dict[str, float]:
     """The floor: geventhttpclient alone, ``users`` greenlets repeating the GET sequence."""
     import gevent
-    from geventhttpclient import HTTPClient, URL
+    from geventhttpclient import URL, HTTPClient
 
     client = HTTPClient.from_url(URL(url), concurrency=users)
     cpu = time.process_time()
@@ -84,9 +86,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, help="run time per subject and round (default 10, --short 3)")
     parser.add_argument("--rounds", type=int, help="rounds; each subject's best counts (default 3, --short 1)")
     parser.add_argument("--users", type=int, default=16, help="concurrent users/greenlets (default 16)")
-    parser.add_argument("--only", choices=("regload", "fasthttp", "http", "bare"), action="append", help="run only these")
     parser.add_argument(
-        "--regload-path", help="import regload from this directory instead (e.g. an export of another commit)"
+        "--only", choices=("regload", "fasthttp", "http", "bare"), action="append", help="run only these"
+    )
+    parser.add_argument(
+        "--regload-path",
+        help="also run a PullUser importing regload from this directory (e.g. an export of another commit)",
     )
     parser.add_argument("--_bare", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -97,6 +102,8 @@ def main() -> int:
     seconds = args.seconds or (3.0 if args.short else 10.0)
     rounds = args.rounds or (1 if args.short else 3)
     subjects = args.only or ["regload", "fasthttp", "http", "bare"]
+    if args.regload_path:
+        subjects.insert(subjects.index("regload") + 1 if "regload" in subjects else 0, "other")
     results: dict[str, float] = {}
     cpu: dict[str, float] = {}  # client CPU µs per request (test start to stop), lowest round
     ok = True
@@ -104,7 +111,6 @@ def main() -> int:
         image = server.image
         header(f"per-request cost: nginx static image at {server.url}, {args.users} users, {seconds:g} s each")
         env = {"BENCH_PATHS": " ".join(image.paths), "BENCH_ACCEPT": ACCEPT}
-        regload_env = {**env, "PYTHONPATH": args.regload_path} if args.regload_path else env
         runs = {
             "regload": (
                 LOCUSTFILES / "regload_pull.py",
@@ -112,6 +118,11 @@ def main() -> int:
                 ["--pull-image", f"{image.repository}:{image.tag}", "--pull-pool-size", "0"],
             ),
             "fasthttp": (LOCUSTFILES / "fasthttp_pull.py", ["FastPull"], []),
+            "other": (
+                LOCUSTFILES / "regload_pull.py",
+                ["PullUser"],
+                ["--pull-image", f"{image.repository}:{image.tag}", "--pull-pool-size", "0"],
+            ),
             "http": (LOCUSTFILES / "http_pull.py", ["HttpPull"], []),
         }
         labels = {
@@ -119,6 +130,7 @@ def main() -> int:
             "fasthttp": "Locust FastHttpUser",
             "http": "Locust HttpUser",
             "bare": "bare geventhttpclient",
+            "other": "PullUser --regload-path",
         }
         for round_ in range(1, rounds + 1):
             if rounds > 1:
@@ -129,7 +141,7 @@ def main() -> int:
                     rps, cpu_us, note = bare["rps"], bare["cpu_us"], f"({bare['requests']} requests)"
                 else:
                     locustfile, classes, extra = runs[name]
-                    run_env = regload_env if name == "regload" else env
+                    run_env = {**env, "PYTHONPATH": args.regload_path} if name == "other" else env
                     run = run_locust(locustfile, server.url, args.users, seconds, classes, extra, env=run_env)
                     rps, cpu_us = run.rps, run.cpu_us or 0.0
                     methods = sorted({r["method"] for r in run.stats})
@@ -148,12 +160,15 @@ def main() -> int:
     reg = results.get("regload")
     if reg:
         header("ratios")
-        for name, target in (("fasthttp", TARGET_FAST), ("http", TARGET_HTTP), ("bare", None)):
+        pairs = (("fasthttp", TARGET_FAST), ("http", TARGET_HTTP), ("bare", None), ("other", None))
+        for name, target in pairs:
             base = results.get(name)
             if not base:
                 continue
             ratio = reg / base
             goal = f"target ≥ {target:g}×: {verdict(ratio, target)}" if target else "the floor"
+            if name == "other":
+                goal = "this tree / --regload-path"
             line = f"regload / {labels[name]:<22} {ratio:5.2f}× req/s  ({goal})"
             if cpu.get(name) and cpu.get("regload"):
                 line += f";  CPU per request: {cpu[name] / cpu['regload']:4.2f}× less"

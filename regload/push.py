@@ -54,12 +54,26 @@ class PushResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+class _Sent:
+    """Bytes handed to the transport so far."""
+
+    __slots__ = ("size",)
+
+    def __init__(self) -> None:
+        self.size = 0
+
+
 def _counting(
-    chunks: Iterable[bytes | memoryview], hasher: Hasher | None, progress: ProgressFn | None
+    chunks: Iterable[bytes | memoryview],
+    hasher: Hasher | None,
+    progress: ProgressFn | None,
+    sent: _Sent | None = None,
 ) -> Iterator[bytes | memoryview]:
     for chunk in chunks:
         if hasher is not None:
             hasher.update(chunk)
+        if sent is not None:
+            sent.size += len(chunk)
         if progress is not None:
             progress(len(chunk))
         yield chunk
@@ -100,24 +114,30 @@ def push_blob(
         assert desc is not None
         endpoints.put_upload(client, ref, session, desc.digest, _counting(blob.open(), None, progress), desc.size)
         return BlobPushed(desc, "uploaded", desc.size)
-    hasher = Hasher()
+    # Hash here only when the digest is unknown and the source does not compute it itself
+    # while it streams (``digests_while_streaming``: a synthetic layer, a file blob). A known
+    # descriptor is not hashed again: a source checks its content against its descriptor on its
+    # first pass (or derived the descriptor from the very bytes it serves), and the registry
+    # verifies the digest of the final PUT anyway. Each extra sha256 pass cost ~1 s per GiB.
+    hasher = Hasher() if desc is None and not getattr(blob, "digests_while_streaming", False) else None
+    sent = _Sent()
+    stream = _counting(blob.open(), hasher, progress, sent)
     if mode == "streamed":
         length = desc.size if desc is not None else None
-        session = endpoints.patch_upload(
-            client, ref, session, _counting(blob.open(), hasher, progress), length, content_range=False
-        )
+        session = endpoints.patch_upload(client, ref, session, stream, length, content_range=False)
     else:
-        session = _upload_chunks(client, ref, session, _counting(blob.open(), hasher, progress), options.chunk_size)
-    digest = hasher.digest()
-    if desc is not None and (digest != desc.digest or hasher.size != desc.size):
-        raise DigestMismatch(
-            f"blob {desc.digest.short}: the source produced {hasher.size} bytes with digest {digest.short}"
-        )
+        session = _upload_chunks(client, ref, session, stream, options.chunk_size)
+    if desc is None:
+        desc = Descriptor(blob.media_type, hasher.digest(), sent.size) if hasher else blob.known_descriptor()
+        if desc is None:
+            raise ProtocolError(f"{blob.media_type} source streamed without learning its digest")
+    if sent.size != desc.size:
+        raise DigestMismatch(f"blob {desc.digest.short}: the source produced {sent.size} bytes, not {desc.size}")
     # distribution answers "Range: 0-0" for an empty session too, so an empty blob is not checked.
-    if hasher.size and session.offset != hasher.size:
-        raise ProtocolError(f"upload session holds {session.offset} bytes, {hasher.size} were sent")
-    endpoints.put_upload(client, ref, session, digest)
-    return BlobPushed(desc or Descriptor(blob.media_type, digest, hasher.size), "uploaded", hasher.size)
+    if sent.size and session.offset != sent.size:
+        raise ProtocolError(f"upload session holds {session.offset} bytes, {sent.size} were sent")
+    endpoints.put_upload(client, ref, session, desc.digest)
+    return BlobPushed(desc, "uploaded", sent.size)
 
 
 def _chunks_of(stream: Iterable[bytes | memoryview], size: int) -> Iterator[bytes]:

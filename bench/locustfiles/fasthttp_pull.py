@@ -6,9 +6,8 @@ Paths come from the environment: BENCH_PATHS (four paths, space separated), BENC
 
 import os
 
-from locust import FastHttpUser, constant, task
-
 from _cpu import _on_start, _on_stop  # noqa: F401  (listeners)
+from locust import FastHttpUser, constant, task
 
 PING, MANIFEST, CONFIG, LAYER = os.environ["BENCH_PATHS"].split()
 HEADERS = {"Accept": os.environ["BENCH_ACCEPT"]}

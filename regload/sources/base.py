@@ -14,7 +14,11 @@ CHUNK = 1 << 20  # blobs stream in chunks of at most 1 MiB
 
 class BlobSource(Protocol):
     """One blob to push. ``open()`` may be called more than once (a retry, a pre-pass for the
-    digest) and yields the exact same bytes each time, in chunks of at most ``CHUNK`` bytes."""
+    digest) and yields the exact same bytes each time, in chunks of at most ``CHUNK`` bytes.
+
+    A source whose class sets ``digests_while_streaming = True`` computes (or checks) its digest
+    during a complete ``open()`` pass, so that ``known_descriptor()`` answers after it: the push
+    then does not hash the stream a second time."""
 
     media_type: str
 

@@ -107,6 +107,8 @@ class FileBlob:
     layer's diff_id).
     """
 
+    digests_while_streaming = True  # a complete open() records or checks the digest
+
     def __init__(
         self,
         media_type: str,

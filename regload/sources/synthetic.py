@@ -86,6 +86,7 @@ class SyntheticLayer:
     """One synthetic layer: a tar of one file of noise."""
 
     media_type = mt.OCI_LAYER_TAR
+    digests_while_streaming = True  # open() hashes a first pass: known_descriptor() after it
 
     def __init__(self, seed: int, index: int, size: int) -> None:
         self.seed = seed

@@ -32,6 +32,7 @@ from typing import cast
 from urllib.parse import urlsplit
 
 import gevent.ssl
+from gevent.monkey import get_original
 from geventhttpclient._parser import HTTPParseError, HTTPResponseParser
 from geventhttpclient.connectionpool import ConnectionPool
 
@@ -52,6 +53,8 @@ _RECV_SIZE = 64 * 1024  # socket reads for response heads and parsed (chunked) b
 _COALESCE = 64 * 1024  # a bytes body up to this size leaves in the same write as the head
 _MAX_BUFFER = 16 << 20  # read() of a body that claims gigabytes allocates as the bytes arrive
 _TARGET_OK = re.compile(r"[\x21-\x7e\x80-\U0010ffff]*")
+_select = get_original("select", "select")  # the system call, even when monkey-patched
+_MAX_NAMES = 256  # error-message prefixes kept per origin (one per endpoint template)
 
 
 class _Pool(ConnectionPool):
@@ -81,17 +84,38 @@ class _Pool(ConnectionPool):
             return sock
         return cast(socket.socket, self._tls.wrap_socket(sock, server_hostname=self._server_hostname))
 
+    def _is_socket_alive(self, sock: socket.socket | None) -> bool:
+        """The pool's check of an idle socket (readable means closed by the server, or dirty),
+        without the switch to the hub that gevent's ``select(..., 0)`` makes on every request."""
+        if sock is None:
+            return False
+        try:
+            return sock.fileno() >= 0 and not _select([sock], [], [], 0.0)[0]
+        except (OSError, ValueError):
+            return False
+
 
 class _Origin:
     """A scheme, host and port: its pool, its Host header and its name in error messages."""
 
-    __slots__ = ("pool", "host_header", "host", "port")
+    __slots__ = ("pool", "host_header", "host", "port", "names")
 
     def __init__(self, pool: _Pool, host_header: str, host: str, port: int) -> None:
         self.pool = pool
         self.host_header = host_header
         self.host = host
         self.port = port
+        self.names: dict[tuple[str, str], str] = {}  # (method, name) -> error-message prefix
+
+    def where(self, request: Request) -> str:
+        """``describe(request, host, port)``, formatted once per endpoint, not per request."""
+        key = (request.method, request.name)
+        where = self.names.get(key)
+        if where is None:
+            where = describe(request, self.host, self.port)
+            if len(self.names) < _MAX_NAMES:
+                self.names[key] = where
+        return where
 
 
 class _Parser(HTTPResponseParser):
@@ -118,9 +142,11 @@ class _Parser(HTTPResponseParser):
         pass
 
     def _on_header_field(self, text: str) -> None:
-        if self._value is not None:
-            self._flush()
-        self._name += text  # a name may come in pieces split across reads
+        if self._value is None:
+            self._name += text  # a name may come in pieces split across reads
+        else:  # a new field: the previous one is complete (inlined _flush, once per field)
+            self.fields.append((self._name, self._value))
+            self._name, self._value = text, None
 
     def _on_header_value(self, text: str) -> None:
         self._value = text if self._value is None else self._value + text
@@ -189,7 +215,7 @@ class GeventTransport:
 
     def send(self, request: Request) -> Response:
         origin, target = self._route(request)
-        where = describe(request, origin.host, origin.port)
+        where = origin.where(request)
         length = body_length(request, where)
         head = self._head(request, origin, target, length, where)
         pool = origin.pool
