@@ -193,8 +193,8 @@ class RegistryClient:
         return response
 
     def raw_send(self, request: Request) -> ObservedResponse:
-        """Send exactly this request (no auth, no checks): for the token request."""
-        if self.headers and request.name == "GET token":
+        """Send this request with the extra headers only (no auth, no checks): the token request."""
+        if self.headers:
             request = request.with_headers(self.headers)
         return self._attempt(request, ())
 

@@ -63,8 +63,9 @@ class Request:
     method: str
     url: str
     name: str
-    headers: tuple[tuple[str, str], ...] = ()
-    body: Body | None = None
+    # Out of repr: headers may carry Authorization, and a body may be a whole blob.
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    body: Body | None = field(default=None, repr=False)
     content_length: int | None = None
 
     def with_url(self, url: str) -> Request:

@@ -14,7 +14,7 @@ from .digest import Digest, Hasher
 from .errors import DigestMismatch, ProtocolError, RegistryError, UsageError
 from .manifest import Descriptor, build_manifest
 from .reference import Reference
-from .sources.base import BlobSource, SourceImage
+from .sources.base import BlobSource, SourceImage, StreamDigestedBlob
 
 UPLOAD_MODES = ("monolithic", "streamed", "chunked", "single-post")
 DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
@@ -98,15 +98,14 @@ def push_blob(
         if session is None:
             return BlobPushed(desc, "mounted", 0)
     mode = options.upload_mode
-    if mode == "single-post" and session is not None:
-        mode = "monolithic"  # a mount answered 202 with a session: send the body in one PUT on it
-    if mode == "single-post" and session is None:
+    if mode == "single-post":
         assert desc is not None
-        session = endpoints.post_single(client, ref, desc.digest, _counting(blob.open(), None, progress), desc.size)
         if session is None:
-            return BlobPushed(desc, "uploaded", desc.size)
-        # The registry answered 202: it ignored the body and opened a session (distribution
-        # does so); fall back to a monolithic PUT on that session.
+            session = endpoints.post_single(client, ref, desc.digest, _counting(blob.open(), None, progress), desc.size)
+            if session is None:
+                return BlobPushed(desc, "uploaded", desc.size)
+        # A session is open: the registry answered the single POST with 202 (distribution ignores
+        # its body), or a mount with 202. Send the body in one PUT on it.
         mode = "monolithic"
     if session is None:
         session = endpoints.start_upload(client, ref)
@@ -115,11 +114,11 @@ def push_blob(
         endpoints.put_upload(client, ref, session, desc.digest, _counting(blob.open(), None, progress), desc.size)
         return BlobPushed(desc, "uploaded", desc.size)
     # Hash here only when the digest is unknown and the source does not compute it itself
-    # while it streams (``digests_while_streaming``: a synthetic layer, a file blob). A known
+    # while it streams (a ``StreamDigestedBlob``: a synthetic layer, a file blob). A known
     # descriptor is not hashed again: a source checks its content against its descriptor on its
     # first pass (or derived the descriptor from the very bytes it serves), and the registry
     # verifies the digest of the final PUT anyway. Each extra sha256 pass cost ~1 s per GiB.
-    hasher = Hasher() if desc is None and not getattr(blob, "digests_while_streaming", False) else None
+    hasher = Hasher() if desc is None and not isinstance(blob, StreamDigestedBlob) else None
     sent = _Sent()
     stream = _counting(blob.open(), hasher, progress, sent)
     if mode == "streamed":

@@ -16,9 +16,9 @@ class BlobSource(Protocol):
     """One blob to push. ``open()`` may be called more than once (a retry, a pre-pass for the
     digest) and yields the exact same bytes each time, in chunks of at most ``CHUNK`` bytes.
 
-    A source whose class sets ``digests_while_streaming = True`` computes (or checks) its digest
-    during a complete ``open()`` pass, so that ``known_descriptor()`` answers after it: the push
-    then does not hash the stream a second time."""
+    A ``StreamDigestedBlob`` computes (or checks) its digest during a complete ``open()`` pass,
+    so that ``known_descriptor()`` answers after it: the push then does not hash the stream a
+    second time."""
 
     media_type: str
 
@@ -32,6 +32,28 @@ class BlobSource(Protocol):
         ...
 
     def open(self) -> Iterator[bytes | memoryview]: ...
+
+
+class StreamDigestedBlob:
+    """Base of blob sources whose ``open()`` records ``_digest`` (or checks it) on its first
+    complete pass; ``descriptor()`` makes that pass when the digest is still unknown."""
+
+    media_type: str
+    size: int
+    _digest: Digest | None
+
+    def known_descriptor(self) -> Descriptor | None:
+        return Descriptor(self.media_type, self._digest, self.size) if self._digest else None
+
+    def descriptor(self) -> Descriptor:
+        if self._digest is None:
+            for _ in self.open():
+                pass
+        assert self._digest is not None
+        return Descriptor(self.media_type, self._digest, self.size)
+
+    def open(self) -> Iterator[bytes | memoryview]:
+        raise NotImplementedError
 
 
 @dataclass

@@ -12,8 +12,7 @@ from typing import Protocol
 
 from ..digest import Digest
 from ..errors import SourceError
-from ..manifest import Descriptor
-from .base import CHUNK
+from .base import CHUNK, StreamDigestedBlob
 
 Chunk = bytes | memoryview
 
@@ -96,7 +95,7 @@ def read_range(path: str, offset: int, size: int, what: str) -> Iterator[bytes]:
         raise SourceError(f"{what}: cannot read {path}: {e.strerror or e}") from None
 
 
-class FileBlob:
+class FileBlob(StreamDigestedBlob):
     """A blob that is a byte range of a file.
 
     With ``digest`` given, the descriptor is known without a pass and the content is verified
@@ -106,8 +105,6 @@ class FileBlob:
     messages (``diff_id``); ``checks`` makes extra checks for that first pass (e.g. a compressed
     layer's diff_id).
     """
-
-    digests_while_streaming = True  # a complete open() records or checks the digest
 
     def __init__(
         self,
@@ -130,16 +127,6 @@ class FileBlob:
         self._digest = digest
         self._checks = checks
         self._verified = False
-
-    def known_descriptor(self) -> Descriptor | None:
-        return Descriptor(self.media_type, self._digest, self.size) if self._digest else None
-
-    def descriptor(self) -> Descriptor:
-        if self._digest is None:
-            for _ in self.open():
-                pass
-        assert self._digest is not None
-        return Descriptor(self.media_type, self._digest, self.size)
 
     def open(self) -> Iterator[Chunk]:
         chunks = read_range(self.path, self.offset, self.size, self.what)

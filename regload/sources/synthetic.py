@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from .. import mediatypes as mt
 from ..digest import Digest
 from ..errors import SourceError, UsageError
-from ..manifest import Descriptor
 from ..units import parse_size
 from . import ustar
-from .base import BlobSource, BytesBlob, SourceImage
+from .base import BlobSource, BytesBlob, SourceImage, StreamDigestedBlob
 from .files import Chunk
 from .noise import noise
 
@@ -82,11 +81,10 @@ def synthetic_image_of(sizes: Sequence[int], seed: int, description: str = "") -
     return SourceImage(mt.OCI_MANIFEST, config, layer_list, description=description or f"synthetic, seed {seed}")
 
 
-class SyntheticLayer:
+class SyntheticLayer(StreamDigestedBlob):
     """One synthetic layer: a tar of one file of noise."""
 
     media_type = mt.OCI_LAYER_TAR
-    digests_while_streaming = True  # open() hashes a first pass: known_descriptor() after it
 
     def __init__(self, seed: int, index: int, size: int) -> None:
         self.seed = seed
@@ -95,16 +93,6 @@ class SyntheticLayer:
         self._header, self._trailer = _tar_frame(f"regload/layer-{index}.bin", size)
         self.size = len(self._header) + size + len(self._trailer)
         self._digest: Digest | None = None
-
-    def known_descriptor(self) -> Descriptor | None:
-        return Descriptor(self.media_type, self._digest, self.size) if self._digest else None
-
-    def descriptor(self) -> Descriptor:
-        if self._digest is None:
-            for _ in self.open():
-                pass
-        assert self._digest is not None
-        return Descriptor(self.media_type, self._digest, self.size)
 
     def open(self) -> Iterator[Chunk]:
         if self._digest is not None:
