@@ -11,6 +11,7 @@ The stats have the usual endpoint rows and ``PULL image`` / ``PUSH image`` rows.
 
 import random
 
+from gevent.lock import Semaphore
 from locust import between, task
 
 from regload.locust import RegistryUser
@@ -18,15 +19,23 @@ from regload.sources.synthetic import synthetic_image, synthetic_image_of
 
 BASE_REPOSITORY, BASE_TAG = "ci/base", "bookworm"
 rng = random.Random()
+base_lock = Semaphore()
+base_pushed = False
 
 
 class CIUser(RegistryUser):
     wait_time = between(0.5, 2.0)
 
     def on_start(self) -> None:
-        # The base image every job builds on: the same seed each time, so once one user has
-        # pushed it the others only HEAD its blobs.
-        self.push_image(synthetic_image(layers=2, size=1 << 20, seed=1), BASE_REPOSITORY, BASE_TAG)
+        # The base image every job builds on exists before the jobs run: the first user pushes
+        # it, the others wait. (Concurrent pushes of the same blob to one repository can make
+        # distribution's filesystem storage answer DIGEST_INVALID: it reads a link file that
+        # another upload is still writing.)
+        global base_pushed
+        with base_lock:
+            if not base_pushed:
+                image = synthetic_image(layers=2, size=1 << 20, seed=1)
+                base_pushed = self.push_image(image, BASE_REPOSITORY, BASE_TAG) is not None
 
     @task
     def build_push_pull(self) -> None:
