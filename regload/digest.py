@@ -10,7 +10,13 @@ from .errors import DigestMismatch, ManifestError
 
 # OCI image-spec descriptor.md#digests: registered algorithms and their encoded forms.
 _ALGORITHMS = {"sha256": 64, "sha512": 128}
+_HASHES = {"sha256": hashlib.sha256, "sha512": hashlib.sha512}
 _DIGEST_RE = re.compile(r"^([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)\Z")
+_HEX_RE = re.compile(r"[a-f0-9]+")
+# A load test parses the same few digests over and over (every pull of a pool image): parsed
+# values are immutable, so they are kept, up to this many.
+_PARSED_MAX = 4096
+_parsed: dict[str, Digest] = {}
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -21,6 +27,9 @@ class Digest:
     @classmethod
     def parse(cls, text: str) -> Digest:
         """Parse ``sha256:<64 hex>``; raises ``ManifestError`` for anything else."""
+        known = _parsed.get(text) if isinstance(text, str) else None
+        if known is not None:
+            return known
         m = _DIGEST_RE.match(text) if isinstance(text, str) else None
         if not m:
             raise ManifestError(f"invalid digest {_short(text)!r}")
@@ -28,16 +37,20 @@ class Digest:
         length = _ALGORITHMS.get(algorithm)
         if length is None:
             raise ManifestError(f"unsupported digest algorithm {algorithm!r} in {_short(text)!r}")
-        if len(encoded) != length or not re.fullmatch(r"[a-f0-9]+", encoded):
+        if len(encoded) != length or not _HEX_RE.fullmatch(encoded):
             raise ManifestError(f"invalid {algorithm} digest {_short(text)!r}")
-        return cls(algorithm, encoded)
+        digest = cls(algorithm, encoded)
+        if len(_parsed) >= _PARSED_MAX:
+            _parsed.clear()
+        _parsed[text] = digest
+        return digest
 
     @classmethod
     def of(cls, data: bytes, algorithm: str = "sha256") -> Digest:
-        return cls(algorithm, hashlib.new(algorithm, data).hexdigest())
+        return cls(algorithm, _HASHES[algorithm](data).hexdigest())
 
     def hasher(self) -> hashlib._Hash:
-        return hashlib.new(self.algorithm)
+        return _HASHES[self.algorithm]()
 
     @property
     def short(self) -> str:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, overload, runtime_checkable
 from urllib.parse import urljoin, urlsplit
 
 # A request body: exact bytes, or a re-iterable-once stream of chunks whose total length is
 # ``Request.content_length`` (or unknown, then the transport uses chunked transfer coding).
 Body = bytes | Iterable[bytes | memoryview]
+_T = TypeVar("_T")
 
 
 class Headers(Mapping[str, str]):
@@ -27,13 +28,25 @@ class Headers(Mapping[str, str]):
 
     def __init__(self, fields: Iterable[tuple[str, str]] = ()) -> None:
         self._fields: tuple[tuple[str, str], ...] = tuple(fields)
-        index: dict[str, list[str]] = {}
-        for name, value in self._fields:
-            index.setdefault(name.lower(), []).append(value)
-        self._index = index
+        # First value per lower-cased name (built from the end, so the first one wins); every
+        # response builds one, so this stays a single comprehension.
+        self._index = {name.lower(): value for name, value in reversed(self._fields)}
 
     def __getitem__(self, name: str) -> str:
-        return self._index[name.lower()][0]
+        return self._index[name.lower()]
+
+    @overload
+    def get(self, name: str, /) -> str | None: ...
+
+    @overload
+    def get(self, name: str, default: str, /) -> str: ...
+
+    @overload
+    def get(self, name: str, default: _T, /) -> str | _T: ...
+
+    def get(self, name: str, default: object = None, /) -> object:
+        # Mapping.get would go through __getitem__ and a KeyError on every miss.
+        return self._index.get(name.lower(), default)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._index
@@ -45,7 +58,8 @@ class Headers(Mapping[str, str]):
         return len(self._index)
 
     def get_all(self, name: str) -> list[str]:
-        return list(self._index.get(name.lower(), ()))
+        lname = name.lower()
+        return [value for n, value in self._fields if n.lower() == lname] if lname in self._index else []
 
     def items_all(self) -> tuple[tuple[str, str], ...]:
         """Every field in the order received, names as sent."""
