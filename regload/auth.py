@@ -16,9 +16,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from threading import Lock
 from typing import Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
-from .errors import AuthError
+from .errors import AuthError, PlainHTTPRefused
 from .http import Request, Response, add_query
+from .reference import is_loopback
 
 TOKEN_ENDPOINT = "GET token"
 DEFAULT_TOKEN_LIFETIME = 60.0
@@ -112,6 +114,7 @@ def parse_challenges(values: Iterable[str]) -> list[Challenge]:
                     if not tok.at_param():
                         break
                     key = tok.token().lower()
+                    tok.peek()  # optional whitespace before '=' (RFC 9110 §11.2: BWS)
                     tok.pos += 1  # '='
                     params.append((key, tok.value()))
                     if tok.peek() not in (",", ""):
@@ -200,9 +203,14 @@ class Authenticator:
     whether a retry can succeed.
     """
 
-    def __init__(self, credentials: Credentials | None = None, cache: TokenCache | None = None) -> None:
+    def __init__(
+        self, credentials: Credentials | None = None, cache: TokenCache | None = None, *, plain_http: bool = False
+    ) -> None:
         self.credentials = credentials
         self.cache = cache if cache is not None else TokenCache()
+        # The user asked for plain HTTP (--plain-http, an http:// registry URL): only then may the
+        # credentials go in clear to a token realm that is not on loopback.
+        self.plain_http = plain_http
         self._scheme: str | None = None  # "basic" or "bearer" once the registry said so
         self._realm: str | None = None
         self._service: str = ""
@@ -235,8 +243,11 @@ class Authenticator:
         elif any(c.scheme == "basic" for c in challenges):
             self._scheme = "basic"
 
-    def handle_challenge(self, response: Response, scopes: tuple[str, ...], send: Send, endpoint: str) -> bool:
-        """Learn from a 401. True when a retry with new authorization may succeed."""
+    def handle_challenge(
+        self, response: Response, scopes: tuple[str, ...], send: Send, endpoint: str, *, sent_credentials: bool = True
+    ) -> bool:
+        """Learn from a 401. True when a retry with new authorization may succeed.
+        ``sent_credentials``: the request that got the 401 carried an ``Authorization``."""
         challenges = parse_challenges(response.headers.get_all("WWW-Authenticate"))
         bearer = next((c for c in challenges if c.scheme == "bearer"), None)
         basic = next((c for c in challenges if c.scheme == "basic"), None)
@@ -251,8 +262,10 @@ class Authenticator:
         if basic is not None:
             if self.credentials is None:
                 raise AuthError(endpoint, 401, "UNAUTHORIZED", "the registry requires a username and password")
-            if self._scheme == "basic":
+            if self._scheme == "basic" and sent_credentials:
                 return False  # the credentials we sent were refused
+            # Else the first challenge, or one met by a request that left before a concurrent
+            # one learnt the scheme: it has not tried the credentials yet.
             self._scheme = "basic"
             return True
         return False
@@ -271,6 +284,7 @@ class Authenticator:
         params += [("scope", s) for s in scopes]
         headers: list[tuple[str, str]] = [("Accept", "application/json")]
         if self.credentials:
+            _refuse_cleartext_realm(self._realm, self.plain_http)
             headers.append(("Authorization", self.credentials.basic_header()))
         request = Request("GET", add_query(self._realm, params), TOKEN_ENDPOINT, tuple(headers))
         response = send(request)
@@ -301,7 +315,7 @@ class Authenticator:
             doc = json.loads(body)
             value = doc.get("token") or doc.get("access_token")
             lifetime = float(doc.get("expires_in") or DEFAULT_TOKEN_LIFETIME)
-        except (ValueError, AttributeError, TypeError):
+        except (ValueError, AttributeError, TypeError, RecursionError):
             raise AuthError(
                 TOKEN_ENDPOINT, status, None, "the token server answered something that is not a token"
             ) from None
@@ -311,6 +325,19 @@ class Authenticator:
         # the server's value (a test server may use short lifetimes on purpose).
         lifetime = max(lifetime, 1.0)
         return Token(value, self.cache.clock() + lifetime, lifetime)
+
+
+def _refuse_cleartext_realm(realm: str, plain_http: bool) -> None:
+    """Basic credentials go to the token realm: never in clear across the network unless the user
+    asked for plain HTTP (a registry on HTTPS naming an http:// realm elsewhere would leak them)."""
+    parts = urlsplit(realm)
+    if parts.scheme == "http" and not plain_http and not is_loopback(parts.hostname or ""):
+        server = parts.netloc.rpartition("@")[2]
+        raise PlainHTTPRefused(
+            TOKEN_ENDPOINT,
+            f"the token server http://{server} is plain HTTP and not loopback: credentials are not"
+            " sent in clear unless plain HTTP was asked for",
+        )
 
 
 def _merge_scopes(wanted: Iterable[str], offered: Iterable[str]) -> tuple[str, ...]:

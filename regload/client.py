@@ -12,11 +12,13 @@ import json
 import time
 from collections.abc import Callable, Collection, Iterator
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from .auth import Authenticator
 from .errors import AuthError, ProtocolError, RegistryError, RegloadError
 from .http import Headers, Request, Response, Transport, resolve_url, same_origin
 from .reference import Registry
+from .retry import NO_RETRIES, RETRY_STATUSES, RetryPolicy, parse_retry_after
 
 MAX_REDIRECTS = 5
 MAX_ERROR_BODY = 64 * 1024
@@ -60,6 +62,8 @@ class ObservedResponse:
         "_done",
         "error",
         "request_length",
+        "_held",
+        "_ended",
     )
 
     def __init__(
@@ -75,6 +79,8 @@ class ObservedResponse:
         self.request_length = request.content_length or (len(request.body) if isinstance(request.body, bytes) else 0)
         self._done = False
         self.error: BaseException | None = None
+        self._held: bytes | None = None  # the body, read by hold()
+        self._ended: float | None = None  # when hold() stopped the clock
 
     @property
     def status(self) -> int:
@@ -92,7 +98,28 @@ class ObservedResponse:
     def http_version(self) -> str:
         return self._inner.http_version
 
+    def hold(self) -> None:
+        """Read the (small) body, release the connection and stop the clock, but report only at
+        ``close()``/``fail()``: what the request amounts to is decided afterwards."""
+        if self._held is not None or self._done:
+            return
+        held = bytearray()
+        try:
+            for chunk in self._inner.iter_bytes(MAX_ERROR_BODY):
+                held += chunk
+                if len(held) >= MAX_ERROR_BODY:
+                    break
+        except RegloadError:
+            pass
+        self._inner.close()
+        self._ended = self._clock()
+        self.length += len(held)
+        self._held = bytes(held)
+
     def read(self) -> bytes:
+        if self._held is not None:
+            data, self._held = self._held, b""
+            return data
         try:
             data = self._inner.read()
         except RegloadError as e:
@@ -102,6 +129,9 @@ class ObservedResponse:
         return data
 
     def iter_bytes(self, chunk_size: int = 1 << 20) -> Iterator[bytes | memoryview]:
+        if self._held is not None:
+            yield self.read()
+            return
         try:
             for chunk in self._inner.iter_bytes(chunk_size):
                 self.length += len(chunk)
@@ -122,14 +152,28 @@ class ObservedResponse:
         self._done = True
         self._inner.close()
         moved = self.length or self.request_length
-        self._observer.on_request(
-            self.name, self._method, self._clock() - self._started, self._inner.status, moved, self.error
-        )
+        ended = self._ended if self._ended is not None else self._clock()
+        self._observer.on_request(self.name, self._method, ended - self._started, self._inner.status, moved, self.error)
+
+    def abandon(self) -> None:
+        """Close without a report: the request was cancelled (its greenlet killed because a
+        sibling transfer failed, or the load test stopping), so it neither succeeded nor failed."""
+        if not self._done:
+            self._done = True
+            self._inner.close()
 
     def __enter__(self) -> ObservedResponse:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        # Left by an exception before the end of the body: never reported as a success with a
+        # partial length. A cancellation (GreenletExit, KeyboardInterrupt: not an Exception) is
+        # not reported at all; any other error fails the request with that cause.
+        if exc is not None and self.error is None:
+            if not isinstance(exc, Exception):
+                self.abandon()
+                return
+            self.error = exc
         self.close()
 
 
@@ -145,14 +189,22 @@ class RegistryClient:
         headers: tuple[tuple[str, str], ...] = (),
         observer: Observer = NULL_OBSERVER,
         clock: Callable[[], float] = time.perf_counter,
+        retry: RetryPolicy = NO_RETRIES,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.registry = registry
+        self.retry = retry
+        self.sleep = sleep
         self.transport = transport
         self.auth = auth if auth is not None else Authenticator()
         self.headers = headers
         self.observer = observer
         self.clock = clock
         self.http_versions: set[str] = set()  # protocols the transport really used
+        # "scheme://host:port/" of the registry: a request URL starting with it is for the
+        # registry itself (a cheap test per request; same_origin settles the other spellings).
+        parts = urlsplit(registry.base_url)
+        self._origin = f"{parts.scheme}://{parts.netloc}/"
 
     def send(
         self,
@@ -164,17 +216,55 @@ class RegistryClient:
         answer_challenge: bool = True,
     ) -> ObservedResponse:
         """Send ``request`` and return its response when its status is in ``expect``; raise
-        ``RegistryError`` (with the spec error code) otherwise. The caller closes the response."""
+        ``RegistryError`` (with the spec error code) otherwise. The caller closes the response.
+
+        With a retry policy, a failure worth another try is followed by a wait and another
+        attempt (``regload.retry``); each attempt is observed on its own."""
+        attempt = 1
+        while True:
+            try:
+                return self._send_once(request, scopes, expect, follow_redirects, answer_challenge)
+            except RegloadError as error:
+                delay = self.retry.delay(request, error, attempt)
+                if delay is None:
+                    raise
+            attempt += 1
+            self.sleep(delay)
+
+    def _send_once(
+        self,
+        request: Request,
+        scopes: tuple[str, ...],
+        expect: Collection[int],
+        follow_redirects: bool,
+        answer_challenge: bool,
+    ) -> ObservedResponse:
         if self.headers:
             request = request.with_headers(self.headers)
-        sent = self.auth.authorize(request, scopes, self.raw_send)
+        own = request.url.startswith(self._origin) or same_origin(request.url, self._origin)
+        if own:
+            sent = self.auth.authorize(request, scopes, self.raw_send)
+        else:
+            # Authorization is for the registry's own origin only: an upload Location on another
+            # host (or scheme, or port) gets none, and its 401 is not answered — as docker does,
+            # which keys what a registry asked for by scheme and host.
+            sent = request.with_headers((), drop=("Authorization",)) if request.header("Authorization") else request
         response = self._attempt(sent, scopes)
-        if response.status == 401 and answer_challenge and _resendable(request):
-            # Close (and report) the 401 first: its time must not include the token request,
-            # and its connection is free for it.
-            response.close()
-            retry = self.auth.handle_challenge(response, scopes, self.raw_send, request.name)
+        if response.status == 401 and answer_challenge and own and _resendable(request):
+            # Stop the 401's clock and free its connection first: its time must not include the
+            # token request. It is reported once it is known whether the challenge was answered
+            # (a success, as for docker on every first request) or not (a failure, with its cause).
+            response.hold()
+            had_credentials = sent.header("Authorization") is not None
+            try:
+                retry = self.auth.handle_challenge(
+                    response, scopes, self.raw_send, request.name, sent_credentials=had_credentials
+                )
+            except RegloadError as e:
+                response.fail(e)
+                raise
             if retry:
+                response.close()
                 sent = self.auth.authorize(request, scopes, self.raw_send)
                 response = self._attempt(sent, scopes)
         hops = 0
@@ -215,9 +305,13 @@ class RegistryClient:
         if response.headers.get("Content-Type", "").startswith("application/json") or status >= 400:
             code, detail = _error_code(_read_some(response))
         cls = AuthError if status in (401, 403) else RegistryError
-        if status == 401 and not detail:
-            detail = "authentication required" if self.auth.credentials is None else "credentials refused"
+        if status == 401 and self.auth.credentials is not None:
+            detail = "credentials refused" + (f" ({detail})" if detail else "")
+        elif status == 401 and not detail:
+            detail = "authentication required"
         error = cls(response.name, status, code, detail)
+        if status in RETRY_STATUSES:
+            error.retry_after = parse_retry_after(response.headers.get("Retry-After"))
         response.fail(error)
         return error
 
@@ -255,7 +349,7 @@ def _error_code(body: bytes) -> tuple[str | None, str]:
         code = str(first.get("code") or "") or None
         message = str(first.get("message") or "")
         return code, message[:200]
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError):
         # One line: whitespace (newlines of an HTML error page) collapsed before the check.
         text = " ".join(body[:200].decode("utf-8", "replace").split())
         return None, text if text.isprintable() else ""

@@ -79,25 +79,31 @@ def get_manifest(client: RegistryClient, ref: Reference, reference: str | None =
         data = bytes(raw)
         try:
             digested = digested_bytes(data)  # a signed schema 1 manifest: its payload
-            _check_manifest_digest(digested, reference, response.headers.get("Docker-Content-Digest"))
+            digest = Digest.of(digested)
+            _check_manifest_digest(digested, digest, reference, response.headers.get("Docker-Content-Digest"))
         except RegloadError as e:
             response.fail(e)
             raise
-        return FetchedManifest(data, response.headers.get("Content-Type"), Digest.of(digested))
+        return FetchedManifest(data, response.headers.get("Content-Type"), digest)
 
 
-def _check_manifest_digest(data: bytes, reference: str, header: str | None) -> None:
+def _check_manifest_digest(data: bytes, digest: Digest, reference: str, header: str | None) -> None:
+    """``digest`` is the sha256 of ``data``; other algorithms are computed when asked for."""
+
+    def actual(algorithm: str) -> Digest:
+        return digest if algorithm == digest.algorithm else Digest.of(data, algorithm)
+
     if reference.startswith(("sha256:", "sha512:")):
         wanted = Digest.parse(reference)
-        actual = Digest.of(data, wanted.algorithm)
-        if actual != wanted:
-            raise DigestMismatch(f"manifest {wanted.short}: content has digest {actual.short}")
+        got = actual(wanted.algorithm)
+        if got != wanted:
+            raise DigestMismatch(f"manifest {wanted.short}: content has digest {got.short}")
     if header:
         try:
             said = Digest.parse(header)
         except ManifestError:
             raise ProtocolError(f"{GET_MANIFEST}: invalid Docker-Content-Digest header") from None
-        if Digest.of(data, said.algorithm) != said:
+        if actual(said.algorithm) != said:
             raise DigestMismatch(f"manifest: Docker-Content-Digest {said.short} does not match its content")
 
 
@@ -279,7 +285,7 @@ def list_tags(client: RegistryClient, ref: Reference, page_size: int | None = No
             link = response.headers.get("Link")
             try:
                 tags = json.loads(body).get("tags") or []
-            except (ValueError, AttributeError):
+            except (ValueError, AttributeError, RecursionError):  # RecursionError: nested too deeply
                 error = ProtocolError(f"{GET_TAGS}: the answer is not a tag list")
                 response.fail(error)
                 raise error from None

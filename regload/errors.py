@@ -40,6 +40,11 @@ class TLSError(TransportError):
     """TLS handshake or certificate verification failed."""
 
 
+class CertificateError(TLSError):
+    """The registry's certificate could not be verified: self-signed, an unknown CA, another
+    host name. Front ends add how to trust it (their CA-file and skip-verification options)."""
+
+
 class TimeoutError_(TransportError):
     """A connect or read timed out."""
 
@@ -72,9 +77,20 @@ class RegistryError(ProtocolError):
         self.status = status
         self.code = code
         self.detail = detail
+        self.retry_after: float | None = None  # seconds, from a Retry-After header (429, 503)
         what = f"HTTP {status}" + (f" {code}" if code else "")
         super().__init__(f"{endpoint}: {what}" + (f": {detail}" if detail else ""))
 
 
 class AuthError(RegistryError):
     """Authentication failed: 401/403, or the token server refused or answered nonsense."""
+
+
+class PlainHTTPRefused(AuthError):
+    """Credentials would cross the network in clear (plain HTTP to a host that is not loopback)
+    while the user did not ask for plain HTTP: refused before anything is sent, so there is no
+    HTTP status (``status`` is 0)."""
+
+    def __init__(self, endpoint: str, detail: str) -> None:
+        super().__init__(endpoint, 0, None, detail)
+        self.args = (f"{endpoint}: {detail}",)

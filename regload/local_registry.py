@@ -96,6 +96,9 @@ class RegistryConfig:
     blob_descriptor_cache: bool = False
     #: Answer upload ``Location`` headers with relative URLs (``http.relativeurls``).
     relative_urls: bool = False
+    #: The URL clients are told to use (``http.host``): absolute ``Location`` headers are built on
+    #: it instead of on the request's ``Host``, e.g. another host name for the same registry.
+    public_url: str | None = None
     #: Accept pushes of signed Docker schema 1 manifests (``compatibility.schema1.enabled``);
     #: distribution 2.8 refuses them otherwise. Served ones are re-signed with a key made at start.
     schema1: bool = False
@@ -143,6 +146,8 @@ class RegistryConfig:
             "  headers:",
             "    X-Content-Type-Options: [nosniff]",
         ]
+        if self.public_url is not None:
+            lines.append(f"  host: {q(self.public_url)}")
         if self.prefix is not None:
             lines.append(f"  prefix: {q(self.prefix)}")
         if self.tls is not None:

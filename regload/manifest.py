@@ -71,13 +71,19 @@ class Descriptor:
             raise ManifestError(f"{where}: descriptor has no mediaType")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise ManifestError(f"{where}: descriptor has no valid size")
-        digest = Digest.parse(obj.get("digest", ""))
+        if "digest" not in obj:
+            raise ManifestError(f"{where}: descriptor has no digest")
+        try:
+            digest = Digest.parse(obj["digest"])
+        except ManifestError as e:
+            raise ManifestError(f"{where}: {e}") from None
         platform = None
         p = obj.get("platform")
         if isinstance(p, dict) and isinstance(p.get("os"), str) and isinstance(p.get("architecture"), str):
             variant = p.get("variant")
             platform = Platform(p["os"], p["architecture"], variant if isinstance(variant, str) else None)
-        urls = tuple(u for u in obj.get("urls") or () if isinstance(u, str))
+        listed = obj.get("urls")
+        urls = tuple(u for u in listed if isinstance(u, str)) if isinstance(listed, list) else ()
         ann = obj.get("annotations") or {}
         annotations = (
             tuple(sorted((k, v) for k, v in ann.items() if isinstance(v, str))) if isinstance(ann, dict) else ()
@@ -153,6 +159,8 @@ def parse_manifest(raw: bytes, media_type: str | None, digest: Digest | None = N
     doc = _json_object(raw, "manifest")
     digest = digest or Digest.of(digested_bytes(raw))
     kind = _kind(doc, media_type)
+    if kind in mt.INDEXES or kind in mt.IMAGE_MANIFESTS:
+        _check_schema_version(doc, kind)
     if kind in mt.INDEXES:
         entries = doc.get("manifests")
         if not isinstance(entries, list):
@@ -184,7 +192,7 @@ def digested_bytes(raw: bytes) -> bytes:
         return raw
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return raw
     if not isinstance(doc, dict) or doc.get("schemaVersion") != 1 or "signatures" not in doc:
         return raw
@@ -193,7 +201,7 @@ def digested_bytes(raw: bytes) -> bytes:
         for signature in doc["signatures"]:
             protected = json.loads(_b64url_decode(signature["protected"]))
             formats.add((protected["formatLength"], _b64url_decode(protected["formatTail"])))
-    except (TypeError, KeyError, ValueError, UnicodeDecodeError, binascii.Error):
+    except (TypeError, KeyError, ValueError, UnicodeDecodeError, binascii.Error, RecursionError):
         raise ManifestError("signed schema 1 manifest: a signature has no valid protected header") from None
     if len(formats) != 1:
         raise ManifestError("signed schema 1 manifest: signatures missing or disagreeing on the payload format")
@@ -214,9 +222,19 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise ManifestError(f"{what} is not valid JSON ({e.__class__.__name__}: {str(e)[:80]})") from None
+    except RecursionError:  # the C decoder's depth limit: arrays or objects nested ~1000 deep
+        raise ManifestError(f"{what} is JSON nested too deeply") from None
     if not isinstance(doc, dict):
         raise ManifestError(f"{what} is not a JSON object")
     return doc
+
+
+def _check_schema_version(doc: dict[str, Any], kind: str) -> None:
+    """OCI image-spec manifest.md and image-index.md: ``schemaVersion`` MUST be 2 (Docker's v2
+    schema 2 and manifest list say the same). Tolerated when absent, as containerd does."""
+    version = doc.get("schemaVersion", 2)
+    if version != 2:
+        raise ManifestError(f"unsupported schemaVersion {json.dumps(version)[:20]} for {kind} (expected 2)")
 
 
 def _kind(doc: dict[str, Any], content_type: str | None) -> str:
@@ -252,9 +270,12 @@ def _parse_schema1(doc: dict[str, Any], kind: str, raw: bytes, digest: Digest) -
     compat: list[dict[str, Any]] = []
     for h in reversed(history):
         try:
-            compat.append(json.loads(h["v1Compatibility"]))
-        except (KeyError, TypeError, ValueError):
-            raise ManifestError("schema 1 history entry has no valid v1Compatibility") from None
+            v1 = json.loads(h["v1Compatibility"])
+        except (KeyError, TypeError, ValueError, RecursionError):
+            v1 = None
+        if not isinstance(v1, dict):
+            raise ManifestError("schema 1 history entry has no valid v1Compatibility")
+        compat.append(v1)
     arch = doc["architecture"] if isinstance(doc.get("architecture"), str) else "amd64"
     return Schema1Manifest(kind, raw, digest, tuple(layers), tuple(compat), arch)
 

@@ -52,6 +52,7 @@ class PushResult:
     blobs: list[BlobPushed]
     bytes: int
     timings: dict[str, float] = field(default_factory=dict)
+    manifest_size: int = 0  # bytes of the pushed manifest
 
 
 class _Sent:
@@ -218,5 +219,11 @@ def push(
     timings["total"] = clock() - started
     blobs = [*layers, config]
     return PushResult(
-        str(ref), str(digest), image.manifest_media_type, blobs, sum(b.sent for b in blobs) + len(raw), timings
+        str(ref),
+        str(digest),
+        image.manifest_media_type,
+        blobs,
+        sum(b.sent for b in blobs) + len(raw),
+        timings,
+        len(raw),
     )

@@ -24,6 +24,7 @@ _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 # ``\Z``, not ``$`` (which also matches before a final newline: ``a\n:tag`` would parse), and
 # ASCII ``\w`` as in Go's RE2 (``app:tagé`` is no docker tag).
 _PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*\Z")
+_MAX_TAG_LENGTH = 128
 _TAG_RE = re.compile(r"^[\w][\w.-]{0,127}\Z", re.ASCII)
 _DOMAIN_RE = re.compile(
     r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
@@ -48,13 +49,22 @@ class Registry:
 
     @classmethod
     def from_url(cls, url: str) -> Registry:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as e:  # an unbalanced '[' of an IPv6 literal
+            raise InvalidReference(f"invalid registry URL {_shown(url)}: {e}") from None
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise InvalidReference(f"invalid registry URL {url!r}: expected http(s)://host[:port][/prefix]")
-        if parts.username or parts.password:
+            raise InvalidReference(f"invalid registry URL {_shown(url)}: expected http(s)://host[:port][/prefix]")
+        if "@" in parts.netloc:
             raise InvalidReference("the registry URL must not contain credentials: use --username/--password")
         if parts.query or parts.fragment:
-            raise InvalidReference(f"invalid registry URL {url!r}: no query or fragment allowed")
+            raise InvalidReference(f"invalid registry URL {_shown(url)}: no query or fragment allowed")
+        if not _valid_port(parts.netloc):
+            raise InvalidReference(f"invalid registry URL {_shown(url)}: the port must be a number from 1 to 65535")
+        if not _DOMAIN_RE.match(parts.netloc) or not _valid_ip_literal(parts.netloc):
+            raise InvalidReference(f"invalid registry URL {_shown(url)}: bad host {_shown(parts.netloc)}")
+        if not parts.path.isascii() or not parts.path.isprintable() or " " in parts.path:
+            raise InvalidReference(f"invalid registry URL {_shown(url)}: the path must be printable ASCII")
         path = parts.path.rstrip("/")
         if path.endswith("/v2"):
             path = path[: -len("/v2")]
@@ -143,10 +153,11 @@ def is_loopback(host: str) -> bool:
 def parse_reference(text: str, *, registry: Registry | None = None, plain_http: bool = False) -> Reference:
     """Parse a docker reference. With ``registry`` given, ``text`` is ``repo[:tag][@digest]``."""
     if not isinstance(text, str) or not text or text != text.strip():
-        raise InvalidReference(f"invalid reference {text!r}: empty or surrounded by spaces")
+        raise InvalidReference(f"invalid reference {_shown(text)}: empty or surrounded by spaces")
     if "://" in text:
         raise InvalidReference(
-            f"invalid reference {text!r}: a reference is host/repo[:tag], not a URL (use --registry URL for a base URL)"
+            f"invalid reference {_shown(text)}: a reference is host/repo[:tag], not a URL"
+            " (use --registry URL for a base URL)"
         )
     rest, digest = text, None
     if "@" in rest:
@@ -158,24 +169,28 @@ def parse_reference(text: str, *, registry: Registry | None = None, plain_http: 
     if colon > slash:
         rest, tag = rest[:colon], rest[colon + 1 :]
         if not _TAG_RE.match(tag):
-            raise InvalidReference(f"invalid reference {text!r}: bad tag {tag!r}")
+            why = f"tag longer than {_MAX_TAG_LENGTH}" if len(tag) > _MAX_TAG_LENGTH else f"bad tag {_shown(tag)}"
+            raise InvalidReference(f"invalid reference {_shown(text)}: {why}")
     if registry is None:
         domain, path = _split_domain(rest)
         if domain is not None and (not _DOMAIN_RE.match(domain) or not _valid_ip_literal(domain)):
-            raise InvalidReference(f"invalid reference {text!r}: bad registry host {domain!r}")
+            raise InvalidReference(f"invalid reference {_shown(text)}: bad registry host {_shown(domain)}")
+        if domain is not None and not _valid_port(domain):
+            raise InvalidReference(f"invalid reference {_shown(text)}: the port of {_shown(domain)} is not 1 to 65535")
         domain = domain or DOCKER_HUB
-        if domain == DOCKER_HUB and "/" not in path:
+        if domain == DOCKER_HUB and path and "/" not in path:
             path = f"library/{path}"
         registry = Registry.for_host(domain, plain_http=plain_http)
     else:
         path = rest
     if not path:
-        raise InvalidReference(f"invalid reference {text!r}: no repository name")
-    if not _PATH_RE.match(path):
-        why = "repository names must be lower case" if path.lower() != path else "bad repository name"
-        raise InvalidReference(f"invalid reference {text!r}: {why} {path!r}")
+        raise InvalidReference(f"invalid reference {_shown(text)}: no repository name")
     if len(path) > MAX_NAME_LENGTH:
-        raise InvalidReference(f"invalid reference {text!r}: repository name longer than {MAX_NAME_LENGTH}")
+        raise InvalidReference(f"invalid reference {_shown(text)}: repository name longer than {MAX_NAME_LENGTH}")
+    if not _PATH_RE.match(path):
+        # Say "lower case" only when lower-casing would make the name valid.
+        why = "repository names must be lower case" if _PATH_RE.match(path.lower()) else "bad repository name"
+        raise InvalidReference(f"invalid reference {_shown(text)}: {why} {_shown(path)}")
     if tag is None and digest is None:
         tag = "latest"
     return Reference(registry, path, tag, digest)
@@ -187,6 +202,21 @@ def parse_repository(text: str, *, registry: Registry | None = None, plain_http:
     if ref.digest or (ref.tag != "latest" or text.endswith(":latest")):
         raise InvalidReference(f"invalid repository {text!r}: no tag or digest expected")
     return Reference(ref.registry, ref.repository)
+
+
+def _valid_port(host: str) -> bool:
+    """A ``:port`` suffix, when present, must be 1 to 65535: the grammar allows any digits, but
+    no URL can carry a larger one, and port 0 would silently become the scheme's default."""
+    head, sep, port = host.rpartition(":")
+    if not sep or head.endswith(":") or (head.startswith("[") and not head.endswith("]")):
+        return True  # no port (an IPv6 literal's own colons are not one)
+    return port.isascii() and port.isdigit() and 1 <= int(port) <= 65535
+
+
+def _shown(text: object, limit: int = 80) -> str:
+    """``repr`` of user text for a message, cut to ``limit`` characters so one line stays readable."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[: limit - 4] + "...'"
 
 
 def _valid_ip_literal(domain: str) -> bool:
@@ -214,4 +244,4 @@ def _parse_digest(digest_text: str, whole: str | None = None) -> Digest:
     try:
         return Digest.parse(digest_text)
     except ManifestError as e:
-        raise InvalidReference(f"invalid reference {whole or digest_text!r}: {e}") from None
+        raise InvalidReference(f"invalid reference {_shown(whole or digest_text)}: {e}") from None

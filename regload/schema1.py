@@ -54,7 +54,8 @@ def schema1_config(manifest: Schema1Manifest, layers: list[Descriptor], blob_dir
         entry: dict[str, Any] = {}
         if "created" in h:
             entry["created"] = h["created"]
-        cmd = (h.get("container_config") or {}).get("Cmd")
+        container_config = h.get("container_config")
+        cmd = container_config.get("Cmd") if isinstance(container_config, dict) else None
         if isinstance(cmd, list):
             entry["created_by"] = " ".join(str(c) for c in cmd)
         if h.get("throwaway"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 from .errors import UsageError
 
@@ -22,11 +23,18 @@ _UNITS = {
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
 
+MAX_SIZE = 2**63 - 1  # the most a file offset, a Content-Length or a tar header can carry
+
+
 def parse_size(text: str, what: str = "size") -> int:
     m = _SIZE_RE.match(text)
     unit = m.group(2).lower() if m else ""
+    shown = repr(text) if len(text) <= 40 else repr(text[:37] + "...")
     if not m or unit not in _UNITS:
         raise UsageError(
-            f"invalid {what} {text!r}: expected a number with an optional unit (B, KiB, MiB, GiB, KB, MB, GB)"
+            f"invalid {what} {shown}: expected a number with an optional unit (B, KiB, MiB, GiB, KB, MB, GB)"
         )
-    return int(float(m.group(1)) * _UNITS[unit])
+    size = int(Decimal(m.group(1)) * _UNITS[unit])  # exact: a float overflows on 400 digits
+    if size > MAX_SIZE:
+        raise UsageError(f"invalid {what} {shown}: more than {MAX_SIZE} bytes")
+    return size

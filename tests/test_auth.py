@@ -3,7 +3,7 @@ import json
 import pytest
 
 from regload.auth import Authenticator, Credentials, TokenCache, parse_challenges
-from regload.errors import AuthError
+from regload.errors import AuthError, PlainHTTPRefused
 from regload.http import Headers, Request
 
 
@@ -47,7 +47,7 @@ class FakeResponse:
         pass
 
 
-CHALLENGE = ("WWW-Authenticate", 'Bearer realm="http://auth/token",service="reg",scope="repository:app:pull"')
+CHALLENGE = ("WWW-Authenticate", 'Bearer realm="https://auth/token",service="reg",scope="repository:app:pull"')
 
 
 class Clock:
@@ -74,7 +74,7 @@ def test_token_flow_scopes_cache_and_renewal():
     assert auth.handle_challenge(FakeResponse(401, headers=[CHALLENGE]), scopes, send, "GET x")
     [token_request] = sent
     assert token_request.name == "GET token"
-    assert token_request.url == "http://auth/token?service=reg&scope=repository%3Aapp%3Apull"
+    assert token_request.url == "https://auth/token?service=reg&scope=repository%3Aapp%3Apull"
     assert token_request.header("Authorization").startswith("Basic ")
     req = auth.authorize(Request("GET", "http://reg/v2/app/manifests/1", "n"), scopes, send)
     assert req.header("Authorization") == "Bearer T1"
@@ -152,3 +152,40 @@ def test_a_wider_token_serves_narrower_scopes():
         assert auth.authorize(Request("GET", "u", "n"), scopes, send).header("Authorization") == "Bearer T1"
     auth.authorize(Request("GET", "u", "n"), ("repository:base:push",), send)
     assert len(sent) == 2
+
+
+@pytest.mark.parametrize(
+    ("realm", "credentials", "plain_http", "refused"),
+    [
+        ("http://auth.example/token", True, False, True),
+        ("http://auth.example:8080/token", True, False, True),
+        ("http://user@auth.example/token", True, False, True),
+        ("http://127.0.0.1:5001/token", True, False, False),  # loopback: never on the network
+        ("http://localhost/token", True, False, False),
+        ("http://[::1]:5001/token", True, False, False),
+        ("https://auth.example/token", True, False, False),
+        ("http://auth.example/token", False, False, False),  # anonymous: nothing secret to send
+        ("http://auth.example/token", True, True, False),  # the user asked for plain HTTP
+    ],
+)
+def test_credentials_never_go_in_clear_to_a_remote_token_server(realm, credentials, plain_http, refused):
+    auth = Authenticator(Credentials("u", "hunter2") if credentials else None, plain_http=plain_http)
+    sent: list[Request] = []
+    challenge = FakeResponse(401, headers=[("WWW-Authenticate", f'Bearer realm="{realm}",service="reg"')])
+    if not refused:
+        assert auth.handle_challenge(challenge, (), token_server(sent), "x")
+        assert len(sent) == 1
+        return
+    with pytest.raises(PlainHTTPRefused) as e:
+        auth.handle_challenge(challenge, (), token_server(sent), "x")
+    assert sent == []  # refused before anything was sent
+    assert isinstance(e.value, AuthError)
+    message = str(e.value)
+    assert message.startswith("GET token: the token server http://auth.example") and "plain HTTP" in message
+    assert "hunter2" not in message and "user@" not in message
+    # A token renewal after the ping (learn, then authorize) is refused the same way.
+    auth = Authenticator(Credentials("u", "hunter2"), plain_http=plain_http)
+    auth.learn(challenge)
+    with pytest.raises(PlainHTTPRefused):
+        auth.authorize(Request("GET", "https://reg/v2/", "GET /v2/"), ("repository:app:pull",), token_server(sent))
+    assert sent == []

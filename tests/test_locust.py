@@ -6,6 +6,7 @@ and reads back what it wrote: the stats CSV and JSON, regload's throughput files
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import socket
@@ -16,6 +17,7 @@ import pytest
 from regload.local_registry import LocalRegistry, free_port
 from tests.support.locust_run import (
     SMALL_IMAGE_BYTES,
+    TEST_LOCUSTFILES,
     UNTEMPLATED,
     Locust,
     Result,
@@ -103,10 +105,12 @@ def test_headless_run_with_both_user_classes(registry_anon, tmp_path, mode, run_
 def test_token_auth_and_token_cache_modes(registry_token, tmp_path):
     server = registry_token.token_server
     assert server is not None and registry_token.password
+    issued_before = len(server.issued)
     fetched: dict[str, int] = {}
     for cache in ("shared", "user", "off"):
         args = ["--registry-username", registry_token.username, "--registry-password", registry_token.password]
-        args += ["--token-cache", cache, "--html", str(tmp_path / f"{cache}.html"), "PullUser", "PushUser"]
+        args += ["--token-cache", cache, "--html", str(tmp_path / f"{cache}.html"), "--json"]
+        args += ["--loglevel", "DEBUG", "--logfile", str(tmp_path / f"{cache}.log"), "PullUser", "PushUser"]
         before = len(server.requests)
         result = run_locust(
             headless(registry_token.url, tmp_path / cache, *args, users=6), tmp_path, name=cache, timeout=60
@@ -120,10 +124,40 @@ def test_token_auth_and_token_cache_modes(registry_token, tmp_path):
     assert fetched["off"] > 5 * fetched["user"], fetched
     assert fetched["user"] >= fetched["shared"], fetched
 
-    # The password (or a basic-auth header made of it) is in no output: CSV, JSON, HTML, logs.
+    # The password (or a basic-auth header made of it) and every token issued (or one of its three
+    # JWT parts) are in no output: CSV, JSON, HTML, debug logs, stdout and stderr.
+    tokens = server.issued[issued_before:]
+    assert len(tokens) == sum(fetched.values())
     secrets = [registry_token.password, registry_token.basic_auth().split()[1]]
+    secrets += [part for token in tokens for part in (token, *token.split("."))]
     texts = [(str(p), p.read_text(errors="replace")) for p in tmp_path.iterdir() if p.is_file()]
-    assert any(p.suffix == ".html" for p in tmp_path.iterdir())
+    assert {".html", ".log", ".stdout", ".json", ".csv"} <= {p.suffix for p in tmp_path.iterdir()}
+    assert_secret_absent(secrets, texts)
+
+
+@pytest.mark.parametrize("registry_name", ["registry_basic", "registry_token"])
+def test_refused_credentials_leave_no_secret_in_any_output(request, registry_name, tmp_path):
+    """A wrong password: the registry answers 401 (basic), or the token server refuses it
+    (token). The failures name the status; neither password shows in any output."""
+    registry = request.getfixturevalue(registry_name)
+    wrong = "wrong-Secret-5150x"
+    args = ["--registry-username", registry.username, "--registry-password", wrong, "--json"]
+    args += ["--html", str(tmp_path / "run.html"), "--loglevel", "DEBUG", "--logfile", str(tmp_path / "run.log")]
+    result = run_locust(
+        headless(registry.url, tmp_path / "run", *args, "PullUser", "PushUser", users=3, run_time="3s"),
+        tmp_path,
+        name="run",
+        timeout=60,
+    )
+    assert result.code == 1, result.output[-6000:]
+    assert "Traceback" not in result.output, result.output[-6000:]
+    pushes = [row["Error"] for row in result.failures() if (row["Method"], row["Name"]) == PUSH]
+    assert pushes and all("HTTP 401" in cause for cause in pushes), result.failures()
+    assert len(result.failures()) <= 6, result.failures()  # one row per kind of fault, never per request
+    secrets = [registry.password, wrong]
+    secrets += [base64.b64encode(f"{registry.username}:{pw}".encode()).decode() for pw in (registry.password, wrong)]
+    texts = [(str(p), p.read_text(errors="replace")) for p in tmp_path.iterdir() if p.is_file()]
+    assert {".html", ".log", ".stdout", ".json", ".csv"} <= {p.suffix for p in tmp_path.iterdir()}
     assert_secret_absent(secrets, texts)
 
 
@@ -178,17 +212,34 @@ def test_processes_forks_workers(registry_anon, tmp_path):
 def test_registry_stopped_and_restarted_mid_run(tmp_path):
     # Port and storage pinned, so that they survive stop(): restart() brings back the same registry.
     registry = LocalRegistry(port=free_port(), storage_dir=tmp_path / "storage").start()
-    args = ["--csv-full-history", "PullUser", "PushUser"]
-    locust = Locust(headless(registry.url, tmp_path / "run", *args, run_time="10s"), tmp_path, name="run")
+    # A short backoff: each user fails to connect dozens of times during the gap, so a socket
+    # leaked per failure would show in the count below.
+    args = ["--csv-full-history", "--connection-backoff", "0.1", "TrackedPullUser", "TrackedPushUser"]
+    locust = Locust(
+        headless(registry.url, tmp_path / "run", *args, run_time="12s"),
+        tmp_path,
+        name="run",
+        locustfile=TEST_LOCUSTFILES / "progress.py",
+    )
+    # Each user's pool holds at most max(--pull-jobs, --push-jobs) + 1 = 6 connections.
+    socket_bound = 4 * 6 + 4
     try:
         locust.wait_for("pull pool ready", timeout=20)
         time.sleep(2.5)  # pulls and pushes succeed for a while (and the history records it)
+        sockets_before = locust.open_sockets()
         stopping = time.time()
         registry.stop()
         stopped = time.time()
-        time.sleep(3.0)
+        sockets_gap = []
+        for _ in range(6):
+            time.sleep(0.5)
+            sockets_gap.append(locust.open_sockets())
         restarting = time.time()
         registry.restart()
+        time.sleep(2.0)
+        sockets_after = [locust.open_sockets()]
+        time.sleep(0.5)
+        sockets_after.append(locust.open_sockets())
         code = locust.wait(timeout=40)  # it ends by itself at -t
     finally:
         locust.kill()
@@ -199,6 +250,13 @@ def test_registry_stopped_and_restarted_mid_run(tmp_path):
     # No user died: no exception in a user, no traceback, all 4 users there to the end.
     assert result.exceptions() == []
     assert "Traceback" not in result.stderr + result.stdout, result.output[-6000:]
+    # No connection leaked: not while the registry was down, not after it came back.
+    assert 0 < sockets_before <= socket_bound, sockets_before
+    assert max(sockets_gap + sockets_after) <= socket_bound, (sockets_before, sockets_gap, sockets_after)
+    # No user stuck in a request: every one of them completed an operation after the restart.
+    progress = re.findall(r"progress: (\w+) \w+ last success at ([\d.]+)", result.stderr)
+    assert len(progress) == 4, result.stderr[-4000:]
+    assert all(float(when) > restarting for _, when in progress), (restarting, progress)
 
     # Failures during the gap name a connection error (refused, reset, closed): nothing else.
     causes = {row["Error"] for row in result.failures()}

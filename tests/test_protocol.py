@@ -211,6 +211,40 @@ def test_blob_commit_answered_204_is_accepted():
     assert push_one(fake, "monolithic") == "uploaded"
 
 
+OTHER_DIGEST = "sha256:" + "1" * 64
+
+
+@pytest.mark.parametrize("mode", ["monolithic", "streamed", "chunked"])
+def test_a_commit_answered_with_another_docker_content_digest_is_a_mismatch(mode):
+    """A commit whose ``Docker-Content-Digest`` names another blob than the one pushed fails the
+    push (a manifest would otherwise name a blob the registry may not hold)."""
+    fake = FakeRegistry()
+
+    def wrong_commit(request, body):
+        if request.name != endpoints.PUT_UPLOAD:
+            return None
+        return 201, (("Location", f"/v2/app/blobs/{OTHER_DIGEST}"), ("Docker-Content-Digest", OTHER_DIGEST)), b""
+
+    fake.intercept = wrong_commit
+    opts = PushOptions(upload_mode=mode, chunk_size=100, check_existing=False)
+    with pytest.raises(DigestMismatch, match="blob commit: registry stored sha256:111"):
+        push_blob(fake.client(), fake.ref("app:1"), blob(), opts)
+
+
+def test_a_manifest_put_answered_with_another_docker_content_digest_is_a_mismatch():
+    fake = FakeRegistry()
+
+    def wrong_manifest_put(request, body):
+        if request.name != endpoints.PUT_MANIFEST:
+            return None
+        return 201, (("Docker-Content-Digest", OTHER_DIGEST),), b""
+
+    fake.intercept = wrong_manifest_put
+    image = SourceImage(mt.OCI_MANIFEST, BytesBlob(mt.OCI_CONFIG, b"{}"), [blob()])
+    with pytest.raises(DigestMismatch, match="manifest PUT: registry says sha256:111"):
+        push(fake.client(), fake.ref("app:1"), image, SequentialRunner())
+
+
 def test_mount_201_means_mounted_and_nothing_is_uploaded():
     """Spec "Mounting a blob from another repository": ``mount`` and ``from``; 201 = done."""
     fake = FakeRegistry()
@@ -421,10 +455,11 @@ def test_bearer_challenge_token_and_retry_are_each_reported_once():
     assert "Authorization" not in first.headers
     assert token.url == f"{REALM}?service=reg.test&scope=repository%3Aapp%3Apull"
     assert retry.headers["Authorization"] == "Bearer tok1"
-    assert [(e.name, e.status) for e in observer.events] == [
-        (endpoints.GET_MANIFEST, 401),
-        ("GET token", 200),
-        (endpoints.GET_MANIFEST, 200),
+    # The 401 is reported once the token came (its outcome is known then), timed to its own end.
+    assert [(e.name, e.status, e.error) for e in observer.events] == [
+        ("GET token", 200, None),
+        (endpoints.GET_MANIFEST, 401, None),
+        (endpoints.GET_MANIFEST, 200, None),
     ]
 
 
@@ -437,7 +472,8 @@ def test_a_second_401_after_a_fresh_token_is_an_auth_error_not_a_loop():
     assert e.value.status == 401
     assert [r.name for r in fake.requests] == [endpoints.GET_MANIFEST, "GET token", endpoints.GET_MANIFEST]
     assert observer.names().count("GET token") == 1
-    assert [e.status for e in observer.events] == [401, 200, 401]
+    # The token request, the answered 401 (reported once the token came), the refused retry.
+    assert [(e.status, e.error is not None) for e in observer.events] == [(200, False), (401, False), (401, True)]
 
 
 @pytest.mark.parametrize("accepted", [True, False])

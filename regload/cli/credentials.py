@@ -27,7 +27,7 @@ def from_docker_config(host: str, path: Path | None = None) -> Credentials | Non
         doc = json.loads(path.read_text())
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         raise UsageError(f"cannot read docker config {path}: {e.__class__.__name__}") from None
     auths = doc.get("auths") if isinstance(doc, dict) else None
     if not isinstance(auths, dict):

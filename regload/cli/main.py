@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any, NoReturn
 
 from .. import __version__, endpoints
-from ..auth import Authenticator
+from ..audit import AuditEntry, AuditLog, check_writable
+from ..auth import Authenticator, Credentials
 from ..client import RegistryClient
-from ..errors import ManifestError, RegloadError, UsageError
+from ..errors import CertificateError, ManifestError, RegloadError, UsageError
 from ..http import TransportOptions
 from ..manifest import DEFAULT_PLATFORM, ImageManifest, Index, Platform, parse_manifest
 from ..pull import PullOptions, pull
 from ..push import DEFAULT_CHUNK_SIZE, UPLOAD_MODES, PushOptions, push
 from ..reference import Reference, Registry, parse_reference, parse_repository
+from ..retry_options import add_retry_arguments, retry_policy
 from ..sinks import make_sink
 from ..sources import open_source
 from ..transports import make_transport
@@ -25,6 +28,8 @@ from ..transports.gevent_runner import GeventRunner
 from ..units import parse_size
 from .credentials import resolve_credentials
 from .progress import Progress, human_bytes
+from .verify import add_verify_parser, print_verify
+from .verify import cmd_verify as verify_audit_file
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument(
         "--http2", action="store_true", help="use the httpx transport with HTTP/2 (default: geventhttpclient, HTTP/1.1)"
     )
-    net.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="network read timeout (default 60)")
+    net.add_argument(
+        "--timeout", type=_seconds, default=60.0, metavar="SECONDS", help="network read timeout (default 60)"
+    )
+    add_retry_arguments(common.add_argument_group("retries (default: none, every failure is reported)"))
     out = common.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print one JSON document with the result")
 
@@ -110,14 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--platform", default=str(DEFAULT_PLATFORM), help="os/arch[/variant] to pick from an OCI layout index"
     )
     s.add_argument("-j", "--jobs", type=int, default=5, help="blobs uploaded at once (default 5, like docker)")
+    s.add_argument("--audit-file", metavar="PATH", help="append a JSON line for the pushed image (see verify)")
 
     t = sub.add_parser("tags", parents=[common], help="list a repository's tags")
     t.add_argument("repository", metavar="REPO")
-    t.add_argument("--page-size", type=int, help="ask for this many tags per page (n=)")
+    t.add_argument("--page-size", type=_count, help="ask for this many tags per page (n=)")
 
     i = sub.add_parser("inspect", parents=[common], help="show an image's digest, media type, platforms and layers")
     i.add_argument("reference", metavar="REFERENCE")
     i.add_argument("--platform", help="show this platform's manifest when REFERENCE is an index")
+    add_verify_parser(sub, common)
     return parser
 
 
@@ -137,17 +147,30 @@ def _reference(args: argparse.Namespace, text: str, repository_only: bool = Fals
     return parse(text, registry=registry, plain_http=args.plain_http)
 
 
-def connect(args: argparse.Namespace, ref: Reference) -> RegistryClient:
+CredentialsFor = Callable[[str], Credentials | None]
+
+
+def credentials_source(args: argparse.Namespace) -> CredentialsFor:
+    """Credentials by registry host; warns about a command-line password and reads
+    ``--password-stdin`` once, however many registries a command reaches."""
     if args.password is not None:
         print(
             "regload: warning: a password on the command line may be seen by other users; prefer --password-stdin",
             file=sys.stderr,
         )
     stdin_text = sys.stdin.read() if args.password_stdin else None
-    credentials = resolve_credentials(ref.registry.host, args.username, args.password, args.password_stdin, stdin_text)
+    return lambda host: resolve_credentials(host, args.username, args.password, args.password_stdin, stdin_text)
+
+
+def connect(args: argparse.Namespace, ref: Reference, credentials_for: CredentialsFor | None = None) -> RegistryClient:
+    credentials = (credentials_for or credentials_source(args))(ref.registry.host)
     options = TransportOptions(ca_cert=args.ca_cert, insecure=args.insecure, read_timeout=args.timeout)
     transport = make_transport(options, http2=args.http2)
-    return RegistryClient(ref.registry, transport, auth=Authenticator(credentials), headers=_headers(args.header))
+    # Asked for plain HTTP: --plain-http or an http:// --registry, not just a loopback host's default.
+    plain_http = ref.registry.scheme == "http" and (args.plain_http or bool(args.registry))
+    auth = Authenticator(credentials, plain_http=plain_http)
+    retry = retry_policy(args)
+    return RegistryClient(ref.registry, transport, auth=auth, headers=_headers(args.header), retry=retry)
 
 
 def _platform(text: str) -> Platform:
@@ -155,6 +178,28 @@ def _platform(text: str) -> Platform:
         return Platform.parse(text)
     except ManifestError as e:
         raise UsageError(str(e)) from None
+
+
+def _seconds(text: str) -> float:
+    """``--timeout``: a finite number of seconds above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    """``--page-size``: a whole number from 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def _check_jobs(jobs: int) -> int:
@@ -189,6 +234,8 @@ def cmd_push(args: argparse.Namespace) -> dict[str, Any]:
         mount_from=_reference(args, args.mount_from, repository_only=True).repository if args.mount_from else None,
         check_existing=not args.no_check_existing,
     )
+    if args.audit_file:
+        check_writable(args.audit_file)
     image = open_source(
         args.source, compression=args.compression, level=args.compression_level, platform=_platform(args.platform)
     )
@@ -215,6 +262,12 @@ def cmd_push(args: argparse.Namespace) -> dict[str, Any]:
         for b in result.blobs
     ]
     out["source"] = image.description or args.source
+    if args.audit_file:
+        audit = AuditLog(args.audit_file)
+        try:
+            audit.record(AuditEntry.pushed(ref, result.manifest_digest, result.media_type, result.manifest_size))
+        finally:
+            audit.close()
     return out
 
 
@@ -231,6 +284,7 @@ def cmd_tags(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
     ref = _reference(args, args.reference)
+    wanted = _platform(args.platform) if args.platform else None  # checked before any request
     client = connect(args, ref)
     try:
         endpoints.ping(client)
@@ -252,8 +306,8 @@ def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
                 }
                 for d in manifest.manifests
             ]
-            if args.platform:
-                chosen = manifest.select(_platform(args.platform))
+            if wanted:
+                chosen = manifest.select(wanted)
                 inner = endpoints.get_manifest(client, ref, str(chosen.digest))
                 manifest = parse_manifest(inner.raw, inner.media_type, inner.digest)
                 out["platform"] = args.platform
@@ -274,7 +328,15 @@ def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
+    credentials_for = credentials_source(args)
+    return verify_audit_file(args, lambda ref: connect(args, ref, credentials_for))
+
+
 def print_human(command: str, out: dict[str, Any]) -> None:
+    if command == "verify":
+        print_verify(out)
+        return
     if command == "tags":
         for tag in out["tags"]:
             print(tag)
@@ -307,7 +369,9 @@ def print_human(command: str, out: dict[str, Any]) -> None:
         print("  blobs: " + ", ".join(f"{n} {a}" for a, n in sorted(actions.items())))
 
 
-COMMANDS = {"pull": cmd_pull, "push": cmd_push, "tags": cmd_tags, "inspect": cmd_inspect}
+TLS_HINT = " (trust the registry's CA with --ca-cert FILE, or skip verification with --insecure)"
+
+COMMANDS = {"pull": cmd_pull, "push": cmd_push, "tags": cmd_tags, "inspect": cmd_inspect, "verify": cmd_verify}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -319,7 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Name the image an operation failed on; usage errors already name what was wrong.
         subject = getattr(args, "reference", None) or getattr(args, "repository", None)
         prefix = f"{subject}: " if subject and not isinstance(e, UsageError) else ""
-        print(f"regload: error: {prefix}{e}", file=sys.stderr)
+        hint = TLS_HINT if isinstance(e, CertificateError) else ""
+        print(f"regload: error: {prefix}{e}{hint}", file=sys.stderr)
         return e.exit_code
     except OSError as e:
         # Local files: an unreadable source, a full disk, a permission denied on the output.
@@ -334,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write("\n")
     else:
         print_human(args.command, out)
-    return 0
+    return 0 if out.get("ok", True) else 1  # verify: 1 when an image is not intact
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import gevent
 from locust import events
 from locust.runners import WorkerRunner
 
+from ..audit import check_writable
 from ..client import NULL_OBSERVER
 from ..errors import RegloadError
 from ..push import PushOptions, push
@@ -20,12 +21,15 @@ from ..reference import Reference, Registry, parse_reference
 from ..sources.synthetic import synthetic_image
 from ..transports.gevent_runner import GeventRunner
 from . import throughput
+from .observer import tls_hint
 from .options import add_arguments
 from .pool import PoolImage
 from .thresholds import PercentileCheck, breaches
 from .users import POOL, POOL_READY, clear_settings, make_client, settings_for, token_cache
+from .web_secrets import protect_secrets
 
 log = logging.getLogger("regload")
+SEED_ATTEMPTS = 3  # pushes of one pool image before seeding gives up
 _local_registry: Any = None
 _seeding: gevent.Greenlet | None = None
 SEED_CONCURRENCY = 4
@@ -42,7 +46,9 @@ def _on_init(environment: Any, **_: Any) -> None:
     options = environment.parsed_options
     try:
         if options is not None:
-            settings_for(environment)  # fail early on bad option values
+            settings = settings_for(environment)  # fail early on bad option values
+            if settings.audit_file:
+                check_writable(settings.audit_file)
             for text in options.check_percentile or ():
                 PercentileCheck.parse(text)
     except RegloadError as e:
@@ -99,12 +105,22 @@ def seed_pool(environment: Any) -> None:
         options = PushOptions(jobs=settings.push_jobs)
 
         def seed(i: int) -> PoolImage:
-            image = synthetic_image(settings.pool_layers, settings.pool_layer_size, seed=i)
-            try:
-                push(client, Reference(registry, settings.repository(i), f"pool-{i}"), image, GeventRunner(), options)
-            finally:
-                image.close()
-            return PoolImage(settings.repository(i), f"pool-{i}")
+            ref = Reference(registry, settings.repository(i), f"pool-{i}")
+            for attempt in range(1, SEED_ATTEMPTS + 1):
+                image = synthetic_image(settings.pool_layers, settings.pool_layer_size, seed=i)
+                try:
+                    push(client, ref, image, GeventRunner(), options)
+                    break
+                except RegloadError:
+                    # Set-up, not measurement, so it may try again: other processes push the
+                    # same blobs at this moment, and distribution's filesystem storage may then
+                    # answer DIGEST_INVALID while another upload of the blob is being linked.
+                    if attempt == SEED_ATTEMPTS:
+                        raise
+                    gevent.sleep(0.5 * attempt)
+                finally:
+                    image.close()
+            return PoolImage(ref.repository, ref.reference)
 
         for image in GeventRunner().map(seed, range(settings.pool_size), SEED_CONCURRENCY):
             POOL.add(image)
@@ -112,6 +128,7 @@ def seed_pool(environment: Any) -> None:
     except RegloadError as e:
         POOL.error = str(e)
         log.error("regload: could not seed the pull pool: %s", e)
+        tls_hint(e)
     finally:
         client.transport.close()
         POOL_READY.set()
@@ -175,10 +192,12 @@ def _fail_ratio(value: Any) -> float | None:
 
 
 def _extend_web_ui(environment: Any) -> None:
-    """A Throughput tab in the web UI, fed with the stats the UI polls."""
+    """A Throughput tab in the web UI, fed with the stats the UI polls; no secret in its pages."""
     from flask import request
 
     web_ui = environment.web_ui
+    if environment.parsed_options is not None:
+        protect_secrets(web_ui, environment.parsed_options)
     web_ui.template_args["extended_tabs"] = [{"title": "Throughput", "key": "throughput"}]
     web_ui.template_args["extended_tables"] = [throughput.UI_TABLE]
 

@@ -2,26 +2,65 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Any
 
-from ..errors import DigestMismatch, RegistryError, RegloadError, TimeoutError_, TransportError
+from ..errors import (
+    CertificateError,
+    DigestMismatch,
+    PlainHTTPRefused,
+    RegistryError,
+    RegloadError,
+    TimeoutError_,
+    TLSError,
+    TransportError,
+)
+
+log = logging.getLogger("regload")
+TLS_HINT = "give --registry-ca-cert FILE to trust the registry's CA, or --registry-insecure to skip verification"
+_tls_hint_given = False
 
 
 def failure_cause(error: BaseException) -> str:
     """A bounded, secret-free cause for Locust's failure table: one row per kind of fault,
     never one per digest, session or URL."""
+    if isinstance(error, PlainHTTPRefused):
+        return "credentials refused over plain HTTP"
     if isinstance(error, RegistryError):
         return f"HTTP {error.status}" + (f" {error.code}" if error.code else "")
     if isinstance(error, DigestMismatch):
         return "digest mismatch"
     if isinstance(error, TimeoutError_):
         return "timeout"
+    if isinstance(error, CertificateError):
+        return "TLS error: certificate verify failed"  # the whole story once in the log: tls_hint
+    if isinstance(error, TLSError):
+        return "TLS error: " + str(error).rsplit(": ", 1)[-1][:80]
     if isinstance(error, TransportError):
         # "GET /v2/... to host:port: connection refused" -> "connection refused"
-        return "connection error: " + str(error).rsplit(": ", 1)[-1]
+        return "connection error: " + _bounded(str(error).rsplit(": ", 1)[-1])
     if isinstance(error, RegloadError):
-        return f"{type(error).__name__}: {str(error).split(': ')[-1][:80]}"
+        return f"{type(error).__name__}: {_bounded(str(error).split(': ')[-1])[:80]}"
     return f"{type(error).__name__}"
+
+
+def _bounded(text: str) -> str:
+    """A message without its variable parts: "closed with 1234 body bytes missing" becomes
+    "closed with N body bytes missing" (one failure row, not one per byte count or digest)."""
+    return _NUMBERS.sub("N", _DIGESTS.sub("<digest>", text))
+
+
+_DIGESTS = re.compile(r"\b[a-z0-9]+:[a-f0-9]{12,}\b")
+_NUMBERS = re.compile(r"\d+")
+
+
+def tls_hint(error: BaseException) -> None:
+    """Log, once per process, why a certificate failed and which options fix it."""
+    global _tls_hint_given
+    if isinstance(error, CertificateError) and not _tls_hint_given:
+        _tls_hint_given = True
+        log.warning("regload: %s; %s", error, TLS_HINT)
 
 
 class CauseError(Exception):
@@ -43,6 +82,8 @@ class LocustObserver:
         if split is None:
             kind, _, path = name.partition(" ")
             split = self._split[name] = (kind or method, path or name)
+        if error is not None:
+            tls_hint(error)
         self._fire(
             request_type=split[0],
             name=split[1],

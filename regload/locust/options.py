@@ -9,6 +9,8 @@ from typing import Any
 
 from ..errors import UsageError
 from ..push import UPLOAD_MODES
+from ..retry import NO_RETRIES, RetryPolicy
+from ..retry_options import add_retry_arguments, retry_policy
 from ..units import parse_size
 
 TOKEN_CACHE_MODES = ("shared", "user", "off")
@@ -77,6 +79,14 @@ def add_arguments(parser: Any) -> None:
         help="seconds a user waits after an operation failed to reach the registry (0: retry at once)",
     )
     add(
+        "--audit-file",
+        default="",
+        include_in_web_ui=False,
+        metavar="PATH",
+        help="append a JSON line per image pushed (every process of this machine appends to PATH)",
+    )
+    add_retry_arguments(parser)
+    add(
         "--check-fail-ratio",
         type=float,
         default=None,
@@ -137,6 +147,8 @@ class LoadSettings:
     push_jobs: int
     check_existing: bool
     connection_backoff: float
+    retry: RetryPolicy = NO_RETRIES
+    audit_file: str | None = None
 
     def repository(self, index: int) -> str:
         return f"{self.repo_prefix}-{index % self.repos}"
@@ -179,4 +191,6 @@ def settings_from(options: Any) -> LoadSettings:
         push_jobs=max(1, int(get("push_jobs", 5))),
         check_existing=not get("no_check_existing", False),
         connection_backoff=max(0.0, float(get("connection_backoff", 1.0) or 0.0)),
+        retry=retry_policy(options),
+        audit_file=get("audit_file", "") or None,
     )

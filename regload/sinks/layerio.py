@@ -88,7 +88,7 @@ def config_diff_ids(config: bytes, layer_count: int, required: bool) -> list[Dig
     """The config's ``rootfs.diff_ids``, one per layer. When absent and not ``required``, no checks."""
     try:
         doc = json.loads(config)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ManifestError("image config is not valid JSON") from None
     rootfs = doc.get("rootfs") if isinstance(doc, dict) else None
     ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None

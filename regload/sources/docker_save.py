@@ -76,12 +76,14 @@ def open_docker_save(
 def _layer(
     path: str, offset: int, size: int, diff_id: Digest, what: str, compression: str, level: int, tmpdir: str | None
 ) -> BlobSource:
-    if _head(path, offset, size, 2) == GZIP_MAGIC:  # compressed already: push it as it is
+    head = _head(path, offset, size, tarfile.BLOCKSIZE)
+    if head[:2] == GZIP_MAGIC:  # compressed already: push it as it is
 
         def gzip_checks() -> list[StreamCheck]:
             return [_GzipDiffIdCheck(diff_id, what)]
 
         return FileBlob(mt.DOCKER_LAYER_GZIP, path, offset=offset, size=size, what=what, checks=gzip_checks)
+    _check_tar_head(head, what)
     if compression == "none":
         return FileBlob(mt.DOCKER_LAYER_TAR, path, offset=offset, size=size, digest=diff_id, what=what, kind="diff_id")
 
@@ -129,6 +131,10 @@ class _Tarball:
             raise SourceError(f"{path}: corrupt tar archive ({e})") from None
         except OSError as e:
             raise SourceError(f"{path}: cannot read: {e.strerror or e}") from None
+        for m in members:
+            why = _escapes(m)
+            if why:
+                raise SourceError(f"{path}: refusing member {m.name[:100]!r}: {why} (not a docker save tarball)")
         self.members = {_norm(m.name): m for m in members}
         self._file_size = file_size
         self.damage = _damage(path, end)
@@ -176,7 +182,7 @@ def _manifest_entries(tar: _Tarball) -> list[dict[str, Any]]:
     raw = tar.read("manifest.json", "manifest.json")
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise SourceError(f"{tar.path}: manifest.json is not valid JSON") from None
     if not isinstance(doc, list) or not doc:
         raise SourceError(f"{tar.path}: manifest.json is not a non-empty list of images")
@@ -216,7 +222,7 @@ def _short_tag(tag: str) -> str:
 def _diff_ids(raw: bytes, where: str) -> list[Digest]:
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise SourceError(f"{where} is not valid JSON") from None
     rootfs = doc.get("rootfs") if isinstance(doc, dict) else None
     ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
@@ -240,6 +246,38 @@ def _damage(path: str, end: int) -> str | None:
     if block.count(0) != len(block):
         return f"corrupt tar archive (invalid header at byte {end})"
     return None
+
+
+def _escapes(m: tarfile.TarInfo) -> str | None:
+    """Why a member points out of the archive: an absolute or ``..`` name, or a link whose
+    target is. docker save writes none; ``docker load`` refuses them (they would escape its
+    extraction directory). regload only reads members in place, but such a tarball is hostile."""
+    if _leaves(m.name):
+        return "its name leads out of the archive"
+    if m.issym() and _leaves(posixpath.join(posixpath.dirname(m.name), m.linkname)):
+        return f"it is a symlink to {m.linkname[:100]!r}, outside the archive"
+    if m.islnk() and _leaves(m.linkname):
+        return f"it is a hard link to {m.linkname[:100]!r}, outside the archive"
+    return None
+
+
+def _leaves(name: str) -> bool:
+    normal = posixpath.normpath(name) if name else "."
+    return name.startswith("/") or normal == ".." or normal.startswith("../")
+
+
+def _check_tar_head(head: bytes, what: str) -> None:
+    """A docker save layer is an uncompressed tar: refuse anything else before it is pushed.
+    An all-zero first block is the end marker of an empty layer, which docker writes."""
+    for magic, kind in _COMPRESSED.items():
+        if head.startswith(magic):
+            raise SourceError(f"{what}: is {kind}-compressed; a docker save layer is a tar")
+    if head == bytes(tarfile.BLOCKSIZE):
+        return
+    try:
+        tarfile.TarInfo.frombuf(head, "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        raise SourceError(f"{what}: is not a tar archive") from None
 
 
 def _check_content_address(name: str, raw: bytes, path: str) -> None:

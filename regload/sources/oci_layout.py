@@ -77,7 +77,7 @@ class _Layout:
                 marker = json.loads(f.read(4096))
         except FileNotFoundError:
             raise SourceError(f"{root}: not an OCI image layout (no oci-layout file)") from None
-        except (OSError, ValueError, UnicodeDecodeError):
+        except (OSError, ValueError, UnicodeDecodeError, RecursionError):
             raise SourceError(f"{root}: unreadable or invalid oci-layout file") from None
         if not isinstance(marker, dict) or not isinstance(marker.get("imageLayoutVersion"), str):
             raise SourceError(f"{root}: oci-layout has no imageLayoutVersion")

@@ -46,7 +46,10 @@ def open_source(
         return open_oci_layout(path, ref, platform)
     if os.path.exists(path):
         return open_docker_save(path, compression, level, select=ref, tmpdir=tmpdir)
-    raise SourceError(f"no such file or directory: {spec}")
+    raise SourceError(
+        f"no such file or directory: {spec} (SOURCE is a docker save tarball, an OCI layout directory[:REF]"
+        " or synthetic:layers=N,size=S,seed=K)"
+    )
 
 
 def _platform(text: str) -> Platform:

@@ -52,6 +52,7 @@ def regload(
     stdin: str | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 120,
+    cwd: str | os.PathLike[str] | None = None,
 ) -> Run:
     """``python -m regload ARGS`` with the registry's connection flags appended."""
     cmd = [sys.executable, "-m", "regload", *args]
@@ -60,7 +61,9 @@ def regload(
         if registry.username and stdin is None:
             stdin = registry.password
     full_env = {**os.environ, "DOCKER_CONFIG": "/nonexistent-regload-test", **(env or {})}
-    done = subprocess.run(cmd, input=stdin or "", capture_output=True, text=True, timeout=timeout, env=full_env)
+    done = subprocess.run(
+        cmd, input=stdin or "", capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd
+    )
     return Run(done.returncode, done.stdout, done.stderr)
 
 

@@ -269,10 +269,21 @@ def write_image(
     auto_parents: bool = True,
 ) -> tuple[Descriptor, Descriptor, tuple[Descriptor, ...], tuple[str, ...]]:
     """Write the layer, config and manifest blobs; return (manifest, config, layers, diff_ids)."""
+    tars = [layer_tar(layer, auto_parents=auto_parents) for layer in layers]
+    return _write_image_of_tars(layout, tars, compress=compress, platform=platform, config=config)
+
+
+def _write_image_of_tars(
+    layout: Path,
+    tars: Sequence[bytes],
+    *,
+    compress: bool,
+    platform: str = "linux/amd64",
+    config: Mapping[str, Any] | None = None,
+) -> tuple[Descriptor, Descriptor, tuple[Descriptor, ...], tuple[str, ...]]:
     _init_layout(layout)
     layer_descs, diff_ids = [], []
-    for layer in layers:
-        tar = layer_tar(layer, auto_parents=auto_parents)
+    for tar in tars:
         diff_ids.append(sha256_digest(tar))
         if compress:
             layer_descs.append(write_blob(layout, gzip.compress(tar, mtime=0), OCI_LAYER_GZIP))
@@ -283,7 +294,7 @@ def write_image(
         **_platform(platform),
         "config": dict(config or {"Env": ["PATH=/usr/local/bin:/usr/bin:/bin"], "Cmd": ["/bin/sh"]}),
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": [{"created": CREATED, "created_by": f"regload test layer {i}"} for i in range(len(layers))],
+        "history": [{"created": CREATED, "created_by": f"regload test layer {i}"} for i in range(len(tars))],
     }
     config_desc = write_blob(layout, _canonical_json(image_config), OCI_CONFIG)
     manifest = {
@@ -318,6 +329,23 @@ def make_oci_layout(
     )
     _tag(layout, manifest, tag)
     return OciImage(layout, tag, manifest, config_desc, layer_descs, diff_ids, platform)
+
+
+def make_oci_layout_of_tars(
+    layout: Path, tars: Sequence[bytes], *, tag: str = "latest", compress: bool = True
+) -> OciImage:
+    """An image whose layers are these tar files byte for byte: crafted layers (hostile names,
+    devices) that a ``Layer`` mapping does not describe. Their digests are the diff_ids."""
+    manifest, config_desc, layer_descs, diff_ids = _write_image_of_tars(layout, tars, compress=compress)
+    _tag(layout, manifest, tag)
+    return OciImage(layout, tag, manifest, config_desc, layer_descs, diff_ids, "linux/amd64")
+
+
+def make_layout_of_manifest(layout: Path, raw: bytes, media_type: str, *, tag: str = "latest") -> Descriptor:
+    """A layout whose image ``tag`` is the manifest ``raw`` exactly as given (even invalid), listed
+    in index.json with ``media_type``; no other blob is written."""
+    _init_layout(layout)
+    return _tag(layout, write_blob(layout, raw, media_type), tag)
 
 
 def make_oci_index_layout(

@@ -27,6 +27,8 @@ from urllib.parse import quote, quote_plus
 
 REPO = Path(__file__).resolve().parents[2]
 LOCUSTFILE = REPO / "locustfile.py"
+#: Test locustfiles (regload's users with extra bookkeeping).
+TEST_LOCUSTFILES = REPO / "tests" / "support" / "locustfiles"
 LOCUST = str(Path(sys.executable).with_name("locust"))
 
 #: Small images, so that a run of a few seconds moves many of them on a 2-core machine.
@@ -68,7 +70,13 @@ class Locust:
     ``NAME.stderr`` in ``workdir`` (its working directory too)."""
 
     def __init__(
-        self, args: Sequence[str], workdir: Path, *, name: str = "locust", env: dict[str, str | None] | None = None
+        self,
+        args: Sequence[str],
+        workdir: Path,
+        *,
+        name: str = "locust",
+        env: dict[str, str | None] | None = None,
+        locustfile: Path = LOCUSTFILE,
     ):
         self.args = list(args)
         self.name = name
@@ -84,7 +92,7 @@ class Locust:
                 full_env[key] = value
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.process = subprocess.Popen(
-                [LOCUST, "-f", str(LOCUSTFILE), *self.args],
+                [LOCUST, "-f", str(locustfile), *self.args],
                 cwd=workdir,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -136,6 +144,17 @@ class Locust:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         return self.wait(timeout)
+
+    def open_sockets(self) -> int:
+        """Sockets the locust process holds open now (its file descriptors that are sockets)."""
+        count = 0
+        fd_dir = Path(f"/proc/{self.process.pid}/fd")
+        for fd in fd_dir.iterdir():
+            try:
+                count += os.readlink(fd).startswith("socket:")
+            except OSError:  # closed between listing and reading
+                pass
+        return count
 
     def kill(self) -> None:
         """SIGKILL to the whole process group (locust, its forked workers, a local registry)."""

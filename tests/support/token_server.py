@@ -83,7 +83,7 @@ def decode_jwt_claims(token: str) -> dict[str, Any]:
 
 
 class TokenServer:
-    """A token server on a free ``127.0.0.1`` port, serving from a background thread.
+    """A token server on a free port of ``host`` (``127.0.0.1``), serving from a background thread.
 
     ``users`` maps user names to passwords; when given, requests without valid basic
     credentials get 401 (unless ``anonymous`` is set, then they get a token for ``sub`` "").
@@ -101,6 +101,7 @@ class TokenServer:
         expires_in: int = 300,
         policy: Policy = grant_all,
         tls: tuple[str, str] | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         self.signer = signer
         self.service = service
@@ -110,10 +111,14 @@ class TokenServer:
         self.expires_in = expires_in
         self.policy = policy
         self.tls = tls
+        #: Where it listens, as it appears in its URL (a name that resolves to this machine works).
+        self.host = host
         #: (scopes as sent, user or None) of every token issued, in order.
         self.requests: list[tuple[tuple[str, ...], str | None]] = []
         #: Same, for requests answered 401.
         self.refused: list[tuple[tuple[str, ...], str | None]] = []
+        #: Every token value handed out, in order: tests grep outputs for them.
+        self.issued: list[str] = []
         self._queued: list[tuple[int, bytes]] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -124,7 +129,7 @@ class TokenServer:
         if self._server is None:
             raise RuntimeError("token server not started")
         scheme = "https" if self.tls else "http"
-        return f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
+        return f"{scheme}://{self.host}:{self._server.server_address[1]}"
 
     @property
     def realm(self) -> str:
@@ -132,7 +137,7 @@ class TokenServer:
         return self.url + "/token"
 
     def start(self) -> Self:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        server = ThreadingHTTPServer((self.host, 0), _handler_for(self))
         server.daemon_threads = True
         if self.tls:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -172,6 +177,7 @@ class TokenServer:
         with self._lock:
             self.requests.clear()
             self.refused.clear()
+            self.issued.clear()
             self._queued.clear()
 
     def queue_response(self, status: int, body: bytes = b"") -> None:
@@ -247,6 +253,7 @@ class TokenServer:
             return 400, {}, json.dumps({"details": str(exc)}).encode()
         with self._lock:
             self.requests.append((scopes, user))
+            self.issued.append(answer["token"])
         return 200, {"Content-Type": "application/json"}, json.dumps(answer).encode()
 
 
