@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import endpoints
 from .client import RegistryClient
-from .concurrency import Runner, SequentialRunner, done
+from .concurrency import Runner
 from .digest import Digest, Verifier
 from .errors import ManifestError, RegistryError, RegloadError
 from .manifest import DEFAULT_PLATFORM, Descriptor, ImageManifest, Index, Platform, Schema1Manifest, parse_manifest
@@ -21,13 +21,8 @@ from .sinks.base import PulledImage, Sink
 
 MAX_CONFIG_BYTES = 64 * 1024 * 1024
 READ_CHUNK = 1 << 20
-# Chunks from this size up are hashed off the receiving greenlet; below it, handing a chunk to a
-# thread costs more than hashing it.
-OFFLOAD_MIN = 256 * 1024
 
 ProgressFn = Callable[[int], None]
-_NOTHING = done(None)
-_INLINE = SequentialRunner()
 
 
 @dataclass(frozen=True)
@@ -101,39 +96,26 @@ def fetch_blob(
     target: Path | None,
     verify: bool = True,
     progress: ProgressFn | None = None,
-    runner: Runner = _INLINE,
 ) -> int:
     """Stream one blob, verifying digest and size as it arrives, into ``target`` (written as
-    ``target.partial`` and renamed once verified) or nowhere. Returns the bytes read.
-
-    Large chunks are hashed through ``runner.offload`` (a native thread with ``GeventRunner``)
-    while the next one is received: sha256 runs at about the speed of a loopback socket, so
-    hashing and receiving side by side nearly halves the time of a large blob. Chunks are
-    fresh buffers (never reused), and each hash finishes before the next one starts."""
+    ``target.partial`` and renamed once verified) or nowhere. Returns the bytes read."""
     expected = desc.size if desc.size >= 0 else None
     verifier = Verifier(desc.digest, expected, "blob") if verify else None
     partial = target.with_name(target.name + ".partial") if target else None
     out = open(partial, "wb") if partial else None
     size = 0
-    hashed: Callable[[], None] = _NOTHING
     try:
         with endpoints.get_blob(client, ref, desc.digest) as response:
             try:
                 for chunk in response.iter_bytes(READ_CHUNK):
                     size += len(chunk)
                     if verifier:
-                        hashed()  # the previous chunk: updates must stay in order
-                        if len(chunk) >= OFFLOAD_MIN:
-                            hashed = runner.offload(verifier.update, chunk)
-                        else:
-                            hashed = _NOTHING
-                            verifier.update(chunk)
+                        verifier.update(chunk)
                     if out:
                         out.write(chunk)
                     if progress:
                         progress(len(chunk))
                 if verifier:
-                    hashed()
                     verifier.check()
             except RegloadError as e:
                 response.fail(e)
@@ -185,7 +167,7 @@ def pull(
             if blob_dir is not None:
                 (blob_dir / desc.digest.algorithm).mkdir(parents=True, exist_ok=True)
                 target = blob_dir / desc.digest.algorithm / desc.digest.hex
-            return fetch_blob(client, ref, desc, target, options.verify, progress, runner)
+            return fetch_blob(client, ref, desc, target, options.verify, progress)
 
         sizes = runner.map(fetch, unique, max(1, options.jobs))
         timings["layers"] = clock() - t

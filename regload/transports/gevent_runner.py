@@ -1,33 +1,16 @@
-"""GeventRunner: ``regload.concurrency.Runner`` on greenlets, and a few native threads for
-hashing."""
+"""GeventRunner: ``regload.concurrency.Runner`` on greenlets."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import gevent
 from gevent.event import Event
 from gevent.pool import Pool
-from gevent.threadpool import ThreadPool
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-# Native threads per process for offloaded hashing: hashlib releases the GIL for large updates,
-# so a blob's sha256 runs on another core while its next chunk arrives. A few are enough: the
-# hub's own pool is shared with DNS lookups, so this one is regload's.
-_HASH_THREADS = max(1, min(4, (os.cpu_count() or 1) - 1))
-_pools: dict[int, ThreadPool] = {}  # by process id: a forked Locust process makes its own
-
-
-def _threads() -> ThreadPool:
-    pool = _pools.get(os.getpid())
-    if pool is None:
-        _pools.clear()
-        pool = _pools[os.getpid()] = ThreadPool(_HASH_THREADS)
-    return pool
 
 
 class GeventRunner:
@@ -38,10 +21,6 @@ class GeventRunner:
     then the failure of the lowest item index is raised. The runner leaves no greenlet behind,
     also when the calling greenlet is itself killed while it waits.
     """
-
-    def offload(self, fn: Callable[[T], R], arg: T) -> Callable[[], R]:
-        result = _threads().spawn(fn, arg)
-        return result.get
 
     def map(self, fn: Callable[[T], R], items: Sequence[T], limit: int) -> list[R]:
         if len(items) <= 1 or limit <= 1:
