@@ -122,7 +122,7 @@ def read_audit_file(path: str | os.PathLike[str]) -> list[AuditEntry]:
                     continue
                 try:
                     entries.append(_entry(raw))
-                except (ValueError, UsageError, ManifestError) as e:
+                except (ValueError, OverflowError, UsageError, ManifestError) as e:
                     raise AuditFileError(f"{os.fspath(path)}:{number}: not an audit entry: {e}") from None
     except OSError as e:
         raise AuditFileError(f"cannot read the audit file {os.fspath(path)}: {e.strerror or e}") from None

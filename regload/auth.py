@@ -114,7 +114,7 @@ def parse_challenges(values: Iterable[str]) -> list[Challenge]:
                     if not tok.at_param():
                         break
                     key = tok.token().lower()
-                    tok.peek()  # optional whitespace before '=' (RFC 9110 §11.2: BWS)
+                    tok.skip_space()  # optional whitespace before '=' (RFC 9110 §11.2: BWS)
                     tok.pos += 1  # '='
                     params.append((key, tok.value()))
                     if tok.peek() not in (",", ""):

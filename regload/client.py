@@ -190,11 +190,11 @@ class RegistryClient:
         observer: Observer = NULL_OBSERVER,
         clock: Callable[[], float] = time.perf_counter,
         retry: RetryPolicy = NO_RETRIES,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.registry = registry
         self.retry = retry
-        self.sleep = sleep
+        self.sleep = sleep or _sleep
         self.transport = transport
         self.auth = auth if auth is not None else Authenticator()
         self.headers = headers
@@ -250,7 +250,7 @@ class RegistryClient:
             # which keys what a registry asked for by scheme and host.
             sent = request.with_headers((), drop=("Authorization",)) if request.header("Authorization") else request
         response = self._attempt(sent, scopes)
-        if response.status == 401 and answer_challenge and own and _resendable(request):
+        if response.status == 401 and answer_challenge and own and request.replayable:
             # Stop the 401's clock and free its connection first: its time must not include the
             # token request. It is reported once it is known whether the challenge was answered
             # (a success, as for docker on every first request) or not (a failure, with its cause).
@@ -279,7 +279,7 @@ class RegistryClient:
             sent = _redirected(sent, resolve_url(sent.url, location))
             response = self._attempt(sent, scopes)
         if response.status not in expect:
-            raise self.fail(response)
+            raise self.fail(response, sent.header("Authorization"))
         return response
 
     def raw_send(self, request: Request) -> ObservedResponse:
@@ -298,17 +298,16 @@ class RegistryClient:
         self.http_versions.add(inner.http_version)
         return ObservedResponse(inner, self.observer, request, started, self.clock)
 
-    def fail(self, response: ObservedResponse) -> RegistryError:
-        """Turn an unexpected response into a ``RegistryError`` and close it as failed."""
+    def fail(self, response: ObservedResponse, authorization: str | None = None) -> RegistryError:
+        """Turn an unexpected response into a ``RegistryError`` and close it as failed.
+        ``authorization``: the ``Authorization`` the request carried, which tells a 401 apart."""
         status = response.status
         code, detail = None, ""
         if response.headers.get("Content-Type", "").startswith("application/json") or status >= 400:
             code, detail = _error_code(_read_some(response))
         cls = AuthError if status in (401, 403) else RegistryError
-        if status == 401 and self.auth.credentials is not None:
-            detail = "credentials refused" + (f" ({detail})" if detail else "")
-        elif status == 401 and not detail:
-            detail = "authentication required"
+        if status == 401:
+            detail = _unauthorized(authorization, detail)
         error = cls(response.name, status, code, detail)
         if status in RETRY_STATUSES:
             error.retry_after = parse_retry_after(response.headers.get("Retry-After"))
@@ -316,8 +315,17 @@ class RegistryClient:
         return error
 
 
-def _resendable(request: Request) -> bool:
-    return request.body is None or isinstance(request.body, bytes)
+def _unauthorized(authorization: str | None, detail: str) -> str:
+    """What a final 401 means, by what the request carried."""
+    if authorization is None:
+        return detail or "authentication required"
+    refused = "credentials refused" if authorization.lower().startswith("basic ") else "token refused"
+    return refused + (f" ({detail})" if detail else "")
+
+
+def _sleep(seconds: float) -> None:
+    # time.sleep looked up now, not at import: under gevent it is the patched, cooperative one.
+    time.sleep(seconds)
 
 
 def _redirected(request: Request, url: str) -> Request:

@@ -92,6 +92,11 @@ class Request:
         kept = tuple((n, v) for n, v in self.headers if n.lower() not in replaced)
         return Request(self.method, self.url, self.name, kept + extra, self.body, self.content_length)
 
+    @property
+    def replayable(self) -> bool:
+        """The body can be sent again (none, or bytes; a stream is consumed once)."""
+        return self.body is None or isinstance(self.body, bytes)
+
     def header(self, name: str) -> str | None:
         lname = name.lower()
         for n, v in self.headers:
@@ -164,13 +169,17 @@ def resolve_url(base: str, location: str) -> str:
 
 
 def same_origin(a: str, b: str) -> bool:
-    """True when both URLs have the same scheme, host and port (credentials may be shared)."""
+    """True when both URLs have the same scheme, host and port (credentials may be shared).
+    A URL with a malformed port (``:99999``, ``:abc``) is the same origin as nothing."""
     sa, sb = urlsplit(a), urlsplit(b)
-    return (sa.scheme, sa.hostname, sa.port or _default_port(sa.scheme)) == (
-        sb.scheme,
-        sb.hostname,
-        sb.port or _default_port(sb.scheme),
-    )
+    try:
+        return (sa.scheme, sa.hostname, sa.port or _default_port(sa.scheme)) == (
+            sb.scheme,
+            sb.hostname,
+            sb.port or _default_port(sb.scheme),
+        )
+    except ValueError:
+        return False
 
 
 def _default_port(scheme: str) -> int:

@@ -25,7 +25,9 @@ from .errors import RegistryError, RegloadError, TransportError, UsageError
 from .http import Request
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
-IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+MAX_RETRIES = 100
+MAX_WAIT = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,13 +38,16 @@ class RetryPolicy:
     honour_retry_after: bool = True
 
     def __post_init__(self) -> None:
-        if self.retries < 0 or self.backoff < 0 or self.max_wait < 0:
-            raise UsageError("retry count, backoff and maximum wait must not be negative")
+        if not 0 <= self.retries <= MAX_RETRIES:
+            raise UsageError(f"--retries must be between 0 and {MAX_RETRIES}, not {self.retries}")
+        for name, value in (("--retry-backoff", self.backoff), ("--retry-max-wait", self.max_wait)):
+            if not 0 <= value <= MAX_WAIT:  # also refuses nan
+                raise UsageError(f"{name} must be a number of seconds from 0 to {MAX_WAIT:g}, not {value}")
 
     def delay(self, request: Request, error: RegloadError, attempt: int) -> float | None:
         """Seconds to wait before sending ``request`` again after its ``attempt``-th try (1 =
         the first) failed with ``error``; None when it must not be retried."""
-        if attempt > self.retries or not _replayable(request):
+        if attempt > self.retries or not request.replayable:
             return None
         if isinstance(error, RegistryError):
             if error.status not in RETRY_STATUSES or request.method == "PATCH":
@@ -57,16 +62,12 @@ class RetryPolicy:
 NO_RETRIES = RetryPolicy()
 
 
-def _replayable(request: Request) -> bool:
-    return request.body is None or isinstance(request.body, bytes)
-
-
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds from a ``Retry-After`` value: delay-seconds or an HTTP date; None if neither."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # not "²": str.isdigit takes any Unicode digit
         return float(value)
     try:
         when = parsedate_to_datetime(value)

@@ -28,7 +28,12 @@ STATUSES = (INTACT, MISSING, DIFFERENT, CORRUPT, ERROR)
 
 
 class VerifyAborted(RegloadError):
-    """The registry cannot be reached or refuses the credentials: nothing more can be checked."""
+    """The registry cannot be reached or refuses the credentials: nothing more can be checked.
+    ``cause`` is the error that stopped it (a ``CertificateError`` gets the CLI's TLS hint)."""
+
+    def __init__(self, message: str, cause: RegloadError) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,7 @@ def verify_image(
         by_digest = Reference(ref.registry, ref.repository, None, recorded)
         pull(client, by_digest, DiscardSink(), runner, PullOptions(jobs=pull_jobs))
     except (TransportError, AuthError) as e:
-        raise VerifyAborted(f"{entry.reference}: {e}") from None
+        raise VerifyAborted(f"{entry.reference}: {e}", e) from None
     except DigestMismatch as e:
         return Verdict(entry, ref, CORRUPT, str(e), _text(current))
     except RegistryError as e:
@@ -82,5 +87,5 @@ def verify_all(
         try:
             endpoints.ping(client)
         except (TransportError, AuthError) as e:
-            raise VerifyAborted(f"{registry.base_url}: {e}") from None
+            raise VerifyAborted(f"{registry.base_url}: {e}", e) from None
     return runner.map(lambda t: verify_image(clients[t[1].registry], t[0], t[1], runner), targets, jobs)

@@ -43,6 +43,14 @@ ABSOLUTE_TARGETS = ("/tmp/regload-bad-input-absolute", "/tmp/regload-bad-input-m
 RunMany = Callable[[Sequence[Sequence[str]], Path], list[Run]]
 
 
+@pytest.fixture(autouse=True)
+def _no_absolute_target_left() -> None:
+    """The corpus's absolute names point at fixed paths under /tmp; one left by another run (or
+    by a past bug) must not fail every later test, so each test starts without them."""
+    for target in ABSOLUTE_TARGETS:
+        Path(target).unlink(missing_ok=True)
+
+
 def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 

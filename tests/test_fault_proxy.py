@@ -420,7 +420,10 @@ def test_stop_closes_connections_cuts_delays_short_and_joins_threads(registry_an
     proxy.set_faults([Fault("delay", seconds=30)])
     waiting = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
     waiting.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
-    time.sleep(0.2)
+    deadline = time.monotonic() + 10
+    while proxy.counters().faults("delay") == 0:  # the request is in its delay now
+        assert time.monotonic() < deadline, "the delayed request never reached the proxy"
+        time.sleep(0.02)
     started = time.monotonic()
     assert proxy.stop() == 0
     assert time.monotonic() - started < 5

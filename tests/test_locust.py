@@ -216,7 +216,7 @@ def test_registry_stopped_and_restarted_mid_run(tmp_path):
     # leaked per failure would show in the count below.
     args = ["--csv-full-history", "--connection-backoff", "0.1", "TrackedPullUser", "TrackedPushUser"]
     locust = Locust(
-        headless(registry.url, tmp_path / "run", *args, run_time="12s"),
+        headless(registry.url, tmp_path / "run", *args, run_time="15s"),
         tmp_path,
         name="run",
         locustfile=TEST_LOCUSTFILES / "progress.py",

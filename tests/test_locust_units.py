@@ -7,9 +7,10 @@ import pytest
 
 from regload.errors import DigestMismatch, RegistryError, TimeoutError_, TransportError, UsageError
 from regload.locust.observer import LocustObserver, failure_cause
-from regload.locust.options import SizeRange, settings_from
+from regload.locust.options import SizeRange, add_arguments, settings_from
 from regload.locust.thresholds import PercentileCheck, breaches
 from regload.locust.throughput import throughput
+from regload.locust.web_secrets import SECRET_OPTIONS
 
 
 @pytest.mark.parametrize(
@@ -20,6 +21,10 @@ from regload.locust.throughput import throughput
         (DigestMismatch("blob sha256:0123456789ab: content has digest sha256:ba9876543210"), "digest mismatch"),
         (TimeoutError_("GET /v2/ to 127.0.0.1:5000: read timed out after 1s"), "timeout"),
         (TransportError("GET /v2/ to 127.0.0.1:5000: connection refused"), "connection error: connection refused"),
+        (
+            TransportError("GET /v2/<name>/blobs/<digest> to h:1: connection closed with 1234 body bytes missing"),
+            "connection error: connection closed with N body bytes missing",
+        ),
     ],
 )
 def test_failure_causes_are_bounded(error, cause):
@@ -110,3 +115,26 @@ def test_throughput_from_stats():
     assert rows["PULL"].average_bps == pytest.approx((10 << 20) / 10)
     assert rows["PULL"].current_bps == pytest.approx(2.0 * (1 << 20))
     assert rows["PUSH"].images == 0 and rows["PUSH"].average_bps == 0
+
+
+def test_every_secret_option_is_kept_out_of_the_web_ui():
+    """web_secrets blanks exactly the options added with is_secret=True."""
+    secret = []
+
+    class Parser:
+        def add_argument(self, *names, **kwargs):
+            if kwargs.get("is_secret"):
+                secret.append(kwargs.get("dest") or names[0].lstrip("-").replace("-", "_"))
+
+    add_arguments(Parser())
+    assert sorted(secret) == sorted(SECRET_OPTIONS) == ["registry_password"]
+
+
+def test_retry_options_reach_the_settings_and_bad_values_are_refused():
+    settings = settings_from(SimpleNamespace(retries=3, retry_backoff=0.5, retry_max_wait=4.0, ignore_retry_after=True))
+    assert (settings.retry.retries, settings.retry.backoff, settings.retry.max_wait) == (3, 0.5, 4.0)
+    assert not settings.retry.honour_retry_after
+    assert settings_from(None).retry.retries == 0
+    for bad in ({"retries": -1}, {"retries": 1000}, {"retry_backoff": float("nan")}, {"retry_max_wait": -2.0}):
+        with pytest.raises(UsageError):
+            settings_from(SimpleNamespace(**bad))

@@ -69,9 +69,13 @@ def test_patch_and_streamed_bodies_are_never_retried() -> None:
     assert policy.delay(_request("PUT", b"a manifest"), _error(503), 1) == 1.0
 
 
-def test_negative_settings_are_refused() -> None:
+@pytest.mark.parametrize(
+    "settings",
+    [{"retries": -1}, {"retries": 101}, {"backoff": -1.0}, {"backoff": float("nan")}, {"max_wait": float("inf")}],
+)
+def test_out_of_range_settings_are_refused(settings: dict[str, float]) -> None:
     with pytest.raises(UsageError):
-        RetryPolicy(retries=-1)
+        RetryPolicy(**settings)  # type: ignore[arg-type]
 
 
 def test_parse_retry_after() -> None:
@@ -80,7 +84,7 @@ def test_parse_retry_after() -> None:
     now = 1_800_000_000.0
     assert parse_retry_after(formatdate(now + 30, usegmt=True), now=now) == pytest.approx(30.0)
     assert parse_retry_after(formatdate(now - 30, usegmt=True), now=now) == 0.0
-    for garbage in (None, "", "soon", "-3", "1.5e3"):
+    for garbage in (None, "", "soon", "-3", "1.5e3", "\u00b2", "\u0663"):  # ², Arabic-Indic 3
         assert parse_retry_after(garbage) is None
 
 

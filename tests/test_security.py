@@ -286,6 +286,15 @@ def test_an_untrusted_certificate_is_one_line_naming_ca_cert_and_insecure(regist
     assert run.stdout == ""
 
 
+def test_verify_of_an_untrusted_registry_names_ca_cert_and_insecure(registry_tls, tmp_path):
+    audit = tmp_path / "audit.jsonl"
+    entry = {"reference": f"{registry_tls.host}/e2e/none:v1", "digest": "sha256:" + "ab" * 32}
+    entry |= {"registry": registry_tls.url, "repository": "e2e/none", "tag": "v1"}
+    audit.write_text(json.dumps(entry) + "\n")
+    run = regload("verify", str(audit))
+    assert_clean_failure(run, 1, "TLS certificate verification failed", "--ca-cert", "--insecure")
+
+
 def test_a_self_signed_registry_fails_the_same_way_and_insecure_reaches_it(tmp_path):
     signer = make_token_signer(tmp_path / "self-signed")  # a self-signed certificate and its key
     registry = LocalRegistry(tls=(signer.cert, signer.key)).start()

@@ -1,4 +1,4 @@
-"""``regload pull | push | tags | inspect``: argument parsing, wiring, and result printing."""
+"""``regload pull | push | tags | inspect | verify``: argument parsing, wiring, and result printing."""
 
 from __future__ import annotations
 
@@ -28,8 +28,7 @@ from ..transports.gevent_runner import GeventRunner
 from ..units import parse_size
 from .credentials import resolve_credentials
 from .progress import Progress, human_bytes
-from .verify import add_verify_parser, print_verify
-from .verify import cmd_verify as verify_audit_file
+from .verify import add_verify_parser, print_verify, verify_command
 
 
 class _Parser(argparse.ArgumentParser):
@@ -162,12 +161,16 @@ def credentials_source(args: argparse.Namespace) -> CredentialsFor:
     return lambda host: resolve_credentials(host, args.username, args.password, args.password_stdin, stdin_text)
 
 
-def connect(args: argparse.Namespace, ref: Reference, credentials_for: CredentialsFor | None = None) -> RegistryClient:
+def connect(
+    args: argparse.Namespace, ref: Reference, credentials_for: CredentialsFor | None = None, recorded: bool = False
+) -> RegistryClient:
+    """The client for ``ref``'s registry. ``recorded``: its URL comes from an audit file, written
+    by a push that reached it as the user asked (an http:// one included)."""
     credentials = (credentials_for or credentials_source(args))(ref.registry.host)
     options = TransportOptions(ca_cert=args.ca_cert, insecure=args.insecure, read_timeout=args.timeout)
     transport = make_transport(options, http2=args.http2)
     # Asked for plain HTTP: --plain-http or an http:// --registry, not just a loopback host's default.
-    plain_http = ref.registry.scheme == "http" and (args.plain_http or bool(args.registry))
+    plain_http = ref.registry.scheme == "http" and (args.plain_http or bool(args.registry) or recorded)
     auth = Authenticator(credentials, plain_http=plain_http)
     retry = retry_policy(args)
     return RegistryClient(ref.registry, transport, auth=auth, headers=_headers(args.header), retry=retry)
@@ -330,7 +333,9 @@ def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
     credentials_for = credentials_source(args)
-    return verify_audit_file(args, lambda ref: connect(args, ref, credentials_for))
+    # A registry recorded with http:// was reached over plain HTTP by the push that wrote the
+    # file, at the user's request: the same is asked here.
+    return verify_command(args, lambda ref: connect(args, ref, credentials_for, recorded=True))
 
 
 def print_human(command: str, out: dict[str, Any]) -> None:
@@ -369,7 +374,7 @@ def print_human(command: str, out: dict[str, Any]) -> None:
         print("  blobs: " + ", ".join(f"{n} {a}" for a, n in sorted(actions.items())))
 
 
-TLS_HINT = " (trust the registry's CA with --ca-cert FILE, or skip verification with --insecure)"
+CLI_TLS_HINT = " (trust the registry's CA with --ca-cert FILE, or skip verification with --insecure)"
 
 COMMANDS = {"pull": cmd_pull, "push": cmd_push, "tags": cmd_tags, "inspect": cmd_inspect, "verify": cmd_verify}
 
@@ -383,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Name the image an operation failed on; usage errors already name what was wrong.
         subject = getattr(args, "reference", None) or getattr(args, "repository", None)
         prefix = f"{subject}: " if subject and not isinstance(e, UsageError) else ""
-        hint = TLS_HINT if isinstance(e, CertificateError) else ""
+        hint = CLI_TLS_HINT if isinstance(getattr(e, "cause", e), CertificateError) else ""
         print(f"regload: error: {prefix}{e}{hint}", file=sys.stderr)
         return e.exit_code
     except OSError as e:
@@ -399,7 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write("\n")
     else:
         print_human(args.command, out)
-    return 0 if out.get("ok", True) else 1  # verify: 1 when an image is not intact
+    return 1 if args.command == "verify" and not out["ok"] else 0  # verify: 1 when an image is not intact
 
 
 if __name__ == "__main__":

@@ -27,12 +27,14 @@ def add_verify_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     v.add_argument("-j", "--jobs", type=int, default=4, help="images verified at once (default 4)")
 
 
-def cmd_verify(args: argparse.Namespace, connect: Callable[[Reference], RegistryClient]) -> dict[str, Any]:
+def verify_command(args: argparse.Namespace, connect: Callable[[Reference], RegistryClient]) -> dict[str, Any]:
     """Verify every line of the audit file; ``connect`` makes the client of a registry (one per
     registry, shared by all its images). ``--registry`` checks them all in that registry instead."""
     if not 1 <= args.jobs <= 64:
         raise UsageError(f"--jobs must be between 1 and 64, not {args.jobs}")
     entries = read_audit_file(args.audit_file)
+    if not entries:
+        raise UsageError(f"{args.audit_file}: no image recorded, nothing to verify")
     override = Registry.from_url(args.registry) if args.registry else None
     targets = [(entry, entry.target(override, args.plain_http)) for entry in entries]
     clients: dict[Registry, RegistryClient] = {}

@@ -18,7 +18,7 @@ from ..errors import (
 )
 
 log = logging.getLogger("regload")
-TLS_HINT = "give --registry-ca-cert FILE to trust the registry's CA, or --registry-insecure to skip verification"
+LOCUST_TLS_HINT = "give --registry-ca-cert FILE to trust the registry's CA, or --registry-insecure to skip verification"
 _tls_hint_given = False
 
 
@@ -60,7 +60,7 @@ def tls_hint(error: BaseException) -> None:
     global _tls_hint_given
     if isinstance(error, CertificateError) and not _tls_hint_given:
         _tls_hint_given = True
-        log.warning("regload: %s; %s", error, TLS_HINT)
+        log.warning("regload: %s; %s", error, LOCUST_TLS_HINT)
 
 
 class CauseError(Exception):

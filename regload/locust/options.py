@@ -25,7 +25,7 @@ def add_arguments(parser: Any) -> None:
         default="",
         is_secret=True,
         env_var="REGLOAD_PASSWORD",
-        help="registry password (or REGLOAD_PASSWORD; masked in the web UI)",
+        help="registry password (or REGLOAD_PASSWORD; never sent to the web UI)",
     )
     add("--registry-ca-cert", default="", help="PEM file of CA certificates to trust")
     add("--registry-insecure", action="store_true", default=False, help="do not verify TLS certificates")

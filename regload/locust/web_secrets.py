@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-#: The ``dest`` of regload's secret options (``is_secret=True`` in ``options.add_arguments``).
+#: The ``dest`` of regload's secret options (``is_secret=True`` in ``options.add_arguments``; a
+#: unit test keeps the two lists equal).
 SECRET_OPTIONS = ("registry_password",)
 
 
@@ -27,15 +28,17 @@ def protect_secrets(web_ui: Any, options: Any) -> None:
         template_args = context.get("template_args")
         extra_options = template_args.get("extra_options") if isinstance(template_args, dict) else None
         for name, option in (extra_options or {}).items():
-            if isinstance(option, dict) and (name in kept or option.get("is_secret")):
+            if isinstance(option, dict) and name in kept:
                 option["default_value"] = ""
 
     before_render_template.connect(blank_secret_defaults, web_ui.app, weak=False)
 
     @web_ui.app.after_request
     def restore_blank_secrets(response: Any) -> Any:
-        # Runs right after /swarm copied the form into the options, before the run it started
-        # gets a chance to run (no greenlet switch in between): nothing reads the blank value.
+        # Runs when /swarm has copied the form into the options and spawned the run's greenlet,
+        # before that greenlet runs. regload's users read settings parsed at test start, in that
+        # greenlet, so none reads the blank value. (swarm() may switch greenlets while it stops a
+        # previous run; the users of that run keep the settings they parsed.)
         if request.method == "POST" and request.path.endswith("/swarm"):
             for name in kept:
                 posted = request.form.get(name)
