@@ -29,10 +29,10 @@ from .users import POOL, POOL_READY, clear_settings, make_client, settings_for, 
 from .web_secrets import protect_secrets
 
 log = logging.getLogger("regload")
-SEED_ATTEMPTS = 3  # pushes of one pool image before seeding gives up
 _local_registry: Any = None
 _seeding: gevent.Greenlet | None = None
 SEED_CONCURRENCY = 4
+SEED_ATTEMPTS = 3  # pushes of one pool image before seeding gives up
 
 
 @events.init_command_line_parser.add_listener
