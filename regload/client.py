@@ -103,18 +103,11 @@ class ObservedResponse:
         ``close()``/``fail()``: what the request amounts to is decided afterwards."""
         if self._held is not None or self._done:
             return
-        held = bytearray()
-        try:
-            for chunk in self._inner.iter_bytes(MAX_ERROR_BODY):
-                held += chunk
-                if len(held) >= MAX_ERROR_BODY:
-                    break
-        except RegloadError:
-            pass
+        held = _read_some(self._inner)
         self._inner.close()
         self._ended = self._clock()
         self.length += len(held)
-        self._held = bytes(held)
+        self._held = held
 
     def read(self) -> bytes:
         if self._held is not None:
@@ -337,7 +330,8 @@ def _redirected(request: Request, url: str) -> Request:
     return hop.with_headers((), drop=drop) if drop else hop
 
 
-def _read_some(response: ObservedResponse) -> bytes:
+def _read_some(response: Response) -> bytes:
+    """Up to ``MAX_ERROR_BODY`` bytes of a (small) body; what came before a read error."""
     out = bytearray()
     try:
         for chunk in response.iter_bytes(MAX_ERROR_BODY):

@@ -332,6 +332,7 @@ def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
+    _check_jobs(args.jobs)
     credentials_for = credentials_source(args)
     # A registry recorded with http:// was reached over plain HTTP by the push that wrote the
     # file, at the user's request: the same is asked here.
