@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import fds
 from .digest import Digest
 from .errors import ManifestError, UsageError
 from .reference import Reference, Registry, parse_reference
@@ -107,7 +108,7 @@ class AuditLog:
 
     def close(self) -> None:
         if self._fd is not None:
-            os.close(self._fd)
+            fds.close(self._fd)
             self._fd = None
 
 

@@ -18,6 +18,7 @@ or httpx.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import http.client
 import json
 import os
@@ -35,6 +36,7 @@ from types import TracebackType
 from typing import Self
 
 from regload.errors import RegloadError
+from regload.fds import remove_tree
 
 __all__ = [
     "Htpasswd",
@@ -392,6 +394,10 @@ class LocalRegistry:
                 stderr=subprocess.STDOUT,
                 env=env,
                 cwd=self.workdir,
+                # Not in the caller's process group: a terminal's Ctrl-C (SIGINT to the whole
+                # foreground group) must not stop the registry before the load test has
+                # stopped its users; stop() does, and the death signal covers a crash.
+                process_group=0,
             )
         _LIVE.add(process)
         self._wait_ready(process)
@@ -483,7 +489,8 @@ class _Running:
     def cleanup(self, keep_files: bool) -> None:
         self.kill()
         if self.workdir is not None and not keep_files:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                remove_tree(self.workdir)  # not shutil.rmtree: see regload.fds
         self.workdir = None
 
 

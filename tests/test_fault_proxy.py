@@ -350,7 +350,7 @@ def test_redirect_blob_sends_blob_gets_to_storage_on_another_host(proxy, image):
             conn.close()
         assert served.status == 200 and "sha256:" + hashlib.sha256(data).hexdigest() == image.config
         assert served.getheader("Docker-Content-Digest") is None  # object storage, not a registry
-    assert [(hit.authorization, hit.status) for hit in proxy.storage_hits()] == [(False, 200), (True, 200)]
+    assert [(hit.authorization, hit.status) for hit in proxy.storage_hits(at_least=2)] == [(False, 200), (True, 200)]
     counters = proxy.counters()
     assert counters.faults("redirect_blob", "GET blob") == 1 and counters.skipped == {"redirect_blob": 1}
 
@@ -559,7 +559,7 @@ def test_blob_redirects_to_another_host_carry_no_authorization(registry_basic, t
         run = pull(proxy, image, "--output", str(tmp_path / "image"), "--json", registry=registry_basic)
         assert run.code == 0, run.output
         assert run.json["manifest_digest"] == image.manifest_digest
-        hits = proxy.storage_hits()
+        hits = proxy.storage_hits(at_least=3)
         assert proxy.counters().faults("redirect_blob", "GET blob") == 3
     assert len(hits) == 3 and {hit.status for hit in hits} == {200}
     assert [hit for hit in hits if hit.authorization] == []

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from regload.errors import DigestMismatch, RegistryError, TimeoutError_, TransportError, UsageError
+from regload.errors import DigestMismatch, RegistryError, RegloadError, TimeoutError_, TransportError, UsageError
 from regload.locust.observer import LocustObserver, failure_cause
 from regload.locust.options import SizeRange, add_arguments, settings_from
 from regload.locust.thresholds import PercentileCheck, breaches
@@ -30,6 +30,20 @@ from regload.locust.web_secrets import SECRET_OPTIONS
 def test_failure_causes_are_bounded(error, cause):
     assert failure_cause(error) == cause
     assert "sha256" not in failure_cause(error)
+
+
+def test_locust_names_a_failure_by_its_cause_alone():
+    """Locust's failures table and CSV show ``repr(exception)`` (``StatsError.parse_error``; not
+    imported here: importing locust monkey-patches the test process): the cause, not
+    ``CauseError('…')``; a plain RegloadError shows what went wrong, not its class name. The
+    Locust runs of test_locust.py read the same words back from its failures CSV."""
+    fired = []
+    observer = LocustObserver(SimpleNamespace(request=SimpleNamespace(fire=lambda **kw: fired.append(kw))))
+    observer.on_request("GET /v2/", "GET", 0.0, None, 0, TransportError("GET /v2/ to h:1: connection refused"))
+    observer.operation("PULL", 0.0, 0, TransportError("GET /v2/ to h:1: connection refused"))
+    observer.operation("PUSH", 0.0, 0, RegloadError("push h:1/r:t: the source has no layers"))
+    names = [repr(f["exception"]) for f in fired]
+    assert names == ["connection error: connection refused"] * 2 + ["the source has no layers"]
 
 
 def test_observer_splits_names_and_reports_causes():

@@ -219,3 +219,27 @@ def test_custom_scenario_example_runs_without_failures(tmp_path):
     assert sum(failures for _, failures in counts.values()) == 0, (counts, log)
     for key in (("PUSH", "image"), ("PULL", "image"), ("HEAD", "/v2/<name>/manifests/<reference>")):
         assert counts.get(key, (0, 0))[0] > 0, (key, counts, log)
+
+
+# -- the README's first command ------------------------------------------------------------
+
+
+def test_the_readme_first_command_runs_the_main_job_on_the_embedded_registry():
+    """What a new user runs first: a short headless load on the throwaway registry, with
+    nothing else set up. Run as written (``./dev setup`` aside: it is how these tests started)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Set up and run", 1)[1].split("\n## ", 1)[0]
+    command = re.search(r"```sh\n(.*?)\n```", section, re.S)[1]  # type: ignore[index]
+    setup, _, first = command.partition(" && ")
+    assert setup == "./dev setup" and first.startswith(".venv/bin/locust -f locustfile.py --headless"), command
+    argv = first.split()[1:]  # the locust of the interpreter running the tests
+    assert "--host" not in argv
+    result = run("-m", "locust", *argv, timeout=120)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "started a local docker-registry" in result.stderr
+    output = result.stdout + result.stderr  # Locust prints its summary to stderr
+    for row in ("PULL     image", "PUSH     image", "GET      /v2/<name>/blobs/<digest>"):
+        assert re.search(rf"^{re.escape(row)} +[1-9][0-9]* +0\(0\.00%\)", output, re.M), output[-4000:]
+    assert re.search(r"regload throughput: pulled [0-9.]+ MiB in [1-9]", output)
+    storage = Path(re.search(r"\(storage (\S+)\)", result.stderr)[1])  # type: ignore[index]
+    assert not storage.parent.exists(), "the throwaway registry's files are left behind"

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 from typing import Any
 
 import gevent
 from locust import events
-from locust.runners import WorkerRunner
+from locust.runners import STATE_RUNNING, STATE_SPAWNING, WorkerRunner
 
 from ..audit import check_writable
 from ..client import NULL_OBSERVER
@@ -59,6 +60,17 @@ def _on_init(environment: Any, **_: Any) -> None:
         environment.host = _local_registry.url
     if environment.web_ui is not None:
         _extend_web_ui(environment)
+    _interrupt_cleanly()
+
+
+def _interrupt_cleanly() -> None:
+    """Ctrl-C raises KeyboardInterrupt in the main greenlet, where Locust waits for it to shut
+    down, and not in whichever greenlet runs when the signal comes: in a busy run that is a
+    user's transfer, which then dies with a traceback on the terminal. The signal is taken from
+    the event loop instead (left alone when ignored: a background job)."""
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        main = gevent.getcurrent()  # the init event fires in the main greenlet
+        gevent.signal_handler(signal.SIGINT, main.throw, KeyboardInterrupt)
 
 
 def start_local_registry() -> Any:
@@ -126,7 +138,7 @@ def seed_pool(environment: Any) -> None:
             POOL.add(image)
         log.info("regload: pull pool ready: %d images", len(POOL.images))
     except RegloadError as e:
-        POOL.error = str(e)
+        POOL.error = e
         log.error("regload: could not seed the pull pool: %s", e)
         tls_hint(e)
     finally:
@@ -139,12 +151,23 @@ def _on_quitting(environment: Any, **_: Any) -> None:
     global _local_registry
     try:
         if not isinstance(environment.runner, WorkerRunner):
+            _stop_users(environment)
             _report(environment)
             _check(environment)
     finally:
         if _local_registry is not None:
             _local_registry.stop()
             _local_registry = None
+
+
+def _stop_users(environment: Any) -> None:
+    """Stop the users before the local registry and before the report. Locust fires
+    ``quitting`` first and stops the runner only after it (locust/main.py, ``shutdown``): on
+    SIGTERM or Ctrl-C during a web-UI run the users are still running here, and every request
+    in flight would fail once the registry is gone. ``stop`` waits for a master's workers."""
+    runner = environment.runner
+    if runner is not None and runner.state in (STATE_SPAWNING, STATE_RUNNING):
+        runner.stop()
 
 
 def _report(environment: Any) -> None:

@@ -41,7 +41,8 @@ def failure_cause(error: BaseException) -> str:
         # "GET /v2/... to host:port: connection refused" -> "connection refused"
         return "connection error: " + _bounded(str(error).rsplit(": ", 1)[-1])
     if isinstance(error, RegloadError):
-        return f"{type(error).__name__}: {_bounded(str(error).split(': ')[-1])[:80]}"
+        # "<endpoint or subject>: <what went wrong>": the part after the subject.
+        return _bounded(str(error).split(": ", 1)[-1])[:80]
     return f"{type(error).__name__}"
 
 
@@ -64,7 +65,13 @@ def tls_hint(error: BaseException) -> None:
 
 
 class CauseError(Exception):
-    """What Locust stores as a failure: the original error's cause only."""
+    """What Locust stores as a failure: the original error's cause only.
+
+    Locust names a failure by ``repr(exception)``; this one's repr is the cause itself, so the
+    failures table and CSV read ``connection error: connection refused``, not the class name."""
+
+    def __repr__(self) -> str:
+        return str(self)
 
 
 class LocustObserver:

@@ -24,7 +24,7 @@ class ImagePool:
     def __init__(self) -> None:
         self.images: list[PoolImage] = []
         self.ready = False
-        self.error: str | None = None
+        self.error: Exception | None = None  # why seeding failed, reported by every PullUser
 
     def add(self, image: PoolImage) -> None:
         if len(self.images) < MAX_POOL:

@@ -25,6 +25,7 @@ from ..http import TransportOptions
 from ..pull import PullOptions, PullResult, pull
 from ..push import PushOptions, PushResult, push
 from ..reference import Reference, Registry
+from ..sinks.base import Sink
 from ..sinks.discard import DiscardSink
 from ..sources.base import SourceImage
 from ..sources.synthetic import synthetic_image_of
@@ -104,15 +105,19 @@ class RegistryUser(User):
     def reference(self, repository: str, reference: str) -> Reference:
         return Reference(self.registry, repository).with_reference(reference)
 
-    def pull_image(self, repository: str, reference: str, *, head_first: bool | None = None) -> PullResult | None:
+    def pull_image(
+        self, repository: str, reference: str, *, head_first: bool | None = None, sink: Sink | None = None
+    ) -> PullResult | None:
         """Pull a whole image, verifying every blob (or only counting with --no-verify).
-        ``head_first`` overrides ``--pull-head-first`` for this pull."""
+        ``head_first`` overrides ``--pull-head-first`` for this pull. ``sink`` is where the
+        image goes (a ``RootfsSink`` unpacks it as a node would); by default nothing is written."""
         s = self.settings
         head_first = s.head_first if head_first is None else head_first
         options = PullOptions(jobs=s.pull_jobs, verify=s.verify, head_first=head_first)
         started = time.perf_counter()
         try:
-            result = pull(self.client, self.reference(repository, reference), DiscardSink(), self.runner, options)
+            ref = self.reference(repository, reference)
+            result = pull(self.client, ref, sink or DiscardSink(), self.runner, options)
         except Exception as e:
             self.observer.operation("PULL", time.perf_counter() - started, 0, e)
             self._after_failure(e)
@@ -166,9 +171,10 @@ class PullUser(RegistryUser):
     @task
     def pull_from_pool(self) -> None:
         if not POOL_READY.wait(POOL_WAIT_SECONDS) or not POOL.images:
-            # Seeding failed (logged once with its cause): nothing to pull. Count a failed pull,
-            # so that the run cannot pass its checks with no request made, and do not spin.
-            cause = RegloadError(f"nothing to pull: {POOL.error or 'the pull pool is empty'}")
+            # Seeding failed (logged once with its cause): nothing to pull. Count a failed pull
+            # with the cause that stopped the seeding (the same words as its request's row), so
+            # that the run cannot pass its checks with no request made, and do not spin.
+            cause = POOL.error or RegloadError("nothing to pull: the pull pool is empty")
             self.observer.operation("PULL", 0.0, 0, cause)
             gevent.sleep(1.0)
             return

@@ -25,11 +25,16 @@ from decimal import Decimal, InvalidOperation
 from typing import BinaryIO
 
 from ..errors import OutputError, ProtocolError, UnsafeLayer
-from .safetree import Malformed, Refused, SafeTree, lstat_at, remove_at, split_name, symlink_escapes
+from ..fds import close, lstat_at, open_dir_at, opened
+from .safetree import Malformed, Refused, SafeTree, split_name, symlink_escapes
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
+# tarfile's stream mode ("r|") slices its read-ahead buffer on every read, so each 512-byte
+# header costs a copy of what is left in it: with a 1 MiB buffer, extracting a tree of small
+# files spent more time copying than writing (7.8 s against 4.7 s for 30,000 entries).
+TAR_BUFFER = 64 << 10
 WHITEOUT = ".wh."  # layer.md "Whiteouts": .wh.<name> hides <name> of lower layers
 OPAQUE = ".wh..wh..opq"  # layer.md "Opaque Whiteout": hides every lower-layer child of the dir
 AUFS_META = ".wh..wh."  # other .wh..wh.* names are aufs bookkeeping (.wh..wh.plnk); docker skips them
@@ -63,25 +68,22 @@ class Extractor:
         """Apply one uncompressed layer tar stream; ``label`` (the short digest) names errors."""
         self._upper = set()  # paths written by this layer and their ancestors
         try:
-            with tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK) as tar:
+            with tarfile.open(fileobj=stream, mode="r|", bufsize=TAR_BUFFER) as tar:
                 for member in tar:
                     self._entry_guarded(tar, member, label)
         except tarfile.TarError as e:
             raise ProtocolError(f"layer {label}: not a valid tar stream ({e})") from None
 
     def finish(self) -> None:
-        """Set directory modes and mtimes, deepest first, now that no entry will touch them."""
-        for rel in sorted(self._dirs, key=lambda r: r.count("/") + bool(r), reverse=True):
-            meta = self._dirs[rel]
-            fd = self._tree.open_exact(rel.split("/") if rel else [])
-            if fd is None:
-                continue  # removed by a later whiteout or replaced by a non-directory
-            try:
-                os.chmod(fd, meta.mode)
-                if meta.mtime_ns is not None:
-                    os.utime(fd, ns=(meta.mtime_ns, meta.mtime_ns))
-            finally:
-                os.close(fd)
+        """Set directory modes and mtimes now that no entry will touch them, each directory after
+        those below it (a parent's mode may forbid opening its children). Directories removed by
+        a later whiteout or replaced by a non-directory are skipped."""
+        below_first = sorted((rel.split("/") if rel else [] for rel in self._dirs), reverse=True)
+        for parts, fd in self._tree.each_exact(below_first):
+            meta = self._dirs[_rel(parts)]
+            os.chmod(fd, meta.mode)
+            if meta.mtime_ns is not None:
+                os.utime(fd, ns=(meta.mtime_ns, meta.mtime_ns))
 
     # -- one entry ---------------------------------------------------------------------------
 
@@ -121,7 +123,7 @@ class Extractor:
         # layer (before or after the marker) survives: _upper holds what this layer wrote.
         if name in ("", ".", ".."):
             raise Malformed("whiteout does not name an entry")
-        with self._tree.directory(dir_parts, create=False) as found:
+        with self._tree.directory(dir_parts) as found:
             if found is None:
                 return  # the parent is already gone: nothing to hide
             fd, canon = found
@@ -130,7 +132,7 @@ class Extractor:
     def _opaque(self, dir_parts: list[str]) -> None:
         # layer.md "Opaque Whiteout": every child of the directory from lower layers is hidden;
         # the directory itself stays, and children this layer wrote (in any order) are kept.
-        with self._tree.directory(dir_parts, create=False) as found:
+        with self._tree.directory(dir_parts) as found:
             if found is None:
                 return
             fd, canon = found
@@ -138,42 +140,52 @@ class Extractor:
                 self._tree.purge(fd, child, _rel(canon + [child]), self._upper.__contains__)
 
     def _create(self, tar: tarfile.TarFile, m: tarfile.TarInfo, parts: list[str]) -> None:
-        with self._tree.directory(parts[:-1], create=True) as found:
-            assert found is not None
-            pfd, canon = found
-            name = parts[-1]
-            rel = _rel(canon + [name])
-            if m.islnk():
-                self._hardlink(m, pfd, canon, name, rel)
-            else:
-                existing = lstat_at(pfd, name)
-                # layer.md "Changeset over existing files": two directories merge (the entry's
-                # attributes win); anything else is removed first, then created from the entry.
-                if existing is not None and not (m.isdir() and stat.S_ISDIR(existing.st_mode)):
-                    remove_at(pfd, name, existing)
-                    existing = None
-                if not self._make(tar, m, pfd, name, rel, existing):
-                    return
-            if not m.isdir():
-                self._dirs.pop(rel, None)
-            self._mark_upper(canon + [name])
+        pfd, canon = self._tree.parent_for(parts[:-1])
+        name = parts[-1]
+        rel = _rel(canon + [name])
+        if m.islnk():
+            self._hardlink(m, pfd, canon, name, rel)
+        elif not self._make_over(tar, m, parts, pfd, canon):
+            return
+        if not m.isdir():
+            self._dirs.pop(rel, None)
+        self._mark_upper(canon + [name])
+
+    def _make_over(
+        self, tar: tarfile.TarFile, m: tarfile.TarInfo, parts: list[str], pfd: int, canon: list[str]
+    ) -> bool:
+        """Create the entry over whatever is at its name; False when it was skipped."""
+        try:
+            return self._make(tar, m, parts, pfd, canon, merge=False)  # mostly nothing is there
+        except FileExistsError:
+            pass  # O_EXCL, mkdir, symlink and mknod refuse an existing name before any change
+        # layer.md "Changeset over existing files": two directories merge (the entry's
+        # attributes win); anything else is removed first, then created from the entry.
+        existing = lstat_at(pfd, parts[-1])
+        merge = existing is not None and m.isdir() and stat.S_ISDIR(existing.st_mode)
+        if existing is not None and not merge:
+            self._tree.remove(pfd, parts[-1], existing)
+        return self._make(tar, m, parts, pfd, canon, merge=merge)
 
     def _make(
-        self, tar: tarfile.TarFile, m: tarfile.TarInfo, pfd: int, name: str, rel: str, existing: os.stat_result | None
+        self, tar: tarfile.TarFile, m: tarfile.TarInfo, parts: list[str], pfd: int, canon: list[str], merge: bool
     ) -> bool:
-        """Create the entry; False when it was skipped."""
+        """Create the entry (``merge``: into the directory already there); False when skipped."""
+        name = parts[-1]
         if m.isreg():
             self._write_file(tar, m, pfd, name)
         elif m.isdir():
-            if existing is None:
+            if not merge:
                 os.mkdir(name, 0o700, dir_fd=pfd)
-            self._dirs[rel] = _DirMeta(m.mode & 0o7777, _mtime_ns(m))
-            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+            self._dirs[_rel(canon + [name])] = _DirMeta(m.mode & 0o7777, _mtime_ns(m))
+            fd = open_dir_at(pfd, name)
             try:
                 self._set_owner(fd, None, m)
-                self._set_xattrs(m, fd, clear=existing is not None)
-            finally:
-                os.close(fd)
+                self._set_xattrs(m, fd, clear=merge)
+            except BaseException:
+                close(fd)
+                raise
+            self._tree.remember(parts, fd, canon + [name])  # its entries come next
         elif m.issym():
             # The target is link text, stored as-is even when absolute: it is never followed here.
             os.symlink(m.linkname, name, dir_fd=pfd)
@@ -187,8 +199,7 @@ class Extractor:
 
     def _write_file(self, tar: tarfile.TarFile, m: tarfile.TarInfo, pfd: int, name: str) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(name, flags, 0o600, dir_fd=pfd)
-        try:
+        with opened(os.open(name, flags, 0o600, dir_fd=pfd)) as fd:
             src = tar.extractfile(m)
             written = 0
             while src is not None and (chunk := src.read(CHUNK)):
@@ -199,8 +210,6 @@ class Extractor:
             os.chmod(fd, m.mode & 0o7777)
             self._set_xattrs(m, fd, clear=False)
             os.utime(fd, ns=(_mtime_ns(m),) * 2)
-        finally:
-            os.close(fd)
 
     def _make_node(self, m: tarfile.TarInfo, pfd: int, name: str) -> bool:
         kind = stat.S_IFIFO if m.isfifo() else stat.S_IFCHR if m.ischr() else stat.S_IFBLK
@@ -233,7 +242,7 @@ class Extractor:
         tparts = split_name(m.linkname)
         if not tparts:
             raise Malformed("hard link to the root directory")
-        with self._tree.directory(tparts[:-1], create=False) as found:
+        with self._tree.directory(tparts[:-1]) as found:
             target = lstat_at(found[0], tparts[-1]) if found else None
             if found is None or target is None:
                 raise Malformed(f"hard link target {m.linkname!r} does not exist")
@@ -248,7 +257,7 @@ class Extractor:
                 return  # a link to itself: already in place
             existing = lstat_at(pfd, name)
             if existing is not None:
-                remove_at(pfd, name, existing)
+                self._tree.remove(pfd, name, existing)
             os.link(tparts[-1], name, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
 
     # -- metadata ----------------------------------------------------------------------------

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 import tempfile
 from pathlib import Path
 
+from .. import fds
 from ..errors import OutputError
 
 
@@ -77,7 +77,7 @@ class Staging:
     def remove(self) -> None:
         """Delete the staging directory and everything left in it (idempotent)."""
         if self._path is not None:
-            remove_tree(self._path)
+            fds.remove_tree(self._path)  # not shutil.rmtree: see regload.fds
             self._path = None
 
 
@@ -86,27 +86,3 @@ def default_dir_mode() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return 0o777 & ~mask
-
-
-def remove_tree(path: Path) -> None:
-    """``rm -rf``, also through directories an extracted layer made read-only (non-root runs)."""
-    if not os.path.lexists(path):
-        return
-    try:
-        shutil.rmtree(path)
-    except OSError:
-        _unlock(str(path))
-        shutil.rmtree(path)
-
-
-def _unlock(path: str) -> None:
-    """Give the owner rwx on every directory below ``path`` (symlinks are never followed)."""
-    st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode):
-        return
-    if st.st_mode & 0o700 != 0o700:
-        os.chmod(path, stat.S_IMODE(st.st_mode) | 0o700)
-    with os.scandir(path) as entries:
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                _unlock(entry.path)

@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from tests.support.limits import open_files_limit
 from tests.support.registries import RegistryFixture
 
 
@@ -53,8 +54,10 @@ def regload(
     env: dict[str, str] | None = None,
     timeout: float = 120,
     cwd: str | os.PathLike[str] | None = None,
+    max_open_files: int | None = None,
 ) -> Run:
-    """``python -m regload ARGS`` with the registry's connection flags appended."""
+    """``python -m regload ARGS`` with the registry's connection flags appended;
+    ``max_open_files`` lowers the child's ``RLIMIT_NOFILE``."""
     cmd = [sys.executable, "-m", "regload", *args]
     if registry is not None:
         cmd += connection_args(registry)
@@ -62,7 +65,14 @@ def regload(
             stdin = registry.password
     full_env = {**os.environ, "DOCKER_CONFIG": "/nonexistent-regload-test", **(env or {})}
     done = subprocess.run(
-        cmd, input=stdin or "", capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd
+        cmd,
+        input=stdin or "",
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=cwd,
+        preexec_fn=open_files_limit(max_open_files) if max_open_files else None,
     )
     return Run(done.returncode, done.stdout, done.stderr)
 

@@ -466,9 +466,17 @@ class FaultProxy:
             self._hits.clear()
             self._events.clear()
 
-    def storage_hits(self) -> list[StorageHit]:
-        with self._lock:
-            return list(self._hits)
+    def storage_hits(self, at_least: int = 0, timeout: float = 5.0) -> list[StorageHit]:
+        """The storage listener's requests so far; with ``at_least``, waits (up to ``timeout``)
+        until that many are recorded: a hit is recorded once its response is sent, which may be
+        just after the client has read it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                hits = list(self._hits)
+            if len(hits) >= at_least or time.monotonic() > deadline:
+                return hits
+            time.sleep(0.01)
 
     def events(self) -> list[Event]:
         with self._lock:

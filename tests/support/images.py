@@ -26,10 +26,10 @@ import posixpath
 import random
 import subprocess
 import tarfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 MTIME = 1_600_000_000  # 2020-09-13: any fixed instant keeps the tars reproducible
 CREATED = "2020-09-13T12:26:40Z"
@@ -53,6 +53,8 @@ class File:
 @dataclass(frozen=True)
 class Dir:
     mode: int = 0o755
+    uid: int = 0
+    gid: int = 0
 
 
 @dataclass(frozen=True)
@@ -179,8 +181,14 @@ def _parents(name: str) -> list[str]:
 def layer_tar(layer: Layer, *, auto_parents: bool = True) -> bytes:
     """The uncompressed tar of one layer (its digest is the image config's ``diff_id``)."""
     buf = io.BytesIO()
+    write_layer_tar(buf, layer.items(), auto_parents=auto_parents)
+    return buf.getvalue()
+
+
+def write_layer_tar(out: BinaryIO, entries: Iterable[tuple[str, Entry]], *, auto_parents: bool = True) -> None:
+    """Write the tar of ``(path, entry)`` pairs to ``out``, streamed: a layer of any size."""
     written: set[str] = set()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
 
         def add(info: tarfile.TarInfo, data: bytes | None = None) -> None:
             if auto_parents:
@@ -193,14 +201,14 @@ def layer_tar(layer: Layer, *, auto_parents: bool = True) -> bytes:
                 info.size = len(data)
             tar.addfile(info, io.BytesIO(data) if data is not None else None)
 
-        for name, entry in layer.items():
+        for name, entry in entries:
             if isinstance(entry, bytes):
                 entry = File(entry)
             if isinstance(entry, File):
                 info = _tarinfo(name, tarfile.REGTYPE, entry.mode, entry.uid, entry.gid)
                 add(info, entry.data)
             elif isinstance(entry, Dir):
-                add(_tarinfo(name, tarfile.DIRTYPE, entry.mode))
+                add(_tarinfo(name, tarfile.DIRTYPE, entry.mode, entry.uid, entry.gid))
             elif isinstance(entry, Symlink):
                 info = _tarinfo(name, tarfile.SYMTYPE, 0o777)
                 info.linkname = entry.target
@@ -217,7 +225,63 @@ def layer_tar(layer: Layer, *, auto_parents: bool = True) -> bytes:
                 add(_tarinfo(posixpath.join(name, ".wh..wh..opq"), tarfile.REGTYPE, 0o644), b"")
             else:
                 raise TypeError(f"unknown layer entry for {name!r}: {entry!r}")
-    return buf.getvalue()
+
+
+class _HashingWriter:
+    """Passes writes on to ``out`` and hashes and counts them (tarfile asks for ``tell``)."""
+
+    def __init__(self, out: Any) -> None:
+        self._out = out
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        self.size += len(data)
+        self._out.write(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self._out.flush()
+
+
+def write_layer_blob(
+    layout: Path, entries: Iterable[tuple[str, Entry]], *, compresslevel: int = 6, auto_parents: bool = True
+) -> tuple[Descriptor, str]:
+    """Stream a gzip-compressed layer into the layout's blobs (never whole in memory); returns
+    its descriptor and its diff_id."""
+    return write_gzip_layer(layout, lambda tar: write_layer_tar(tar, entries, auto_parents=auto_parents), compresslevel)
+
+
+def write_gzip_layer(
+    layout: Path, write_tar: Callable[[BinaryIO], None], compresslevel: int = 6
+) -> tuple[Descriptor, str]:
+    """A gzip-compressed layer blob of the tar that ``write_tar(out)`` writes; returns its
+    descriptor and its diff_id (the tar's digest)."""
+    _init_layout(layout)
+    partial = layout / "blobs" / "sha256" / f".partial-{os.getpid()}"
+    with open(partial, "wb") as f:
+        blob = _HashingWriter(f)
+        with gzip.GzipFile(fileobj=blob, mode="wb", compresslevel=compresslevel, mtime=0) as gz:  # type: ignore[arg-type]
+            tar = _HashingWriter(gz)
+            write_tar(tar)  # type: ignore[arg-type]
+    digest = "sha256:" + blob.sha256.hexdigest()
+    partial.rename(blob_path(layout, digest))
+    return Descriptor(OCI_LAYER_GZIP, digest, blob.size), "sha256:" + tar.sha256.hexdigest()
+
+
+def make_oci_layout_of_layer_blobs(
+    layout: Path, layers: Sequence[tuple[Descriptor, str]], *, tag: str = "latest"
+) -> OciImage:
+    """An image of layer blobs already in the layout, given as (descriptor, diff_id) pairs."""
+    layer_descs = [desc for desc, _ in layers]
+    diff_ids = [diff_id for _, diff_id in layers]
+    manifest, config_desc, layer_tuple, diff_tuple = _write_config_and_manifest(layout, layer_descs, diff_ids)
+    _tag(layout, manifest, tag)
+    return OciImage(layout, tag, manifest, config_desc, layer_tuple, diff_tuple, "linux/amd64")
 
 
 def write_blob(layout: Path, data: bytes, media_type: str, **extra: Any) -> Descriptor:
@@ -289,12 +353,24 @@ def _write_image_of_tars(
             layer_descs.append(write_blob(layout, gzip.compress(tar, mtime=0), OCI_LAYER_GZIP))
         else:
             layer_descs.append(write_blob(layout, tar, OCI_LAYER))
+    return _write_config_and_manifest(layout, layer_descs, diff_ids, platform=platform, config=config)
+
+
+def _write_config_and_manifest(
+    layout: Path,
+    layer_descs: Sequence[Descriptor],
+    diff_ids: Sequence[str],
+    *,
+    platform: str = "linux/amd64",
+    config: Mapping[str, Any] | None = None,
+) -> tuple[Descriptor, Descriptor, tuple[Descriptor, ...], tuple[str, ...]]:
+    """The config and manifest blobs of an image whose layer blobs are in the layout."""
     image_config = {
         "created": CREATED,
         **_platform(platform),
         "config": dict(config or {"Env": ["PATH=/usr/local/bin:/usr/bin:/bin"], "Cmd": ["/bin/sh"]}),
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": [{"created": CREATED, "created_by": f"regload test layer {i}"} for i in range(len(tars))],
+        "history": [{"created": CREATED, "created_by": f"regload test layer {i}"} for i in range(len(diff_ids))],
     }
     config_desc = write_blob(layout, _canonical_json(image_config), OCI_CONFIG)
     manifest = {
@@ -339,6 +415,27 @@ def make_oci_layout_of_tars(
     manifest, config_desc, layer_descs, diff_ids = _write_image_of_tars(layout, tars, compress=compress)
     _tag(layout, manifest, tag)
     return OciImage(layout, tag, manifest, config_desc, layer_descs, diff_ids, "linux/amd64")
+
+
+def make_oci_layout_streamed(
+    layout: Path,
+    layers: Sequence[Iterable[tuple[str, Entry]]],
+    *,
+    tag: str = "latest",
+    compresslevel: int = 6,
+    auto_parents: bool = True,
+) -> OciImage:
+    """An image of large layers, each given as ``(path, entry)`` pairs and streamed to its blob."""
+    blobs = [write_layer_blob(layout, e, compresslevel=compresslevel, auto_parents=auto_parents) for e in layers]
+    return make_oci_layout_of_layer_blobs(layout, blobs, tag=tag)
+
+
+def with_diff_ids(image: OciImage, diff_ids: Sequence[str], tag: str) -> OciImage:
+    """The same layer blobs under a config whose ``rootfs.diff_ids`` are ``diff_ids`` (a config
+    that lies about its layers), tagged ``tag`` in the same layout."""
+    manifest, config_desc, layers, ids = _write_config_and_manifest(image.layout, image.layers, diff_ids)
+    _tag(image.layout, manifest, tag)
+    return OciImage(image.layout, tag, manifest, config_desc, layers, ids, image.platform)
 
 
 def make_layout_of_manifest(layout: Path, raw: bytes, media_type: str, *, tag: str = "latest") -> Descriptor:

@@ -19,11 +19,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
+
+from tests.support.limits import open_files_limit
 
 REPO = Path(__file__).resolve().parents[2]
 LOCUSTFILE = REPO / "locustfile.py"
@@ -65,9 +67,22 @@ def headless(host: str | None, prefix: Path, *args: str, users: int = 4, run_tim
     ]
 
 
+def _child_setup(max_open_files: int | None) -> Callable[[], None]:
+    def setup() -> None:
+        # Ctrl-C (SIGINT) must reach locust as it does a user's, also when the tests run in the
+        # background: a non-interactive shell starts background jobs with SIGINT ignored, and
+        # Python installs no KeyboardInterrupt handler for a signal it inherits ignored.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if max_open_files:
+            open_files_limit(max_open_files)()
+
+    return setup
+
+
 class Locust:
     """One ``locust -f locustfile.py ARGS`` process; stdout and stderr go to ``NAME.stdout`` and
-    ``NAME.stderr`` in ``workdir`` (its working directory too)."""
+    ``NAME.stderr`` in ``workdir`` (its working directory too); ``max_open_files`` lowers its
+    ``RLIMIT_NOFILE``."""
 
     def __init__(
         self,
@@ -77,6 +92,7 @@ class Locust:
         name: str = "locust",
         env: dict[str, str | None] | None = None,
         locustfile: Path = LOCUSTFILE,
+        max_open_files: int | None = None,
     ):
         self.args = list(args)
         self.name = name
@@ -99,6 +115,7 @@ class Locust:
                 stderr=err,
                 env=full_env,
                 start_new_session=True,  # its own process group: kill() reaches forked children too
+                preexec_fn=_child_setup(max_open_files),
             )
 
     @property
