@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import io
 import json
 import os
 import subprocess
@@ -21,7 +22,9 @@ from regload.manifest import Descriptor, Schema1Manifest, parse_manifest
 from regload.sinks import DiscardSink, DockerArchiveSink, OciLayoutSink, RootfsSink, make_sink
 from regload.sinks.base import PulledImage, Sink
 from regload.sinks.docker_archive import tar_header
+from regload.sinks.extract import Extractor
 from regload.sinks.safetree import Refused, split_name, symlink_escapes
+from tests.support.images import layer_tar
 from tests.support.layers import (
     MTIME,
     Entry,
@@ -314,6 +317,26 @@ def test_malformed_layers(tmp_path: Path, entries: list[Entry], text: str) -> No
         sink.finish(stage_blobs(layout, pulled_image(layout), sink.blob_dir()))
     assert not isinstance(err.value, UnsafeLayer)
     assert sorted(os.listdir(tmp_path)) == ["layout"]
+
+
+def test_a_skipped_device_still_replaces_what_a_lower_layer_had(tmp_path: Path) -> None:
+    """Without root, a device entry is skipped with a note, and the lower layer's file at its
+    name is gone all the same: the entry replaces it."""
+    device = io.BytesIO()
+    with tarfile.open(fileobj=device, mode="w") as tar:
+        info = tarfile.TarInfo("dev/console")
+        info.type, info.devmajor, info.devminor = tarfile.CHRTYPE, 5, 1
+        tar.addfile(info)
+    root = tmp_path / "rootfs"
+    root.mkdir()
+    extractor = Extractor(str(root))
+    extractor.as_root = False  # as an unprivileged user, whoever runs the test
+    for layer in (layer_tar({"dev/console": b"a file of the lower layer"}), device.getvalue()):
+        extractor.apply_layer(io.BytesIO(layer), "test")
+    extractor.finish()
+    extractor.close()
+    assert not os.path.lexists(root / "dev" / "console")
+    assert any(note.startswith("skipped device 'dev/console'") for note in extractor.notes), extractor.notes
 
 
 def test_aufs_metadata_is_skipped(tmp_path: Path) -> None:

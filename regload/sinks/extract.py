@@ -216,18 +216,27 @@ class Extractor:
         if kind != stat.S_IFIFO and not self.as_root:
             # mknod(2) of a device needs CAP_MKNOD; umoci writes an empty file in rootless mode,
             # we skip the entry and say so. FIFOs need no privilege and are always made.
-            self._note(f"skipped device {m.name!r} ({m.devmajor}:{m.devminor}): creating devices needs root")
-            return False
+            return self._skip_device(
+                pfd, name, f"skipped device {m.name!r} ({m.devmajor}:{m.devminor}): creating devices needs root"
+            )
         try:
             os.mknod(name, kind | 0o600, os.makedev(m.devmajor, m.devminor), dir_fd=pfd)
         except PermissionError:  # root without CAP_MKNOD (a user namespace, a container)
-            self._note(f"skipped device {m.name!r}: mknod not permitted")
-            return False
+            return self._skip_device(pfd, name, f"skipped device {m.name!r}: mknod not permitted")
         self._set_owner(pfd, name, m)
         os.chmod(name, m.mode & 0o7777, dir_fd=pfd)  # just created by mknod: not a symlink
         self._set_xattrs_at(m, pfd, name)
         os.utime(name, dir_fd=pfd, follow_symlinks=False, ns=(_mtime_ns(m),) * 2)
         return True
+
+    def _skip_device(self, pfd: int, name: str, note: str) -> bool:
+        """A device not made still replaces what a lower layer had at its name: that is removed
+        (creating first, ``_make_over`` only removes it when the name is refused)."""
+        existing = lstat_at(pfd, name)
+        if existing is not None:
+            self._tree.remove(pfd, name, existing)
+        self._note(note)
+        return False
 
     def _hardlink(self, m: tarfile.TarInfo, pfd: int, canon: list[str], name: str, rel: str) -> None:
         try:

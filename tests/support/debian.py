@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
@@ -67,10 +68,12 @@ def debian_image(layout: Path, rootfs: Path, tag: str = "v2") -> OciImage:
 
 def _gnu_tar(rootfs: Path, out: BinaryIO) -> None:
     cmd = ["tar", "--create", "--numeric-owner", "--sort=name", "--directory", str(rootfs), "."]
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as tar:
-        assert tar.stdout is not None
-        while chunk := tar.stdout.read(1 << 20):
-            out.write(chunk)
-        stderr = tar.stderr.read() if tar.stderr else b""
-    if tar.returncode != 0:
-        raise RuntimeError(f"tar of {rootfs} failed ({tar.returncode}): {stderr.decode(errors='replace')}")
+    # stderr to a file, not a pipe: a pipe nobody reads while stdout is read could fill and stall tar.
+    with tempfile.TemporaryFile() as messages:
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=messages) as tar:
+            assert tar.stdout is not None
+            while chunk := tar.stdout.read(1 << 20):
+                out.write(chunk)
+        if tar.returncode != 0:
+            messages.seek(0)
+            raise RuntimeError(f"tar of {rootfs} failed ({tar.returncode}): {messages.read().decode(errors='replace')}")
