@@ -50,14 +50,16 @@ from gevent import monkey
 monkey.patch_all()
 import json, sys
 from pathlib import Path
+from regload.blobstore import BlobStore
 from regload.manifest import parse_manifest
 from regload.sinks.base import PulledImage
 from regload.sinks.rootfs import RootfsSink
 layout, manifest_hex, out = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+blobs = BlobStore(layout / "blobs")
 raw = (layout / "blobs" / "sha256" / manifest_hex).read_bytes()
 manifest = parse_manifest(raw, "application/vnd.oci.image.manifest.v1+json")
-config = (layout / "blobs" / manifest.config.digest.algorithm / manifest.config.digest.hex).read_bytes()
-image = PulledImage("bench/big", "big", manifest, None, config, manifest.config, manifest.layers, layout / "blobs")
+config = blobs.path(manifest.config.digest).read_bytes()
+image = PulledImage("bench/big", "big", manifest, None, config, manifest.config, manifest.layers, blobs)
 sink = RootfsSink(out)
 sink.finish(image)
 print(json.dumps(sink.notes))

@@ -34,15 +34,13 @@ def worker(url: str, ca: str, http2: bool, users: int, seconds: float, repositor
     import gevent
 
     from regload import endpoints
-    from regload.client import RegistryClient
-    from regload.http import TransportOptions
     from regload.reference import Reference, Registry
-    from regload.transports import make_transport
+    from regload.wiring.connect import ClientSettings, make_client
 
     registry = Registry.from_url(url)
     ref = Reference(registry, repository).with_reference(tag)
-    options = TransportOptions(ca_cert=ca, max_connections_per_host=4)
-    clients = [RegistryClient(registry, make_transport(options, http2=http2)) for _ in range(users)]
+    settings = ClientSettings(ca_cert=ca, connections_per_host=4, http2=http2)
+    clients = [make_client(registry, settings) for _ in range(users)]
     for client in clients:  # connect (TLS handshakes) outside the measurement
         endpoints.get_manifest(client, ref)
     versions = set().union(*(c.http_versions for c in clients))

@@ -21,7 +21,7 @@ from typing import Any
 
 from . import fds
 from .digest import Digest
-from .errors import ManifestError, UsageError
+from .errors import InvalidDigest, UsageError
 from .reference import Reference, Registry, parse_reference
 
 
@@ -123,7 +123,7 @@ def read_audit_file(path: str | os.PathLike[str]) -> list[AuditEntry]:
                     continue
                 try:
                     entries.append(_entry(raw))
-                except (ValueError, OverflowError, UsageError, ManifestError) as e:
+                except (ValueError, OverflowError, UsageError, InvalidDigest) as e:
                     raise AuditFileError(f"{os.fspath(path)}:{number}: not an audit entry: {e}") from None
     except OSError as e:
         raise AuditFileError(f"cannot read the audit file {os.fspath(path)}: {e.strerror or e}") from None

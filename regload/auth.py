@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from .errors import AuthError, PlainHTTPRefused
-from .http import Request, Response, add_query
+from .http import Request, Response, add_query, read_bounded
 from .reference import is_loopback
 
 TOKEN_ENDPOINT = "GET token"
@@ -290,7 +290,7 @@ class Authenticator:
         response = send(request)
         try:
             status = response.status
-            body = _read_limited(response, MAX_TOKEN_RESPONSE)
+            body = read_bounded(response, MAX_TOKEN_RESPONSE)
             token = self._parse_token(status, body)
         except AuthError as e:
             if isinstance(response, Reportable):
@@ -365,15 +365,6 @@ def _covers(have: tuple[str, ...], wanted: tuple[str, ...]) -> bool:
         if not set(acts.split(",")) <= granted.get(resource, set()):
             return False
     return True
-
-
-def _read_limited(response: Response, limit: int) -> bytes:
-    out = bytearray()
-    for chunk in response.iter_bytes(65536):
-        out += chunk
-        if len(out) > limit:
-            break
-    return bytes(out)
 
 
 def repository_scope(repository: str, *actions: str) -> str:

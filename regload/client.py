@@ -1,9 +1,13 @@
 """Sending registry requests: authorization, redirects, status checks, and observation.
 
-``RegistryClient.send`` is the one path every registry request takes. Each wire request, the
-token request, a 401 challenge and every redirect hop included, is reported to the ``Observer``
-once its body has been consumed or dropped, with the endpoint template as its name — so a load
-test sees every attempt and a blob GET's time includes its whole body.
+``RegistryClient`` is the one object flows and front ends talk to, and ``send`` the one path
+every registry request takes. The client owns the whole auth handshake: ``ping`` learns how the
+registry authenticates, a 401 is answered (a token fetched, or credentials added) and the
+request sent again, and ``prepare`` fetches the token for a set of scopes before concurrent
+requests start. Each wire request, the token request, a 401 challenge and every redirect hop
+included, is reported to the ``Observer`` once its body has been consumed or dropped, with the
+endpoint template as its name — so a load test sees every attempt and a blob GET's time
+includes its whole body.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ from urllib.parse import urlsplit
 
 from .auth import Authenticator
 from .errors import AuthError, ProtocolError, RegistryError, RegloadError
-from .http import Headers, Request, Response, Transport, resolve_url, same_origin
+from .http import Headers, Request, Response, Transport, read_bounded, resolve_url, same_origin
 from .reference import Registry
 from .retry import NO_RETRIES, RETRY_STATUSES, RetryPolicy, parse_retry_after
 
+PING = "GET /v2/"
 MAX_REDIRECTS = 5
 MAX_ERROR_BODY = 64 * 1024
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -103,7 +108,7 @@ class ObservedResponse:
         ``close()``/``fail()``: what the request amounts to is decided afterwards."""
         if self._held is not None or self._done:
             return
-        held = _read_some(self._inner)
+        held = read_bounded(self._inner, MAX_ERROR_BODY, until_error=True)
         self._inner.close()
         self._ended = self._clock()
         self.length += len(held)
@@ -171,7 +176,10 @@ class ObservedResponse:
 
 
 class RegistryClient:
-    """Talks to one registry through a transport, adding headers and authorization."""
+    """Talks to one registry through a transport, adding headers and authorization.
+
+    ``auth`` holds what the registry said about authentication and the credentials and tokens
+    to answer it; only the client uses it."""
 
     def __init__(
         self,
@@ -189,7 +197,7 @@ class RegistryClient:
         self.retry = retry
         self.sleep = sleep or _sleep
         self.transport = transport
-        self.auth = auth if auth is not None else Authenticator()
+        self._auth = auth if auth is not None else Authenticator()
         self.headers = headers
         self.observer = observer
         self.clock = clock
@@ -198,6 +206,30 @@ class RegistryClient:
         # registry itself (a cheap test per request; same_origin settles the other spellings).
         parts = urlsplit(registry.base_url)
         self._origin = f"{parts.scheme}://{parts.netloc}/"
+
+    @property
+    def auth_scheme(self) -> str | None:
+        """``"basic"`` or ``"bearer"`` once the registry said how it authenticates."""
+        return self._auth.scheme
+
+    def ping(self) -> int:
+        """``GET /v2/``: learn whether and how the registry wants authentication, as docker does
+        first (distribution-spec "API version check"). Returns 200, or 401 with its challenge
+        recorded: nothing is fetched yet, the first request that needs it gets it."""
+        request = Request("GET", self.registry.url(), PING)
+        with self.send(request, expect=(200, 401), answer_challenge=False) as response:
+            if response.status == 401:
+                self._auth.learn(response)
+            return response.status
+
+    def prepare(self, scopes: tuple[str, ...]) -> None:
+        """Fetch the token for ``scopes`` now when the registry wants one (after ``ping``): before
+        concurrent requests start, so they share one token instead of each fetching its own."""
+        self._auth.prepare(scopes, self._send_token_request)
+
+    def close(self) -> None:
+        """Close the transport's connections."""
+        self.transport.close()
 
     def send(
         self,
@@ -236,13 +268,13 @@ class RegistryClient:
             request = request.with_headers(self.headers)
         own = request.url.startswith(self._origin) or same_origin(request.url, self._origin)
         if own:
-            sent = self.auth.authorize(request, scopes, self.raw_send)
+            sent = self._auth.authorize(request, scopes, self._send_token_request)
         else:
             # Authorization is for the registry's own origin only: an upload Location on another
             # host (or scheme, or port) gets none, and its 401 is not answered — as docker does,
             # which keys what a registry asked for by scheme and host.
             sent = request.with_headers((), drop=("Authorization",)) if request.header("Authorization") else request
-        response = self._attempt(sent, scopes)
+        response = self._attempt(sent)
         if response.status == 401 and answer_challenge and own and request.replayable:
             # Stop the 401's clock and free its connection first: its time must not include the
             # token request. It is reported once it is known whether the challenge was answered
@@ -250,16 +282,16 @@ class RegistryClient:
             response.hold()
             had_credentials = sent.header("Authorization") is not None
             try:
-                retry = self.auth.handle_challenge(
-                    response, scopes, self.raw_send, request.name, sent_credentials=had_credentials
+                retry = self._auth.handle_challenge(
+                    response, scopes, self._send_token_request, request.name, sent_credentials=had_credentials
                 )
             except RegloadError as e:
                 response.fail(e)
                 raise
             if retry:
                 response.close()
-                sent = self.auth.authorize(request, scopes, self.raw_send)
-                response = self._attempt(sent, scopes)
+                sent = self._auth.authorize(request, scopes, self._send_token_request)
+                response = self._attempt(sent)
         hops = 0
         while follow_redirects and response.status in REDIRECT_STATUSES:
             location = response.headers.get("Location")
@@ -270,18 +302,18 @@ class RegistryClient:
             # Redirect from the request as sent (with its Authorization): _redirected keeps it on
             # the same origin and drops it for another host.
             sent = _redirected(sent, resolve_url(sent.url, location))
-            response = self._attempt(sent, scopes)
+            response = self._attempt(sent)
         if response.status not in expect:
-            raise self.fail(response, sent.header("Authorization"))
+            raise self._fail(response, sent.header("Authorization"))
         return response
 
-    def raw_send(self, request: Request) -> ObservedResponse:
-        """Send this request with the extra headers only (no auth, no checks): the token request."""
+    def _send_token_request(self, request: Request) -> ObservedResponse:
+        """The token request: the extra headers only, no auth and no checks (``auth`` reads it)."""
         if self.headers:
             request = request.with_headers(self.headers)
-        return self._attempt(request, ())
+        return self._attempt(request)
 
-    def _attempt(self, request: Request, scopes: tuple[str, ...]) -> ObservedResponse:
+    def _attempt(self, request: Request) -> ObservedResponse:
         started = self.clock()
         try:
             inner = self.transport.send(request)
@@ -291,13 +323,13 @@ class RegistryClient:
         self.http_versions.add(inner.http_version)
         return ObservedResponse(inner, self.observer, request, started, self.clock)
 
-    def fail(self, response: ObservedResponse, authorization: str | None = None) -> RegistryError:
+    def _fail(self, response: ObservedResponse, authorization: str | None = None) -> RegistryError:
         """Turn an unexpected response into a ``RegistryError`` and close it as failed.
         ``authorization``: the ``Authorization`` the request carried, which tells a 401 apart."""
         status = response.status
         code, detail = None, ""
         if response.headers.get("Content-Type", "").startswith("application/json") or status >= 400:
-            code, detail = _error_code(_read_some(response))
+            code, detail = _error_code(read_bounded(response, MAX_ERROR_BODY, until_error=True))
         cls = AuthError if status in (401, 403) else RegistryError
         if status == 401:
             detail = _unauthorized(authorization, detail)
@@ -328,19 +360,6 @@ def _redirected(request: Request, url: str) -> Request:
     method = "GET" if request.method == "GET" else request.method
     hop = Request(method, url, request.name + " (redirected)", request.headers)
     return hop.with_headers((), drop=drop) if drop else hop
-
-
-def _read_some(response: Response) -> bytes:
-    """Up to ``MAX_ERROR_BODY`` bytes of a (small) body; what came before a read error."""
-    out = bytearray()
-    try:
-        for chunk in response.iter_bytes(MAX_ERROR_BODY):
-            out += chunk
-            if len(out) >= MAX_ERROR_BODY:
-                break
-    except RegloadError:
-        pass
-    return bytes(out)
 
 
 def _error_code(body: bytes) -> tuple[str | None, str]:

@@ -1,7 +1,7 @@
 """How the protocol core runs independent work (layer transfers) side by side.
 
 The core does not import gevent: a front end passes a ``Runner``. ``SequentialRunner`` runs one
-task at a time (unit tests); ``regload.transports.gevent_runner.GeventRunner`` runs greenlets.
+task at a time (unit tests); ``regload.wiring.gevent_runner.GeventRunner`` runs greenlets.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Content digests (``algorithm:hex``) and streaming verification of content against them."""
+"""Content digests (``algorithm:hex``), and the tally that hashes, counts and checks content as it
+streams (``regload.streams`` passes iterators and files through one)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from .errors import DigestMismatch, ManifestError
+from .errors import DigestMismatch, InvalidDigest, RegloadError
 
 # OCI image-spec descriptor.md#digests: registered algorithms and their encoded forms.
 _ALGORITHMS = {"sha256": 64, "sha512": 128}
@@ -26,19 +27,19 @@ class Digest:
 
     @classmethod
     def parse(cls, text: str) -> Digest:
-        """Parse ``sha256:<64 hex>``; raises ``ManifestError`` for anything else."""
+        """Parse ``sha256:<64 hex>``; raises ``InvalidDigest`` for anything else."""
         known = _parsed.get(text) if isinstance(text, str) else None
         if known is not None:
             return known
         m = _DIGEST_RE.match(text) if isinstance(text, str) else None
         if not m:
-            raise ManifestError(f"invalid digest {_short(text)!r}")
+            raise InvalidDigest(f"invalid digest {_short(text)!r}")
         algorithm, encoded = m.groups()
         length = _ALGORITHMS.get(algorithm)
         if length is None:
-            raise ManifestError(f"unsupported digest algorithm {algorithm!r} in {_short(text)!r}")
+            raise InvalidDigest(f"unsupported digest algorithm {algorithm!r} in {_short(text)!r}")
         if len(encoded) != length or not _HEX_RE.fullmatch(encoded):
-            raise ManifestError(f"invalid {algorithm} digest {_short(text)!r}")
+            raise InvalidDigest(f"invalid {algorithm} digest {_short(text)!r}")
         digest = cls(algorithm, encoded)
         if len(_parsed) >= _PARSED_MAX:
             _parsed.clear()
@@ -48,9 +49,6 @@ class Digest:
     @classmethod
     def of(cls, data: bytes, algorithm: str = "sha256") -> Digest:
         return cls(algorithm, _HASHES[algorithm](data).hexdigest())
-
-    def hasher(self) -> hashlib._Hash:
-        return _HASHES[self.algorithm]()
 
     @property
     def short(self) -> str:
@@ -65,53 +63,49 @@ def _short(text: object) -> str:
     return s if len(s) <= 80 else s[:77] + "..."
 
 
-class Verifier:
-    """Hashes and counts content as it streams, then checks it against the expected digest/size.
+class Tally:
+    """Hashes and counts the bytes passed to ``update``; ``digest()`` and ``size`` tell the result.
 
-    ``update`` raises as soon as more bytes than ``expected_size`` arrive, so a registry that
-    streams garbage forever cannot fill a disk.
+    With an ``expected`` digest (and size), ``check()`` raises at the end when the content
+    differs, and ``update`` as soon as more bytes than the size arrive, so a registry that
+    streams garbage forever cannot fill a disk. The messages name ``what`` for a blob read from
+    a registry (``DigestMismatch``); a subclass words them otherwise (``sources.files``).
     """
 
-    __slots__ = ("digest", "expected_size", "size", "_hash", "what")
+    __slots__ = ("expected", "expected_size", "what", "size", "_hash")
 
-    def __init__(self, digest: Digest, expected_size: int | None, what: str = "blob") -> None:
-        self.digest = digest
+    def __init__(self, expected: Digest | None = None, expected_size: int | None = None, what: str = "blob") -> None:
+        self.expected = expected
         self.expected_size = expected_size
-        self.size = 0
-        self._hash = digest.hasher()
         self.what = what
+        self.size = 0
+        self._hash = _HASHES[expected.algorithm if expected is not None else "sha256"]()
 
     def update(self, chunk: bytes | memoryview) -> None:
         self._hash.update(chunk)
         self.size += len(chunk)
         if self.expected_size is not None and self.size > self.expected_size:
-            raise DigestMismatch(f"{self.what} {self.digest.short}: more than the expected {self.expected_size} bytes")
+            raise self.too_long()
+
+    def digest(self) -> Digest:
+        return Digest(self._hash.name, self._hash.hexdigest())
 
     def check(self) -> None:
         if self.expected_size is not None and self.size != self.expected_size:
-            raise DigestMismatch(
-                f"{self.what} {self.digest.short}: got {self.size} bytes, expected {self.expected_size}"
-            )
-        actual = self._hash.hexdigest()
-        if actual != self.digest.hex:
-            raise DigestMismatch(
-                f"{self.what} {self.digest.short}: content has digest "
-                f"{self.digest.algorithm}:{actual[:12]}, expected {self.digest.short}"
-            )
+            raise self.wrong_size()
+        if self.expected is not None:
+            actual = self.digest()
+            if actual != self.expected:
+                raise self.wrong_digest(actual, self.expected)
 
+    def too_long(self) -> RegloadError:
+        return DigestMismatch(f"{self._subject()}: more than the expected {self.expected_size} bytes")
 
-class Hasher:
-    """Computes the sha256 digest and size of content streamed through it (for uploads)."""
+    def wrong_size(self) -> RegloadError:
+        return DigestMismatch(f"{self._subject()}: got {self.size} bytes, expected {self.expected_size}")
 
-    __slots__ = ("_hash", "size")
+    def wrong_digest(self, actual: Digest, expected: Digest) -> RegloadError:
+        return DigestMismatch(f"{self._subject()}: content has digest {actual.short}, expected {expected.short}")
 
-    def __init__(self) -> None:
-        self._hash = hashlib.sha256()
-        self.size = 0
-
-    def update(self, chunk: bytes | memoryview) -> None:
-        self._hash.update(chunk)
-        self.size += len(chunk)
-
-    def digest(self) -> Digest:
-        return Digest("sha256", self._hash.hexdigest())
+    def _subject(self) -> str:
+        return f"{self.what} {self.expected.short}" if self.expected is not None else self.what

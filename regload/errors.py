@@ -1,8 +1,29 @@
 """One exception tree for everything regload reports to a user.
 
 Every error carries a one-line message fit for a terminal and an exit code: 1 when an operation
-against a registry failed, 2 when the user's input or usage was wrong. Messages never contain
-credentials or tokens.
+failed, 2 when the user's input or usage was wrong. Messages never contain credentials or tokens.
+
+    RegloadError                     exit 1
+    |-- UsageError                   exit 2: the user's input
+    |   |-- InvalidReference
+    |   |-- SourceError
+    |   |-- OutputError
+    |   `-- AuditFileError           (audit.py)
+    |-- PlainHTTPRefused             the user's settings forbid sending credentials in clear
+    |-- TransportError               the network
+    |   |-- TLSError
+    |   |   `-- CertificateError
+    |   `-- RequestTimeout
+    |-- ProtocolError                what the registry (or a blob it served) says
+    |   |-- ManifestError
+    |   |   `-- InvalidDigest
+    |   |-- DigestMismatch
+    |   |-- UnsafeLayer
+    |   `-- RegistryError            an error status, with its spec code
+    |       `-- AuthError
+    |-- VerifyAborted                (verify.py)
+    |-- RegistryBinaryNotFound       (local_registry/process.py)
+    `-- RegistryStartError           (local_registry/process.py)
 """
 
 from __future__ import annotations
@@ -32,6 +53,17 @@ class OutputError(UsageError):
     """The pull output cannot be written where the user asked (exists, not a directory, …)."""
 
 
+class PlainHTTPRefused(RegloadError):
+    """Credentials would cross the network in clear (plain HTTP to a host that is not loopback)
+    while the user did not ask for plain HTTP: refused before anything is sent. ``endpoint`` is
+    the request's template name."""
+
+    def __init__(self, endpoint: str, detail: str) -> None:
+        super().__init__(f"{endpoint}: {detail}")
+        self.endpoint = endpoint
+        self.detail = detail
+
+
 class TransportError(RegloadError):
     """The network failed: connection refused or reset, timeout, TLS failure."""
 
@@ -45,7 +77,7 @@ class CertificateError(TLSError):
     host name. Front ends add how to trust it (their CA-file and skip-verification options)."""
 
 
-class TimeoutError_(TransportError):
+class RequestTimeout(TransportError):
     """A connect or read timed out."""
 
 
@@ -55,6 +87,12 @@ class ProtocolError(RegloadError):
 
 class ManifestError(ProtocolError):
     """A manifest or index that cannot be parsed or is not of a known media type."""
+
+
+class InvalidDigest(ManifestError):
+    """Text that is not a digest (``algorithm:encoded``) of a supported algorithm. A
+    ``ManifestError``: digests mostly come from manifests; where one comes from the user or a
+    source, the caller turns this into that kind of error."""
 
 
 class DigestMismatch(ProtocolError):
@@ -84,13 +122,3 @@ class RegistryError(ProtocolError):
 
 class AuthError(RegistryError):
     """Authentication failed: 401/403, or the token server refused or answered nonsense."""
-
-
-class PlainHTTPRefused(AuthError):
-    """Credentials would cross the network in clear (plain HTTP to a host that is not loopback)
-    while the user did not ask for plain HTTP: refused before anything is sent, so there is no
-    HTTP status (``status`` is 0)."""
-
-    def __init__(self, endpoint: str, detail: str) -> None:
-        super().__init__(endpoint, 0, None, detail)
-        self.args = (f"{endpoint}: {detail}",)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar, overload, runtime_checkable
 from urllib.parse import urljoin, urlsplit
 
+from .errors import RegloadError
+
 # A request body: exact bytes, or a re-iterable-once stream of chunks whose total length is
 # ``Request.content_length`` (or unknown, then the transport uses chunked transfer coding).
 Body = bytes | Iterable[bytes | memoryview]
@@ -61,10 +63,6 @@ class Headers(Mapping[str, str]):
         lname = name.lower()
         return [value for n, value in self._fields if n.lower() == lname] if lname in self._index else []
 
-    def items_all(self) -> tuple[tuple[str, str], ...]:
-        """Every field in the order received, names as sent."""
-        return self._fields
-
     def __repr__(self) -> str:
         return f"Headers({sorted(self._index)})"
 
@@ -81,9 +79,6 @@ class Request:
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     body: Body | None = field(default=None, repr=False)
     content_length: int | None = None
-
-    def with_url(self, url: str) -> Request:
-        return Request(self.method, url, self.name, self.headers, self.body, self.content_length)
 
     def with_headers(self, extra: Iterable[tuple[str, str]], drop: Iterable[str] = ()) -> Request:
         dropped = {d.lower() for d in drop}
@@ -133,12 +128,29 @@ class Response(Protocol):
     def close(self) -> None: ...
 
 
+def read_bounded(response: Response, limit: int, *, until_error: bool = False) -> bytes:
+    """A small body (a manifest, a token, an error document) read to its end or to one byte past
+    ``limit``, whichever comes first: a result longer than ``limit`` means the body is too large,
+    and the caller decides what that is. ``until_error``: a read failure ends the body instead of
+    raising (an error document is read for its words; what came before the failure is kept)."""
+    out = bytearray()
+    try:
+        for chunk in response.iter_bytes(min(limit + 1, 1 << 20)):
+            out += chunk
+            if len(out) > limit:
+                break
+    except RegloadError:
+        if not until_error:
+            raise
+    return bytes(out[: limit + 1])
+
+
 class Transport(Protocol):
     """Sends one request and returns its response.
 
     A transport never follows redirects, never retries, and never adds authentication: the
     protocol core does those, so that every attempt is visible. Backend exceptions are mapped
-    to ``regload.errors.TransportError`` (``TLSError``, ``TimeoutError_``) here and nowhere else.
+    to ``regload.errors.TransportError`` (``TLSError``, ``RequestTimeout``) here and nowhere else.
     """
 
     def send(self, request: Request) -> Response: ...

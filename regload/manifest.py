@@ -15,7 +15,7 @@ from typing import Any
 
 from . import mediatypes as mt
 from .digest import Digest
-from .errors import ManifestError
+from .errors import InvalidDigest, ManifestError
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # distribution's own limit for a manifest PUT
 
@@ -75,8 +75,8 @@ class Descriptor:
             raise ManifestError(f"{where}: descriptor has no digest")
         try:
             digest = Digest.parse(obj["digest"])
-        except ManifestError as e:
-            raise ManifestError(f"{where}: {e}") from None
+        except InvalidDigest as e:
+            raise InvalidDigest(f"{where}: {e}") from None
         platform = None
         p = obj.get("platform")
         if isinstance(p, dict) and isinstance(p.get("os"), str) and isinstance(p.get("architecture"), str):

@@ -28,17 +28,3 @@ SCHEMA1 = frozenset({DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED})
 MANIFEST_ACCEPT = ", ".join(
     (OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST, DOCKER_SCHEMA1_SIGNED + ";q=0.5")
 )
-
-GZIP_LAYERS = frozenset({DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, DOCKER_FOREIGN_LAYER, OCI_LAYER_NONDIST_GZIP})
-TAR_LAYERS = frozenset({DOCKER_LAYER_TAR, OCI_LAYER_TAR})
-
-
-def layer_compression(media_type: str) -> str:
-    """``gzip``, ``zstd`` or ``none`` for a layer media type (unknown types are sniffed later)."""
-    if media_type in GZIP_LAYERS or media_type.endswith("+gzip") or media_type.endswith(".gzip"):
-        return "gzip"
-    if media_type.endswith("+zstd"):
-        return "zstd"
-    if media_type in TAR_LAYERS:
-        return "none"
-    return "unknown"

@@ -3,16 +3,17 @@ each verified against its digest and size while it streams, handed to a sink."""
 
 from __future__ import annotations
 
-import os
+import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Protocol
 
 from . import endpoints
+from .blobstore import BlobStore
 from .client import RegistryClient
 from .concurrency import Runner
-from .digest import Digest, Verifier
+from .digest import Digest, Tally
 from .errors import ManifestError, RegistryError, RegloadError
 from .manifest import DEFAULT_PLATFORM, Descriptor, ImageManifest, Index, Platform, Schema1Manifest, parse_manifest
 from .reference import Reference
@@ -46,11 +47,11 @@ class PullResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def resolve_manifest(
-    client: RegistryClient, ref: Reference, platform: Platform, head_first: bool = False
-) -> tuple[ImageManifest | Schema1Manifest, Index | None, Descriptor | None]:
-    """GET the reference's manifest; if it is an index, GET the platform's manifest from it.
-    With ``head_first``, a HEAD learns the digest and the GET asks for that digest."""
+def fetch_manifest(
+    client: RegistryClient, ref: Reference, head_first: bool = False
+) -> ImageManifest | Schema1Manifest | Index:
+    """The reference's manifest or index, parsed. With ``head_first``, a HEAD learns the digest
+    and the GET asks for that digest (docker with a warm cache)."""
     reference = None
     if head_first:
         head = endpoints.head_manifest(client, ref)
@@ -58,77 +59,91 @@ def resolve_manifest(
             raise RegistryError(endpoints.HEAD_MANIFEST, 404, "MANIFEST_UNKNOWN", "manifest unknown")
         reference = str(head.digest) if head.digest else None
     fetched = endpoints.get_manifest(client, ref, reference)
-    manifest = parse_manifest(fetched.raw, fetched.media_type, fetched.digest)
-    if not isinstance(manifest, Index):
-        return manifest, None, None
-    chosen = manifest.select(platform)
+    return parse_manifest(fetched.raw, fetched.media_type, fetched.digest)
+
+
+def platform_manifest(
+    client: RegistryClient, ref: Reference, index: Index, platform: Platform
+) -> tuple[ImageManifest | Schema1Manifest, Descriptor]:
+    """GET the manifest an index names for ``platform``: its size must be the index entry's
+    (image-spec descriptor.md), and it must not be an index itself."""
+    chosen = index.select(platform)
     inner = endpoints.get_manifest(client, ref, str(chosen.digest))
     if len(inner.raw) != chosen.size:
         raise ManifestError(f"manifest {chosen.digest.short} is {len(inner.raw)} bytes, the index says {chosen.size}")
     resolved = parse_manifest(inner.raw, inner.media_type, inner.digest)
     if isinstance(resolved, Index):
         raise ManifestError(f"index entry {chosen.digest.short} for {platform} is itself an index")
+    return resolved, chosen
+
+
+def resolve_manifest(
+    client: RegistryClient, ref: Reference, platform: Platform, head_first: bool = False
+) -> tuple[ImageManifest | Schema1Manifest, Index | None, Descriptor | None]:
+    """The image manifest to pull: the reference's own, or, when it is an index, the platform's."""
+    manifest = fetch_manifest(client, ref, head_first)
+    if not isinstance(manifest, Index):
+        return manifest, None, None
+    resolved, chosen = platform_manifest(client, ref, manifest, platform)
     return resolved, manifest, chosen
 
 
-def fetch_small_blob(client: RegistryClient, ref: Reference, desc: Descriptor, limit: int = MAX_CONFIG_BYTES) -> bytes:
-    """GET a small blob (a config) into memory, verified."""
-    if desc.size > limit:
-        raise ManifestError(f"config {desc.digest.short} is {desc.size} bytes, more than {limit}")
-    verifier = Verifier(desc.digest, desc.size if desc.size >= 0 else None, "config")
-    data = bytearray()
-    with endpoints.get_blob(client, ref, desc.digest) as response:
-        try:
-            for chunk in response.iter_bytes(READ_CHUNK):
-                verifier.update(chunk)
-                data += chunk
-            verifier.check()
-        except RegloadError as e:
-            response.fail(e)
-            raise
-    return bytes(data)
+class _Writable(Protocol):
+    def write(self, data: bytes | memoryview, /) -> object: ...
 
 
 def fetch_blob(
     client: RegistryClient,
     ref: Reference,
     desc: Descriptor,
-    target: Path | None,
+    out: _Writable | None,
     verify: bool = True,
     progress: ProgressFn | None = None,
 ) -> int:
-    """Stream one blob, verifying digest and size as it arrives, into ``target`` (written as
-    ``target.partial`` and renamed once verified) or nowhere. Returns the bytes read."""
-    expected = desc.size if desc.size >= 0 else None
-    verifier = Verifier(desc.digest, expected, "blob") if verify else None
-    partial = target.with_name(target.name + ".partial") if target else None
-    out = open(partial, "wb") if partial else None
+    """Stream one blob into ``out`` (or nowhere), verifying digest and size as it arrives.
+    Returns the bytes read. A mismatch fails the blob's request with its cause and raises."""
+    verifier = Tally(desc.digest, desc.size if desc.size >= 0 else None, "blob") if verify else None
     size = 0
-    try:
-        with endpoints.get_blob(client, ref, desc.digest) as response:
-            try:
-                for chunk in response.iter_bytes(READ_CHUNK):
-                    size += len(chunk)
-                    if verifier:
-                        verifier.update(chunk)
-                    if out:
-                        out.write(chunk)
-                    if progress:
-                        progress(len(chunk))
+    with endpoints.get_blob(client, ref, desc.digest) as response:
+        try:
+            for chunk in response.iter_bytes(READ_CHUNK):
+                size += len(chunk)
                 if verifier:
-                    verifier.check()
-            except RegloadError as e:
-                response.fail(e)
-                raise
-        if out and partial and target:
-            out.close()
-            os.replace(partial, target)
-        return size
-    finally:
-        if out and not out.closed:
-            out.close()
-        if partial and partial.exists():
-            partial.unlink()
+                    verifier.update(chunk)
+                if out is not None:
+                    out.write(chunk)
+                if progress:
+                    progress(len(chunk))
+            if verifier:
+                verifier.check()
+        except RegloadError as e:
+            response.fail(e)
+            raise
+    return size
+
+
+def fetch_config(client: RegistryClient, ref: Reference, desc: Descriptor) -> bytes:
+    """The config blob, in memory and always verified (``--no-verify`` skips layers only)."""
+    if desc.size > MAX_CONFIG_BYTES:
+        raise ManifestError(f"config {desc.digest.short} is {desc.size} bytes, more than {MAX_CONFIG_BYTES}")
+    data = io.BytesIO()
+    fetch_blob(client, ref, desc, data)
+    return data.getvalue()
+
+
+def fetch_layer(
+    client: RegistryClient,
+    ref: Reference,
+    desc: Descriptor,
+    blobs: BlobStore | None,
+    verify: bool = True,
+    progress: ProgressFn | None = None,
+) -> int:
+    """One layer blob, kept in ``blobs`` under its digest once whole (or dropped)."""
+    if blobs is None:
+        return fetch_blob(client, ref, desc, None, verify, progress)
+    with blobs.receive(desc.digest) as out:
+        return fetch_blob(client, ref, desc, out, verify, progress)
 
 
 def pull(
@@ -144,7 +159,7 @@ def pull(
     timings: dict[str, float] = {}
     started = clock()
     try:
-        endpoints.ping(client)
+        client.ping()
         manifest, index, chosen = resolve_manifest(client, ref, options.platform, options.head_first)
         timings["manifest"] = clock() - started
 
@@ -152,36 +167,30 @@ def pull(
         if isinstance(manifest, ImageManifest):
             layers = list(manifest.layers)
             config_desc: Descriptor | None = manifest.config
-            config: bytes | None = fetch_small_blob(client, ref, manifest.config)
+            config: bytes | None = fetch_config(client, ref, manifest.config)
         else:
             layers = schema1_layers(manifest)
             config_desc, config = None, None
         timings["config"] = clock() - t
 
         t = clock()
-        blob_dir = sink.blob_dir() if sink.stores_blobs else None
+        blobs = sink.blob_store()
         unique = list({d.digest: d for d in layers}.values())
-
-        def fetch(desc: Descriptor) -> int:
-            target = None
-            if blob_dir is not None:
-                (blob_dir / desc.digest.algorithm).mkdir(parents=True, exist_ok=True)
-                target = blob_dir / desc.digest.algorithm / desc.digest.hex
-            return fetch_blob(client, ref, desc, target, options.verify, progress)
-
-        sizes = runner.map(fetch, unique, max(1, options.jobs))
+        sizes = runner.map(
+            lambda desc: fetch_layer(client, ref, desc, blobs, options.verify, progress), unique, max(1, options.jobs)
+        )
         timings["layers"] = clock() - t
 
-        if blob_dir is not None:
+        if blobs is not None:
             t = clock()
             if config is None or config_desc is None:
                 assert isinstance(manifest, Schema1Manifest)
-                config = schema1_config(manifest, layers, blob_dir)
+                config = schema1_config(manifest, layers, blobs)
                 config_desc = Descriptor(
                     "application/vnd.docker.container.image.v1+json", Digest.of(config), len(config)
                 )
             sink.finish(
-                PulledImage(ref.repository, ref.tag, manifest, index, config, config_desc, tuple(layers), blob_dir)
+                PulledImage(ref.repository, ref.tag, manifest, index, config, config_desc, tuple(layers), blobs)
             )
             timings["write"] = clock() - t
     except BaseException:

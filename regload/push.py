@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from . import endpoints
 from .client import RegistryClient
 from .concurrency import Runner
-from .digest import Digest, Hasher
+from .digest import Digest, Tally
 from .errors import DigestMismatch, ProtocolError, RegistryError, UsageError
 from .manifest import Descriptor, build_manifest
 from .reference import Reference
 from .sources.base import BlobSource, SourceImage, StreamDigestedBlob
+from .streams import Count, checked
 
 UPLOAD_MODES = ("monolithic", "streamed", "chunked", "single-post")
 DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
@@ -55,31 +56,6 @@ class PushResult:
     manifest_size: int = 0  # bytes of the pushed manifest
 
 
-class _Sent:
-    """Bytes handed to the transport so far."""
-
-    __slots__ = ("size",)
-
-    def __init__(self) -> None:
-        self.size = 0
-
-
-def _counting(
-    chunks: Iterable[bytes | memoryview],
-    hasher: Hasher | None,
-    progress: ProgressFn | None,
-    sent: _Sent | None = None,
-) -> Iterator[bytes | memoryview]:
-    for chunk in chunks:
-        if hasher is not None:
-            hasher.update(chunk)
-        if sent is not None:
-            sent.size += len(chunk)
-        if progress is not None:
-            progress(len(chunk))
-        yield chunk
-
-
 def push_blob(
     client: RegistryClient, ref: Reference, blob: BlobSource, options: PushOptions, progress: ProgressFn | None = None
 ) -> BlobPushed:
@@ -102,7 +78,7 @@ def push_blob(
     if mode == "single-post":
         assert desc is not None
         if session is None:
-            session = endpoints.post_single(client, ref, desc.digest, _counting(blob.open(), None, progress), desc.size)
+            session = endpoints.post_single(client, ref, desc.digest, checked(blob.open(), Count(progress)), desc.size)
             if session is None:
                 return BlobPushed(desc, "uploaded", desc.size)
         # A session is open: the registry answered the single POST with 202 (distribution ignores
@@ -112,16 +88,16 @@ def push_blob(
         session = endpoints.start_upload(client, ref)
     if mode == "monolithic":
         assert desc is not None
-        endpoints.put_upload(client, ref, session, desc.digest, _counting(blob.open(), None, progress), desc.size)
+        endpoints.put_upload(client, ref, session, desc.digest, checked(blob.open(), Count(progress)), desc.size)
         return BlobPushed(desc, "uploaded", desc.size)
     # Hash here only when the digest is unknown and the source does not compute it itself
     # while it streams (a ``StreamDigestedBlob``: a synthetic layer, a file blob). A known
     # descriptor is not hashed again: a source checks its content against its descriptor on its
     # first pass (or derived the descriptor from the very bytes it serves), and the registry
     # verifies the digest of the final PUT anyway. Each extra sha256 pass cost ~1 s per GiB.
-    hasher = Hasher() if desc is None and not isinstance(blob, StreamDigestedBlob) else None
-    sent = _Sent()
-    stream = _counting(blob.open(), hasher, progress, sent)
+    hasher = Tally() if desc is None and not isinstance(blob, StreamDigestedBlob) else None
+    sent = Count(progress)
+    stream = checked(blob.open(), sent, *([hasher] if hasher else []))
     if mode == "streamed":
         length = desc.size if desc is not None else None
         session = endpoints.patch_upload(client, ref, session, stream, length, content_range=False)
@@ -200,8 +176,8 @@ def push(
     clock = time.perf_counter
     started = clock()
     timings: dict[str, float] = {}
-    endpoints.ping(client)
-    client.auth.prepare(endpoints.push_scope(ref, *filter(None, [options.mount_from])), client.raw_send)
+    client.ping()
+    client.prepare(endpoints.push_scope(ref, *filter(None, [options.mount_from])))
     layers = runner.map(
         lambda blob: push_blob(client, ref, blob, options, progress), image.layers, max(1, options.jobs)
     )

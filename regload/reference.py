@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 from .digest import Digest
-from .errors import InvalidReference, ManifestError
+from .errors import InvalidDigest, InvalidReference
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
@@ -243,5 +243,5 @@ def _split_domain(name: str) -> tuple[str | None, str]:
 def _parse_digest(digest_text: str, whole: str | None = None) -> Digest:
     try:
         return Digest.parse(digest_text)
-    except ManifestError as e:
+    except InvalidDigest as e:
         raise InvalidReference(f"invalid reference {_shown(whole or digest_text)}: {e}") from None

@@ -8,14 +8,15 @@ the newest history entry gives the image settings, the diff_ids come from the la
 
 from __future__ import annotations
 
-import hashlib
 import json
-import zlib
 from pathlib import Path
 from typing import Any
 
-from .errors import ManifestError
+from .blobstore import BlobStore
+from .compression import SNIFF_SIZE, GunzipReader, sniff
+from .errors import ManifestError, ProtocolError
 from .manifest import Descriptor, Schema1Manifest
+from .streams import Readable, TallyReader
 
 _IMAGE_KEYS = (
     "architecture",
@@ -39,15 +40,15 @@ def schema1_layers(manifest: Schema1Manifest) -> list[Descriptor]:
     return [d for d, h in zip(manifest.layers, manifest.history, strict=True) if not h.get("throwaway")]
 
 
-def schema1_config(manifest: Schema1Manifest, layers: list[Descriptor], blob_dir: Path) -> bytes:
-    """An image config for a schema 1 image whose (verified) layer blobs are in ``blob_dir``."""
+def schema1_config(manifest: Schema1Manifest, layers: list[Descriptor], blobs: BlobStore) -> bytes:
+    """An image config for a schema 1 image whose (verified) layer blobs are in ``blobs``."""
     newest: dict[str, Any] = dict(manifest.history[-1]) if manifest.history else {}
     config = {k: newest[k] for k in _IMAGE_KEYS if k in newest}
     config.setdefault("architecture", manifest.architecture)
     config.setdefault("os", "linux")
     config["rootfs"] = {
         "type": "layers",
-        "diff_ids": [diff_id(blob_dir / d.digest.algorithm / d.digest.hex) for d in layers],
+        "diff_ids": [diff_id(blobs.path(d.digest), f"layer {d.digest.short}") for d in layers],
     }
     history = []
     for h in manifest.history:
@@ -65,23 +66,12 @@ def schema1_config(manifest: Schema1Manifest, layers: list[Descriptor], blob_dir
     return json.dumps(config, separators=(",", ":"), sort_keys=True).encode()
 
 
-def diff_id(path: Path) -> str:
-    """sha256 of a layer's uncompressed tar (gzip is undone; plain tar hashed as is)."""
-    h = hashlib.sha256()
+def diff_id(path: Path, what: str) -> str:
+    """sha256 of a layer's uncompressed tar (gzip is undone; anything else is hashed as it is)."""
     with open(path, "rb") as f:
-        head = f.read(2)
-        f.seek(0)
-        if head == b"\x1f\x8b":
-            d = zlib.decompressobj(wbits=47)
-            while chunk := f.read(1 << 20):
-                h.update(d.decompress(chunk))
-                while d.unused_data and d.eof:
-                    # concatenated gzip members
-                    rest = d.unused_data
-                    d = zlib.decompressobj(wbits=47)
-                    h.update(d.decompress(rest))
-            h.update(d.flush())
-        else:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-    return f"sha256:{h.hexdigest()}"
+        raw: Readable = f
+        if sniff(f.peek(SNIFF_SIZE)[:SNIFF_SIZE]) == "gzip":
+            raw = GunzipReader(f, lambda reason: ProtocolError(f"{what}: {reason}"))
+        reader = TallyReader(raw)
+        reader.drain()
+    return str(reader.tally.digest())

@@ -14,7 +14,7 @@ from .audit import AuditEntry
 from .client import RegistryClient
 from .concurrency import Runner
 from .digest import Digest
-from .errors import AuthError, DigestMismatch, RegistryError, RegloadError, TransportError
+from .errors import AuthError, DigestMismatch, PlainHTTPRefused, RegistryError, RegloadError, TransportError
 from .pull import PullOptions, pull
 from .reference import Reference, Registry
 from .sinks.discard import DiscardSink
@@ -28,8 +28,8 @@ STATUSES = (INTACT, MISSING, DIFFERENT, CORRUPT, ERROR)
 
 
 class VerifyAborted(RegloadError):
-    """The registry cannot be reached or refuses the credentials: nothing more can be checked.
-    ``cause`` is the error that stopped it (a ``CertificateError`` gets the CLI's TLS hint)."""
+    """The registry cannot be reached, refuses the credentials, or would get them in clear: nothing
+    more can be checked. ``cause`` is the error that stopped it (a ``CertificateError`` gets the CLI's TLS hint)."""
 
     def __init__(self, message: str, cause: RegloadError) -> None:
         super().__init__(message)
@@ -58,7 +58,7 @@ def verify_image(
                 return Verdict(entry, ref, DIFFERENT, f"the tag now points to {current}", str(current))
         by_digest = Reference(ref.registry, ref.repository, None, recorded)
         pull(client, by_digest, DiscardSink(), runner, PullOptions(jobs=pull_jobs))
-    except (TransportError, AuthError) as e:
+    except (TransportError, AuthError, PlainHTTPRefused) as e:
         raise VerifyAborted(f"{entry.reference}: {e}", e) from None
     except DigestMismatch as e:
         return Verdict(entry, ref, CORRUPT, str(e), _text(current))
@@ -85,7 +85,7 @@ def verify_all(
         # Learn how the registry authenticates before images are checked side by side, as docker
         # pings first: concurrent first requests would each meet the 401 challenge at once.
         try:
-            endpoints.ping(client)
-        except (TransportError, AuthError) as e:
+            client.ping()
+        except (TransportError, AuthError, PlainHTTPRefused) as e:
             raise VerifyAborted(f"{registry.base_url}: {e}", e) from None
     return runner.map(lambda t: verify_image(clients[t[1].registry], t[0], t[1], runner), targets, jobs)

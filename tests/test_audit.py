@@ -30,6 +30,7 @@ LAYER_TYPES = ("application/vnd.oci.image.layer.v1.tar", "application/vnd.docker
 # --- unit: the log and its reader -------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_audit_log_appends_one_json_line_per_image(tmp_path):
     path = tmp_path / "audit.jsonl"
     prefixed = Reference(Registry.from_url("http://127.0.0.1:5000/some/prefix"), "team/app", "v1")
@@ -63,6 +64,7 @@ def test_audit_log_appends_one_json_line_per_image(tmp_path):
     assert len(read_audit_file(path)) == 3
 
 
+@pytest.mark.unit
 def test_a_line_without_registry_is_resolved_from_its_reference(tmp_path):
     path = tmp_path / "hand-written.jsonl"
     path.write_text(json.dumps({"reference": "localhost:5000/app:v2", "digest": DIGEST}) + "\n\n")
@@ -84,6 +86,7 @@ for i in range(int(sys.argv[3])):
 """
 
 
+@pytest.mark.unit
 def test_processes_appending_to_one_file_never_interleave_lines(tmp_path):
     # Lines longer than the 256 bytes of a small write, from 4 processes at once.
     path = tmp_path / "shared.jsonl"
@@ -117,6 +120,7 @@ BAD_LINES = [
 ]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("bad", "why"), BAD_LINES, ids=[why for _, why in BAD_LINES])
 def test_reader_names_file_and_line_of_a_bad_line(tmp_path, bad, why):
     path = tmp_path / "audit.jsonl"
@@ -129,6 +133,7 @@ def test_reader_names_file_and_line_of_a_bad_line(tmp_path, bad, why):
     assert why in message and "\n" not in message
 
 
+@pytest.mark.flows
 def test_verify_of_a_bad_audit_file_exits_2_with_one_line(tmp_path):
     path = tmp_path / "audit.jsonl"
     path.write_bytes(json.dumps({"reference": "localhost:5000/a:b", "digest": DIGEST}).encode() + b"\n\xff\xfe\n")
@@ -197,6 +202,7 @@ def problem_lines(run: Run) -> dict[str, str]:
     return {line.split(": ", 1)[0]: line.split(": ", 1)[1] for line in lines}
 
 
+@pytest.mark.registry
 def test_push_audit_verify_then_missing_different_corrupt(own_registry, tmp_path):
     registry = own_registry
     audit = tmp_path / "audit.jsonl"
@@ -256,6 +262,7 @@ def test_push_audit_verify_then_missing_different_corrupt(own_registry, tmp_path
     }
 
 
+@pytest.mark.registry
 def test_push_refuses_an_audit_file_it_cannot_write_before_pushing(registry_anon, tmp_path):
     missing_dir = tmp_path / "no-such-dir" / "audit.jsonl"
     spec = "synthetic:layers=1,size=1KiB,seed=5"
@@ -266,6 +273,7 @@ def test_push_refuses_an_audit_file_it_cannot_write_before_pushing(registry_anon
     assert head.status == 404
 
 
+@pytest.mark.registry
 def test_verify_with_credentials(registry_basic, tmp_path):
     registry = registry_basic
     audit = tmp_path / "audit.jsonl"
@@ -291,6 +299,7 @@ def test_verify_with_credentials(registry_basic, tmp_path):
     )
 
 
+@pytest.mark.registry
 def test_verify_through_a_path_prefix(registry_prefix, tmp_path):
     registry = registry_prefix
     audit = tmp_path / "audit.jsonl"
@@ -315,6 +324,7 @@ def test_verify_through_a_path_prefix(registry_prefix, tmp_path):
 # --- Locust: PushUser --audit-file --------------------------------------------------------------
 
 
+@pytest.mark.locust_run
 @pytest.mark.parametrize("processes", [None, 2])
 def test_locust_push_run_audit_file_matches_its_stats(registry_anon, tmp_path, processes):
     audit = tmp_path / "audit.jsonl"
@@ -348,6 +358,7 @@ def test_locust_push_run_audit_file_matches_its_stats(registry_anon, tmp_path, p
     assert run.stdout == f"verified {pushed} images: {pushed} intact, 0 missing, 0 different/corrupt\n"
 
 
+@pytest.mark.locust_run
 def test_locust_refuses_an_audit_file_it_cannot_write(registry_anon, tmp_path):
     bad = tmp_path / "no-such-dir" / "audit.jsonl"
     process = Locust(headless(registry_anon.url, tmp_path / "run", "--audit-file", str(bad), "PushUser"), tmp_path)

@@ -3,8 +3,10 @@ import json
 import pytest
 
 from regload.auth import Authenticator, Credentials, TokenCache, parse_challenges
-from regload.errors import AuthError, PlainHTTPRefused
+from regload.errors import AuthError, PlainHTTPRefused, RegistryError
 from regload.http import Headers, Request
+
+pytestmark = pytest.mark.unit
 
 
 def test_bearer_challenge_with_commas_in_quotes():
@@ -24,9 +26,23 @@ def test_several_challenges_and_escapes():
     assert cs[1].get("error") == "invalid_token"
 
 
-@pytest.mark.parametrize("text", ['Bearer realm="unterminated', "Bearer ,,, realm", "=", '"', "Bearer realm=", ""])
-def test_malformed_challenges_do_not_raise(text):
-    parse_challenges([text])
+@pytest.mark.parametrize(
+    ("text", "readable"),
+    [
+        ('Bearer realm="unterminated', []),  # the challenge cut by the open quote is dropped
+        ("Bearer ,,, realm", [("bearer", ()), ("realm", ())]),  # a bare token is another scheme
+        ("=", []),
+        ('"', []),
+        ("Bearer realm=", [("bearer", (("realm", ""),))]),
+        ("", []),
+    ],
+)
+def test_malformed_challenges_do_not_raise(text, readable):
+    """A broken field value yields what could be read of it and never hides the challenges
+    around it: before it in the same value, or in the other ``WWW-Authenticate`` fields."""
+    basic = ("basic", (("realm", "a"),))
+    challenges = parse_challenges(['Basic realm="a", ' + text, text, 'Basic realm="a"'])
+    assert [(c.scheme, c.params) for c in challenges] == [basic, *readable, *readable, basic]
 
 
 class FakeResponse:
@@ -179,7 +195,8 @@ def test_credentials_never_go_in_clear_to_a_remote_token_server(realm, credentia
     with pytest.raises(PlainHTTPRefused) as e:
         auth.handle_challenge(challenge, (), token_server(sent), "x")
     assert sent == []  # refused before anything was sent
-    assert isinstance(e.value, AuthError)
+    # A local refusal (the user's setting forbids it), not a registry's answer: no HTTP status.
+    assert not isinstance(e.value, RegistryError) and e.value.exit_code == 1
     message = str(e.value)
     assert message.startswith("GET token: the token server http://auth.example") and "plain HTTP" in message
     assert "hunter2" not in message and "user@" not in message

@@ -111,6 +111,7 @@ def _cli_vectors() -> list[pytest.ParameterSet]:
     return params
 
 
+@pytest.mark.unit
 def test_readme_lists_every_corpus_file() -> None:
     readme = (CORPUS / "README.md").read_text(encoding="utf-8")
     files = [p for p in CORPUS.rglob("*") if p.is_file() and p.name != "README.md" and "__pycache__" not in p.parts]
@@ -118,6 +119,7 @@ def test_readme_lists_every_corpus_file() -> None:
     assert not missing, f"not described in fixtures/bad/README.md: {missing}"
 
 
+@pytest.mark.unit
 def test_committed_tarballs_are_what_the_script_makes(tmp_path: Path) -> None:
     """``make_tarballs.py`` rebuilds ``tarballs/`` and ``layers/`` byte for byte, and nothing
     else is in those directories: the corpus cannot drift from its recipe."""
@@ -144,11 +146,13 @@ def check_reference(reference: str, run_many: RunMany, tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.flows
 @pytest.mark.parametrize("reference", _references())
 def test_malformed_reference(reference: str, in_process: RunMany, tmp_path: Path) -> None:
     check_reference(reference, in_process, tmp_path)
 
 
+@pytest.mark.flows
 @pytest.mark.parametrize("reference", _references()[:4:3])
 def test_malformed_reference_as_a_command(reference: str, tmp_path: Path) -> None:
     check_reference(reference, as_commands, tmp_path)
@@ -169,6 +173,7 @@ def check_command_line(args: list[str], needle: str, run_many: RunMany, tmp_path
     assert snapshot_tree(tmp_path) == before
 
 
+@pytest.mark.flows
 @pytest.mark.parametrize(("args", "needle"), _cli_vectors())
 def test_bad_command_line(args: list[str], needle: str, in_process: RunMany, tmp_path: Path) -> None:
     check_command_line(args, needle, in_process, tmp_path)
@@ -178,6 +183,7 @@ def test_bad_command_line(args: list[str], needle: str, in_process: RunMany, tmp
 _CLI_SAMPLE = ("--format tarball", "--chunk-size 12XB", "synthetic:colour=blue", "{tmp}/a-file 127.0.0.1")
 
 
+@pytest.mark.flows
 @pytest.mark.parametrize(
     ("args", "needle"), [p for p in _cli_vectors() if any(w in " ".join(p.values[0]) for w in _CLI_SAMPLE)]
 )
@@ -267,6 +273,7 @@ def _huge_manifest() -> bytes:
     return json.dumps(doc).encode()
 
 
+@pytest.mark.unit
 def test_every_manifest_file_has_a_case() -> None:
     assert sorted(p.name for p in (CORPUS / "manifests").iterdir()) == sorted(MANIFESTS)
 
@@ -314,16 +321,19 @@ def check_manifest(name: str, registry: WrongRegistry, run_many: RunMany, tmp_pa
         assert all("/manifests/" in path for _, path in registry.requests_for(repo))
 
 
+@pytest.mark.flows
 @pytest.mark.parametrize("name", [*MANIFESTS, *GENERATED])
 def test_bad_manifest(name: str, wrong_registry: WrongRegistry, in_process: RunMany, tmp_path: Path) -> None:
     check_manifest(name, wrong_registry, in_process, tmp_path, "main")
 
 
+@pytest.mark.flows
 @pytest.mark.parametrize("name", ["nested-too-deeply.json", "wrong-config-bytes.json", "huge (generated)"])
 def test_bad_manifest_as_commands(name: str, wrong_registry: WrongRegistry, tmp_path: Path) -> None:
     check_manifest(name, wrong_registry, as_commands, tmp_path, "command")
 
 
+@pytest.mark.flows
 def test_manifest_by_digest_served_with_other_bytes(wrong_registry: WrongRegistry, tmp_path: Path) -> None:
     """Pulled by digest, the registry answers with a well-formed manifest of another digest."""
     raw = (CORPUS / "manifests" / "wrong-config-bytes.json").read_bytes()
@@ -338,6 +348,7 @@ def test_manifest_by_digest_served_with_other_bytes(wrong_registry: WrongRegistr
 DEEP_JSON = b'{"errors": ' + b"[" * 5000 + b"]" * 5000 + b"}"  # past the JSON decoder's recursion limit
 
 
+@pytest.mark.flows
 def test_error_body_nested_too_deeply(wrong_registry: WrongRegistry, in_process: RunMany, tmp_path: Path) -> None:
     path = "/v2/bad-manifest/deep-error/manifests/v1"
     wrong_registry.route(path, Served(DEEP_JSON, "application/json", status=404))
@@ -345,6 +356,7 @@ def test_error_body_nested_too_deeply(wrong_registry: WrongRegistry, in_process:
     assert_clean_failure(run, 1, "HTTP 404")
 
 
+@pytest.mark.flows
 def test_tag_list_nested_too_deeply(wrong_registry: WrongRegistry, in_process: RunMany, tmp_path: Path) -> None:
     wrong_registry.route("/v2/bad-manifest/deep-tags/tags/list", Served(DEEP_JSON, "application/json"))
     [run] = in_process([["tags", f"{wrong_registry.host}/bad-manifest/deep-tags"]], tmp_path)
@@ -382,6 +394,7 @@ TARBALLS: dict[str, str | None] = {  # None: the control, which pushes
 }
 
 
+@pytest.mark.unit
 def test_every_tarball_has_a_case() -> None:
     assert sorted(p.name for p in (CORPUS / "tarballs").iterdir()) == sorted(TARBALLS)
 
@@ -407,11 +420,13 @@ def check_tarball(name: str, registry: RegistryFixture, run_many: RunMany, tmp_p
     assert not any(Path(p).exists() for p in ABSOLUTE_TARGETS)
 
 
+@pytest.mark.registry
 @pytest.mark.parametrize("name", sorted(TARBALLS))
 def test_docker_save_tarball(name: str, registry_anon: RegistryFixture, in_process: RunMany, tmp_path: Path) -> None:
     check_tarball(name, registry_anon, in_process, tmp_path, "main")
 
 
+@pytest.mark.registry
 @pytest.mark.parametrize("name", ["valid.tar", "layer-not-a-tar.tar", "member-symlink-escape-then-write.tar"])
 def test_docker_save_tarball_as_a_command(name: str, registry_anon: RegistryFixture, tmp_path: Path) -> None:
     check_tarball(name, registry_anon, as_commands, tmp_path, "command")
@@ -454,6 +469,7 @@ LAYERS: dict[str, HostileLayer] = {
 }
 
 
+@pytest.mark.unit
 def test_every_layer_has_a_case() -> None:
     assert sorted(p.name for p in (CORPUS / "layers").iterdir()) == sorted(LAYERS)
 
@@ -473,6 +489,7 @@ def hostile_images(registry_anon: RegistryFixture, tmp_path_factory: pytest.Temp
     return refs
 
 
+@pytest.mark.registry
 @pytest.mark.parametrize("name", sorted(LAYERS))
 def test_hostile_layer(name: str, hostile_images: dict[str, str], in_process: RunMany, tmp_path: Path) -> None:
     """``--format rootfs`` by the real command, into ``TREE/work/out``: the corpus's ``../../..``
@@ -513,6 +530,7 @@ def test_hostile_layer(name: str, hostile_images: dict[str, str], in_process: Ru
     assert (others / "oci" / "index.json").is_file()
 
 
+@pytest.mark.registry
 def test_device_nodes_are_made_as_root_or_skipped_with_a_note(hostile_images: dict[str, str], tmp_path: Path) -> None:
     """Today's rule (``sinks/extract.py``): devices need root (and CAP_MKNOD); without, each is
     skipped and named on stderr. FIFOs need no privilege and are always made."""
@@ -527,6 +545,7 @@ def test_device_nodes_are_made_as_root_or_skipped_with_a_note(hostile_images: di
         assert "skipped device 'dev/null'" in run.stderr, run.stderr
 
 
+@pytest.mark.registry
 def test_the_valid_layer_extracts_as_described(hostile_images: dict[str, str], tmp_path: Path) -> None:
     """The corpus's control layer pulls into the tree it describes: the harness itself works."""
     out = tmp_path / "out"

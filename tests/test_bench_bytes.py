@@ -12,6 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.bench
+
 REPO = Path(__file__).resolve().parents[1]
 FIGURE = r"best +[0-9.]+ s +median +[0-9.]+ s +\( *[0-9.]+ MB/s best"
 RATIO = r"[0-9.]+x best, +[0-9.]+x median"

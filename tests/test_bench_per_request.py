@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.bench
+
 REPO = Path(__file__).resolve().parents[1]
 NUMBER = r"[0-9]+(?:\.[0-9]+)?"
 

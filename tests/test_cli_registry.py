@@ -13,6 +13,7 @@ from tests.support.skopeo import registry_flags, run_skopeo
 UPLOAD_MODES = ("monolithic", "streamed", "chunked", "single-post")
 
 
+@pytest.mark.registry
 @pytest.mark.parametrize("mode", UPLOAD_MODES)
 def test_push_then_pull_in_every_upload_mode(any_registry, mode, tmp_path):
     registry = any_registry
@@ -57,6 +58,7 @@ def len_manifest(registry, repo) -> int:
     return len(raw)
 
 
+@pytest.mark.registry
 def test_http2_is_negotiated_with_tls(registry_tls):
     ref = image_ref(registry_tls, "e2e/h2", "v1")
     push = regload("push", "synthetic:layers=1,size=64KiB,seed=3", ref, "--http2", "--json", registry=registry_tls)
@@ -69,6 +71,7 @@ def test_http2_is_negotiated_with_tls(registry_tls):
     assert default.json["http"] == ["HTTP/1.1"]
 
 
+@pytest.mark.registry
 def test_tls_is_verified_by_default(registry_tls):
     run = regload("pull", "--registry", registry_tls.url, "e2e/none:v1")
     assert_clean_failure(run, 1, "certificate")
@@ -76,6 +79,7 @@ def test_tls_is_verified_by_default(registry_tls):
     assert_clean_failure(insecure, 1, "404", "MANIFEST_UNKNOWN")
 
 
+@pytest.mark.registry
 def test_token_cache_and_scopes(registry_token):
     server = registry_token.token_server
     before = len(server.requests)
@@ -88,6 +92,7 @@ def test_token_cache_and_scopes(registry_token):
     assert any("repository:e2e/token:pull,push" in s for s in scopes[0])
 
 
+@pytest.mark.registry
 @pytest.mark.parametrize("registry_name", ["registry_basic", "registry_token"])
 def test_wrong_password_is_refused_without_leaking_it(request, registry_name):
     registry = request.getfixturevalue(registry_name)
@@ -97,6 +102,7 @@ def test_wrong_password_is_refused_without_leaking_it(request, registry_name):
     assert secret not in run.output
 
 
+@pytest.mark.registry
 def test_credentials_from_environment_and_docker_config(registry_basic, tmp_path):
     ref = f"{registry_basic.host}/e2e/envcreds:v1"
     env = {"REGLOAD_USERNAME": registry_basic.username, "REGLOAD_PASSWORD": registry_basic.password}
@@ -114,6 +120,7 @@ def test_credentials_from_environment_and_docker_config(registry_basic, tmp_path
     assert_clean_failure(anonymous, 1, "401")
 
 
+@pytest.mark.registry
 def test_tags_follow_pagination(registry_anon):
     for i in range(5):
         run = regload(
@@ -128,6 +135,7 @@ def test_tags_follow_pagination(registry_anon):
     assert sorted(run.json["tags"]) == [f"t{i}" for i in range(5)]
 
 
+@pytest.mark.registry
 def test_push_by_digest_and_cross_repo_mount(registry_anon):
     spec = "synthetic:layers=2,size=16KiB,seed=77"
     first = regload("push", spec, image_ref(registry_anon, "e2e/mount-src", "v1"), "--json")
@@ -148,6 +156,7 @@ def test_push_by_digest_and_cross_repo_mount(registry_anon):
     assert_clean_failure(wrong, 2, "digest")
 
 
+@pytest.mark.registry
 def test_inspect_and_pull_platform_from_index(registry_anon, tmp_path):
     from tests.support.images import make_oci_index_layout
     from tests.support.skopeo import skopeo_copy
@@ -173,12 +182,14 @@ def test_inspect_and_pull_platform_from_index(registry_anon, tmp_path):
     assert_clean_failure(missing, 1, "linux/s390x")
 
 
+@pytest.mark.registry
 @pytest.mark.parametrize("text", ["localhost:5000/UPPER/case", "bad:tag:x", "x@sha256:1234", "", "a//b"])
 def test_malformed_references_exit_2(text, registry_anon):
     run = regload("pull", text)
     assert_clean_failure(run, 2, "invalid reference")
 
 
+@pytest.mark.registry
 def test_missing_image_names_the_spec_error(registry_anon, tmp_path):
     out = tmp_path / "out"
     run = regload("pull", image_ref(registry_anon, "e2e/absent", "nope"), "-o", str(out))
@@ -187,6 +198,7 @@ def test_missing_image_names_the_spec_error(registry_anon, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.registry
 def test_wrong_bytes_served_are_refused(registry_anon, tmp_path):
     ref = image_ref(registry_anon, "e2e/corrupt", "v1")
     push = regload("push", "synthetic:layers=1,size=64KiB,seed=4242", ref, "--json")
@@ -205,6 +217,7 @@ def test_wrong_bytes_served_are_refused(registry_anon, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.registry
 def test_bad_sources_exit_2(registry_anon, tmp_path):
     broken = tmp_path / "broken.tar"
     broken.write_bytes(b"this is not a tarball at all" * 100)
@@ -218,6 +231,7 @@ def test_bad_sources_exit_2(registry_anon, tmp_path):
         assert_clean_failure(run, 2, needle)
 
 
+@pytest.mark.registry
 def test_bad_usage_exit_2(registry_anon):
     run = regload("push", "synthetic:layers=1", image_ref(registry_anon, "e2e/bad", "v1"), "--upload-mode", "telepathy")
     assert run.code == 2 and "Traceback" not in run.output
@@ -227,6 +241,7 @@ def test_bad_usage_exit_2(registry_anon):
     assert_clean_failure(run, 2, "--jobs")
 
 
+@pytest.mark.flows
 def test_connection_refused_is_a_clean_error():
     run = regload("pull", "127.0.0.1:1/e2e/x:v1")
     assert_clean_failure(run, 1, "127.0.0.1:1")

@@ -61,6 +61,7 @@ def proxied_registry(tmp_path):
         registry.stop()
 
 
+@pytest.mark.locust_run
 def test_load_under_every_fault_kind_then_verify_finds_every_push(proxied_registry, tmp_path):
     registry, proxy = proxied_registry
     audit = tmp_path / "pushed.jsonl"
@@ -146,6 +147,7 @@ def test_load_under_every_fault_kind_then_verify_finds_every_push(proxied_regist
     assert verified.json["summary"]["intact"] == pushed, verified.json["summary"]
 
 
+@pytest.mark.registry
 def test_retries_are_explicit_and_each_attempt_is_seen(proxied_registry):
     registry, proxy = proxied_registry
     ref = f"{proxy.host}/retry/app:v1"
@@ -184,6 +186,7 @@ def test_retries_are_explicit_and_each_attempt_is_seen(proxied_registry):
     assert proxy.counters().faults("status_502") == 3  # the first attempt and two retries
 
 
+@pytest.mark.locust_run
 def test_locust_retries_show_every_failed_attempt_while_images_succeed(proxied_registry, tmp_path):
     registry, proxy = proxied_registry
     args = ["--retries", "8", "--retry-backoff", "0.01", "PullUser"]

@@ -13,6 +13,8 @@ from tests.support.images import OPAQUE, WHITEOUT, Dir, File, Hardlink, OciImage
 from tests.support.skopeo import skopeo_copy
 from tests.support.treecompare import assert_same_tree, snapshot_tree
 
+pytestmark = pytest.mark.registry
+
 RICH_LAYERS = [
     {
         "bin/tool": File(b"#!/bin/sh\necho hi\n", mode=0o755),

@@ -1,49 +1,132 @@
-"""The protocol core must not import an I/O library: transports and front ends do."""
+"""Imports point down: protocol core < transports < wiring < front ends (DESIGN.md §1).
+
+Every module of ``regload`` belongs to one layer, named here by inclusion: a new module must be
+placed in a layer before this test passes. Relative imports (``from .. import x``) are resolved
+like absolute ones.
+"""
 
 import ast
 from pathlib import Path
 
-CORE = Path(__file__).resolve().parent.parent / "regload"
-FORBIDDEN = {"gevent", "geventhttpclient", "httpx", "locust", "requests", "urllib3", "socket", "ssl"}
-FRONT_ENDS = {"transports", "cli", "locust"}
-# Beside the core, not part of it: the docker-registry launcher and `python -m regload`.
-TOOLS = {"local_registry.py", "__main__.py"}
+import pytest
+
+pytestmark = pytest.mark.unit
+
+PACKAGE = Path(__file__).resolve().parent.parent / "regload"
+
+# The protocol core: no I/O library, no front end.
+CORE = {
+    "__init__",
+    "audit",
+    "auth",
+    "blobstore",
+    "client",
+    "compression",
+    "concurrency",
+    "digest",
+    "endpoints",
+    "errors",
+    "fds",
+    "http",
+    "manifest",
+    "mediatypes",
+    "pull",
+    "push",
+    "reference",
+    "retry",
+    "schema1",
+    "sinks",
+    "sources",
+    "streams",
+    "units",
+    "ustar",
+    "verify",
+}
+# What each layer may import from regload, besides itself.
+ALLOWED = {
+    "core": set(CORE),
+    "transports": set(CORE),
+    "local_registry": set(CORE),  # a process launcher on the standard library
+    "wiring": CORE | {"transports"},
+    "cli": CORE | {"transports", "wiring"},
+    "locust": CORE | {"transports", "wiring", "local_registry"},
+    "__main__": {"cli"},
+}
+IO_LIBRARIES = {"gevent", "geventhttpclient", "httpx", "locust", "requests", "urllib3", "socket", "ssl"}
 
 
-def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    names = set()
-    for node in ast.walk(tree):
+def _layer(path: Path) -> str:
+    top = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+    return "core" if top in CORE else top
+
+
+def _imports(path: Path) -> tuple[set[str], set[str]]:
+    """(top-level regload components, outside top-level modules) that ``path`` imports."""
+    rel = path.relative_to(PACKAGE)
+    package_parts = ["regload", *rel.parts[:-1]]  # the package the module sits in
+    internal, external = set(), set()
+
+    def add(module: str) -> None:
+        parts = module.split(".")
+        if parts[0] == "regload":
+            if len(parts) > 1:
+                internal.add(parts[1])
+        else:
+            external.add(parts[0])
+
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            names |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
-    return names
+            for alias in node.names:
+                add(alias.name)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                add(node.module or "")
+                continue
+            base = package_parts[: len(package_parts) - (node.level - 1)]
+            if node.module:
+                add(".".join([*base, node.module]))
+            else:  # from .. import a, b: a name is a module of that package, or one of its names
+                for alias in node.names:
+                    folder = PACKAGE.parent.joinpath(*base)
+                    is_module = (folder / f"{alias.name}.py").exists() or (folder / alias.name).is_dir()
+                    add(".".join([*base, alias.name]) if is_module else ".".join(base))
+    return internal, external
+
+
+def _modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def test_every_module_has_a_layer():
+    unknown = {str(p.relative_to(PACKAGE)) for p in _modules() if _layer(p) not in ALLOWED}
+    assert unknown == set(), "place these modules in a layer of tests/test_layering.py"
+
+
+def test_imports_point_down():
+    wrong = {}
+    for path in _modules():
+        layer = _layer(path)
+        internal, _ = _imports(path)
+        own = {path.relative_to(PACKAGE).parts[0].removesuffix(".py")} if layer != "core" else set()
+        bad = internal - ALLOWED[layer] - own
+        if bad:
+            wrong[str(path.relative_to(PACKAGE))] = sorted(bad)
+    assert wrong == {}
 
 
 def test_core_imports_no_io_library():
-    core_files = [p for p in CORE.rglob("*.py") if p.relative_to(CORE).parts[0] not in FRONT_ENDS | TOOLS]
-    assert len(core_files) > 10
-    offenders = {str(p.relative_to(CORE)): sorted(_imports(p) & FORBIDDEN) for p in core_files}
+    core = [p for p in _modules() if _layer(p) == "core"]
+    assert len(core) > 30
+    offenders = {str(p.relative_to(PACKAGE)): sorted(_imports(p)[1] & IO_LIBRARIES) for p in core}
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
-def _internal_imports(path: Path) -> set[str]:
-    """First component of every regload-internal module imported (relative or absolute)."""
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            parts = node.module.split(".")
-            if node.level == 0 and parts[0] == "regload" and len(parts) > 1:
-                names.add(parts[1])
-            elif node.level > 0:
-                names.add(parts[0])
-    return names
-
-
-def test_core_does_not_import_front_ends():
-    for path in CORE.rglob("*.py"):
-        rel = path.relative_to(CORE)
-        if rel.parts[0] in FRONT_ENDS | TOOLS:
-            continue
-        assert not _internal_imports(path) & FRONT_ENDS, f"{rel} imports a front end"
+def test_relative_imports_are_resolved(tmp_path):
+    """The check itself: ``from .. import cli`` inside a core package is seen as ``cli``."""
+    module = PACKAGE / "sinks" / "_layering_probe.py"
+    module.write_text("from .. import cli\nfrom ..locust import users\nfrom . import base\n")
+    try:
+        internal, _ = _imports(module)
+    finally:
+        module.unlink()
+    assert internal == {"cli", "locust", "sinks"}

@@ -7,10 +7,14 @@ and reads back what it wrote: the stats CSV and JSON, regload's throughput files
 from __future__ import annotations
 
 import base64
+import csv
+import io
 import json
 import re
 import socket
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +30,9 @@ from tests.support.locust_run import (
     headless,
     run_locust,
 )
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.locust_run
 
 PING = ("GET", "/v2/")
 GET_MANIFEST = ("GET", "/v2/<name>/manifests/<reference>")
@@ -53,6 +60,17 @@ SUMMARY = re.compile(r"^regload throughput: (pull|push)ed [\d.]+ MiB in (\d+) im
 
 def successes(row: dict[str, str]) -> int:
     return int(row["Total Request Count"]) - int(row["Total Failure Count"])
+
+
+def history_so_far(prefix: Path, op: tuple[str, str]) -> list[dict[str, str]]:
+    """The ``PREFIX_stats_history.csv`` rows of ``op`` written so far by a running Locust, without
+    a last line still being written."""
+    try:
+        text = Path(f"{prefix}_stats_history.csv").read_text()
+    except FileNotFoundError:
+        return []
+    rows = csv.DictReader(io.StringIO(text[: text.rfind("\n") + 1]))
+    return [r for r in rows if None not in r.values() and (r["Type"], r["Name"]) == op]
 
 
 @pytest.mark.parametrize(
@@ -223,20 +241,61 @@ def test_registry_stopped_and_restarted_mid_run(tmp_path):
     )
     # Each user's pool holds at most max(--pull-jobs, --push-jobs) + 1 = 6 connections.
     socket_bound = 4 * 6 + 4
+    prefix = tmp_path / "run"
+
+    def history_shows(
+        what: str,
+        condition: Callable[[list[dict[str, str]]], bool],
+        *,
+        each_time: Callable[[], bool] = lambda: True,
+        interval: float = 0.25,
+    ) -> None:
+        """Wait until the history written so far (progress.py has it flushed every second) meets
+        ``condition`` for both PULL and PUSH image rows, and ``each_time`` (called once a poll)."""
+        wait_until(
+            lambda: (
+                locust.process.poll() is not None
+                or (each_time() and all(condition(history_so_far(prefix, op)) for op in (PULL, PUSH)))
+            ),
+            timeout=30,
+            interval=interval,
+            message=lambda: f"the history never showed {what}\n{locust.output[-4000:]}",
+        )
+        assert locust.process.poll() is None, f"locust ended before the history showed {what}\n{locust.output[-4000:]}"
+
     try:
         locust.wait_for("pull pool ready", timeout=20)
-        time.sleep(2.5)  # pulls and pushes succeed for a while (and the history records it)
+        # Pulls and pushes succeed for a while, and the history records it: a row stamped T (the
+        # stats of a moment in [T, T+1)) a whole second ago counts successes.
+        history_shows(
+            "successes", lambda rows: any(successes(r) > 0 and int(r["Timestamp"]) + 1 <= time.time() for r in rows)
+        )
         sockets_before = locust.open_sockets()
         stopping = time.time()
         registry.stop()
         stopped = time.time()
-        sockets_gap = []
-        for _ in range(6):
-            time.sleep(0.5)
-            sockets_gap.append(locust.open_sockets())
+        # The gap: the sockets counted every 0.5 s for 3 s at least (each user fails to connect
+        # dozens of times meanwhile), until a row stamped within the gap counts failures.
+        sockets_gap: list[int] = []
+        history_shows(
+            "failures after the registry stopped",
+            lambda rows: any(
+                int(r["Total Failure Count"]) > 0 and stopped <= int(r["Timestamp"]) <= time.time() - 1 for r in rows
+            ),
+            each_time=lambda: sockets_gap.append(locust.open_sockets()) or len(sockets_gap) >= 7,
+            interval=0.5,
+        )
         restarting = time.time()
         registry.restart()
-        time.sleep(2.0)
+        # Users recover: a row stamped after the restart counts more successes than any before it.
+        history_shows(
+            "successes after the restart",
+            lambda rows: any(
+                int(r["Timestamp"]) >= restarting
+                and successes(r) > max([successes(g) for g in rows if int(g["Timestamp"]) + 1 <= restarting] or [0])
+                for r in rows
+            ),
+        )
         sockets_after = [locust.open_sockets()]
         time.sleep(0.5)
         sockets_after.append(locust.open_sockets())

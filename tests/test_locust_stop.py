@@ -20,6 +20,8 @@ import pytest
 from regload.local_registry import free_port
 from tests.support.locust_run import SMALL_IMAGES, Locust
 
+pytestmark = pytest.mark.locust_run
+
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 

@@ -21,6 +21,8 @@ from regload.local_registry import free_port
 from regload.locust.options import add_arguments
 from tests.support.locust_run import SMALL_IMAGES, Locust
 
+pytestmark = pytest.mark.browser
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",

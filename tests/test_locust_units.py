@@ -5,12 +5,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from regload.errors import DigestMismatch, RegistryError, RegloadError, TimeoutError_, TransportError, UsageError
+from regload.errors import DigestMismatch, RegistryError, RegloadError, RequestTimeout, TransportError, UsageError
 from regload.locust.observer import LocustObserver, failure_cause
 from regload.locust.options import SizeRange, add_arguments, settings_from
 from regload.locust.thresholds import PercentileCheck, breaches
 from regload.locust.throughput import throughput
 from regload.locust.web_secrets import SECRET_OPTIONS
+
+pytestmark = pytest.mark.unit
 
 
 @pytest.mark.parametrize(
@@ -19,7 +21,7 @@ from regload.locust.web_secrets import SECRET_OPTIONS
         (RegistryError("GET /v2/<name>/blobs/<digest>", 503, None), "HTTP 503"),
         (RegistryError("GET /v2/", 404, "NAME_UNKNOWN", "repository name not known"), "HTTP 404 NAME_UNKNOWN"),
         (DigestMismatch("blob sha256:0123456789ab: content has digest sha256:ba9876543210"), "digest mismatch"),
-        (TimeoutError_("GET /v2/ to 127.0.0.1:5000: read timed out after 1s"), "timeout"),
+        (RequestTimeout("GET /v2/ to 127.0.0.1:5000: read timed out after 1s"), "timeout"),
         (TransportError("GET /v2/ to 127.0.0.1:5000: connection refused"), "connection error: connection refused"),
         (
             TransportError("GET /v2/<name>/blobs/<digest> to h:1: connection closed with 1234 body bytes missing"),

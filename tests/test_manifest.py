@@ -3,9 +3,11 @@ import json
 import pytest
 
 from regload import mediatypes as mt
-from regload.digest import Digest, Verifier
+from regload.digest import Digest, Tally
 from regload.errors import DigestMismatch, ManifestError
 from regload.manifest import Descriptor, ImageManifest, Index, Platform, Schema1Manifest, build_manifest, parse_manifest
+
+pytestmark = pytest.mark.unit
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64
@@ -114,13 +116,13 @@ def test_build_manifest_roundtrip():
 
 def test_verifier():
     data = b"hello"
-    v = Verifier(Digest.of(data), 5)
+    v = Tally(Digest.of(data), 5)
     v.update(data)
     v.check()
-    v = Verifier(Digest.of(data), 5)
+    v = Tally(Digest.of(data), 5)
     v.update(b"hellx")
     with pytest.raises(DigestMismatch, match="content has digest"):
         v.check()
-    v = Verifier(Digest.of(data), 4)
+    v = Tally(Digest.of(data), 4)
     with pytest.raises(DigestMismatch, match="more than"):
         v.update(data)

@@ -7,13 +7,15 @@ from __future__ import annotations
 import pytest
 
 from regload import endpoints
-from regload.auth import Credentials
+from regload.auth import Authenticator, Credentials
 from regload.client import RegistryClient
 from regload.errors import AuthError
 from regload.http import Request
 from regload.reference import Registry
 from regload.transports.memory import MemoryTransport
 from tests.support.fake_registry import FakeRegistry, RecordingObserver
+
+pytestmark = pytest.mark.flows
 
 URL = "http://registry.test/v2/app/blobs/sha256:" + "0" * 64
 
@@ -76,11 +78,13 @@ def test_a_401_met_before_a_concurrent_request_learnt_basic_auth_is_retried() ->
 
     fake = FakeRegistry(auth="basic", credentials=("user", "right"))
     fake.add_image("app", "1", [b"layer"])
-    client = fake.client(credentials=Credentials("user", "right"))
-    endpoints.get_manifest(client, fake.ref("app:1"))  # learns "basic"
-    # A request that was sent before that (no Authorization) now gets its 401 answered.
+    auth = Authenticator(Credentials("user", "right"))
     request = Request("GET", fake.ref("app:1").manifest_url(), endpoints.GET_MANIFEST)
-    response = fake.transport.send(request)
-    assert response.status == 401
-    assert client.auth.handle_challenge(response, (), client.raw_send, "x", sent_credentials=False)
-    assert not client.auth.handle_challenge(response, (), client.raw_send, "x", sent_credentials=True)
+    first, concurrent = fake.transport.send(request), fake.transport.send(request)  # both without credentials
+    assert first.status == concurrent.status == 401
+    assert auth.handle_challenge(first, (), fake.transport.send, "x", sent_credentials=False)  # learns "basic"
+    assert auth.scheme == "basic"
+    # The request that left before that (no Authorization) gets its 401 answered ...
+    assert auth.handle_challenge(concurrent, (), fake.transport.send, "x", sent_credentials=False)
+    # ... while a 401 to the credentials themselves is a refusal.
+    assert not auth.handle_challenge(concurrent, (), fake.transport.send, "x", sent_credentials=True)

@@ -45,6 +45,7 @@ def load_yaml(path: Path) -> Any:
 # -- pyproject.toml ------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_pyproject_declares_the_console_script_and_runtime_dependencies():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["scripts"]["regload"] == "regload.cli.entry:main"
@@ -62,6 +63,7 @@ def test_pyproject_declares_the_console_script_and_runtime_dependencies():
 # -- help ----------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_regload_help_lists_the_commands_and_their_options():
     top = run("-m", "regload", "--help")
     assert top.returncode == 0, top.stderr
@@ -73,12 +75,14 @@ def test_regload_help_lists_the_commands_and_their_options():
         assert option in push.stdout
 
 
+@pytest.mark.locust_run
 def test_locust_help_runs():
     result = run("-m", "locust", "-f", "locustfile.py", "--help")
     assert result.returncode == 0, result.stderr
     assert "--headless" in result.stdout and "--master" in result.stdout
 
 
+@pytest.mark.unit
 def test_locust_parser_has_the_regload_options():
     # What the command line, the web UI's custom parameters and the workers see.
     code = "import locustfile\nfrom locust.argument_parser import get_parser\nprint(get_parser().format_help())"
@@ -88,6 +92,7 @@ def test_locust_parser_has_the_regload_options():
         assert option in result.stdout
 
 
+@pytest.mark.locust_run
 @pytest.mark.xfail(
     strict=True,
     reason="Locust 2.47 prints --help before it imports the locustfile, so options that a locustfile "
@@ -98,6 +103,7 @@ def test_locust_help_lists_the_regload_options():
     assert "--upload-mode" in result.stdout
 
 
+@pytest.mark.locust_run
 def test_locust_lists_the_user_classes():
     result = run("-m", "locust", "-f", "locustfile.py", "--list")
     assert result.returncode == 0, result.stderr
@@ -120,6 +126,7 @@ def builds_this_directory(service: dict[str, Any]) -> bool:
     return context in (".", "./")
 
 
+@pytest.mark.unit
 def test_compose_runs_a_registry_a_master_and_scalable_workers():
     compose = load_yaml(ROOT / "docker-compose.yml")
     services = compose["services"]
@@ -147,6 +154,7 @@ def test_compose_runs_a_registry_a_master_and_scalable_workers():
     assert re.search(r"--master-host[= ]master\b", " ".join(args))
 
 
+@pytest.mark.unit
 def test_compose_headless_override_runs_a_ci_run():
     override = load_yaml(ROOT / "examples" / "docker-compose.headless.yml")
     args = command_of(override["services"]["master"])
@@ -165,6 +173,7 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
     return [(op.upper(), rest.strip()) for op, _, rest in (line.strip().partition(" ") for line in logical) if op]
 
 
+@pytest.mark.unit
 def test_dockerfile_installs_the_package_and_runs_locust_as_a_user():
     instructions = dockerfile_instructions()
     assert instructions[0] == ("FROM", "python:3.11-slim")
@@ -190,6 +199,7 @@ def test_dockerfile_installs_the_package_and_runs_locust_as_a_user():
 # -- the example scenario ------------------------------------------------------------------
 
 
+@pytest.mark.locust_run
 def test_custom_scenario_example_runs_without_failures(tmp_path):
     # No --host: regload starts a local docker-registry itself and says so.
     result = run(
@@ -224,6 +234,7 @@ def test_custom_scenario_example_runs_without_failures(tmp_path):
 # -- the README's first command ------------------------------------------------------------
 
 
+@pytest.mark.locust_run
 def test_the_readme_first_command_runs_the_main_job_on_the_embedded_registry():
     """What a new user runs first: a short headless load on the throwaway registry, with
     nothing else set up. Run as written (``./dev setup`` aside: it is how these tests started)."""

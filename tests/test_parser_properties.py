@@ -17,6 +17,7 @@ import string
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -30,6 +31,8 @@ from regload.reference import _PATH_RE, _TAG_RE, Registry, parse_reference, pars
 from regload.sinks.safetree import Refused, split_name, symlink_escapes
 from regload.sources.synthetic import parse_synthetic
 from regload.units import parse_size
+
+pytestmark = pytest.mark.unit
 
 PROPERTY = settings(
     max_examples=200, deadline=None, database=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]

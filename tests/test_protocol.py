@@ -62,6 +62,7 @@ def q(digest: Digest) -> str:
 # -- 1. upload Location handling (distribution-spec "Pushing blobs": Location may be anything) --
 
 
+@pytest.mark.flows
 @pytest.mark.parametrize("form", ["path", "relative"])
 def test_relative_location_is_resolved_against_the_request_url(form):
     """A relative ``Location`` (distribution sends a path; ``s1`` is legal too, RFC 3986
@@ -76,6 +77,7 @@ def test_relative_location_is_resolved_against_the_request_url(form):
     ]
 
 
+@pytest.mark.flows
 def test_absolute_location_on_another_host_and_port_is_followed():
     """An absolute ``Location`` on another origin: PATCH and PUT go there, not to the registry."""
     fake = FakeRegistry(upload_host="http://uploads.test:9000")
@@ -85,6 +87,7 @@ def test_absolute_location_on_another_host_and_port_is_followed():
     assert rest and all(r.url.startswith("http://uploads.test:9000/v2/app/blobs/uploads/s1") for r in rest)
 
 
+@pytest.mark.flows
 def test_location_query_state_is_kept_and_digest_appended():
     """distribution's ``?_state=…``: the commit PUT is the latest Location plus ``&digest=``."""
     fake = FakeRegistry(upload_state=True)
@@ -95,6 +98,7 @@ def test_location_query_state_is_kept_and_digest_appended():
     assert parse_qs(urlsplit(put.url).query) == {"_state": ["s1.2"], "digest": [str(DIGEST)]}
 
 
+@pytest.mark.flows
 def test_a_location_that_changes_on_every_patch_is_always_taken_from_the_latest_answer():
     """Each request of a session uses the Location of the response just before it."""
     fake = FakeRegistry(upload_state=True, moving_location=True)
@@ -109,6 +113,7 @@ def test_a_location_that_changes_on_every_patch_is_always_taken_from_the_latest_
 # -- 2. chunked mode (distribution-spec "Pushing a blob in chunks") ---------------------------
 
 
+@pytest.mark.flows
 def test_content_range_is_inclusive_without_unit_or_total_and_last_chunk_is_short():
     """``Content-Range: start-end``, inclusive, no ``bytes `` prefix, no ``/total``."""
     fake = FakeRegistry()
@@ -118,6 +123,7 @@ def test_content_range_is_inclusive_without_unit_or_total_and_last_chunk_is_shor
     assert [(len(p.body), p.content_length) for p in patches] == [(100, 100), (100, 100), (50, 50)]
 
 
+@pytest.mark.flows
 def test_oci_chunk_min_length_raises_the_chunk_size():
     """``OCI-Chunk-Min-Length`` on the POST answer is a floor for every chunk but the last."""
     fake = FakeRegistry(chunk_min_length=120)
@@ -127,6 +133,7 @@ def test_oci_chunk_min_length_raises_the_chunk_size():
     assert [p.headers["Content-Range"] for p in patches] == ["0-119", "120-239", "240-249"]
 
 
+@pytest.mark.flows
 def test_416_when_the_registry_already_has_the_whole_chunk_skips_it():
     """On 416, GET the upload URL; its ``Range`` says the chunk arrived: go on with the next."""
     fake = FakeRegistry(patch_faults={2: 100})
@@ -141,6 +148,7 @@ def test_416_when_the_registry_already_has_the_whole_chunk_skips_it():
     assert [p.headers["Content-Range"] for p in fake.named(endpoints.PATCH_UPLOAD)] == ["0-99", "100-199", "200-249"]
 
 
+@pytest.mark.flows
 def test_416_when_the_registry_has_part_of_the_chunk_sends_the_rest():
     """On 416 with 40 of 100 bytes held, resend bytes 140-199 and continue."""
     fake = FakeRegistry(patch_faults={2: 40})
@@ -151,6 +159,7 @@ def test_416_when_the_registry_has_part_of_the_chunk_sends_the_rest():
     assert len(fake.named(endpoints.GET_UPLOAD)) == 1
 
 
+@pytest.mark.flows
 def test_range_reply_with_bytes_unit_is_understood():
     """Some registries answer ``Range: bytes=0-N``; the resync must read it like ``0-N``."""
     fake = FakeRegistry(patch_faults={2: 40}, range_prefix="bytes=")
@@ -161,6 +170,7 @@ def test_range_reply_with_bytes_unit_is_understood():
 # -- 3. streamed, monolithic and single-POST modes --------------------------------------------
 
 
+@pytest.mark.flows
 def test_streamed_is_one_patch_without_content_range_then_an_empty_put():
     """docker's streamed upload: one PATCH with the whole body, then ``PUT ?digest=`` empty."""
     fake = FakeRegistry()
@@ -172,6 +182,7 @@ def test_streamed_is_one_patch_without_content_range_then_an_empty_put():
     assert parse_qs(urlsplit(put.url).query) == {"digest": [str(DIGEST)]}
 
 
+@pytest.mark.flows
 def test_monolithic_is_post_then_put_with_the_body():
     """Monolithic upload (spec "POST then PUT"): the PUT carries all bytes and Content-Length."""
     fake = FakeRegistry()
@@ -182,6 +193,7 @@ def test_monolithic_is_post_then_put_with_the_body():
     assert put.body == DATA and put.content_length == len(DATA)
 
 
+@pytest.mark.flows
 def test_single_post_answered_201_needs_no_put():
     """Spec "single POST": ``POST ?digest=`` with the body, 201 and done."""
     fake = FakeRegistry(single_post=True)
@@ -191,6 +203,7 @@ def test_single_post_answered_201_needs_no_put():
     assert post.body == DATA and post.content_length == len(DATA)
 
 
+@pytest.mark.flows
 def test_single_post_answered_202_falls_back_to_a_put_on_the_session():
     """A registry without single POST (distribution) answers 202: PUT the body to the session."""
     fake = FakeRegistry(single_post=False)
@@ -205,6 +218,7 @@ def test_single_post_answered_202_falls_back_to_a_put_on_the_session():
 # -- 4. status codes and cross-repository mount -------------------------------------------------
 
 
+@pytest.mark.flows
 def test_blob_commit_answered_204_is_accepted():
     """Spec says 201 for the commit PUT; some registries answer 204."""
     fake = FakeRegistry(blob_put_status=204)
@@ -214,6 +228,7 @@ def test_blob_commit_answered_204_is_accepted():
 OTHER_DIGEST = "sha256:" + "1" * 64
 
 
+@pytest.mark.flows
 @pytest.mark.parametrize("mode", ["monolithic", "streamed", "chunked"])
 def test_a_commit_answered_with_another_docker_content_digest_is_a_mismatch(mode):
     """A commit whose ``Docker-Content-Digest`` names another blob than the one pushed fails the
@@ -231,6 +246,7 @@ def test_a_commit_answered_with_another_docker_content_digest_is_a_mismatch(mode
         push_blob(fake.client(), fake.ref("app:1"), blob(), opts)
 
 
+@pytest.mark.flows
 def test_a_manifest_put_answered_with_another_docker_content_digest_is_a_mismatch():
     fake = FakeRegistry()
 
@@ -245,6 +261,7 @@ def test_a_manifest_put_answered_with_another_docker_content_digest_is_a_mismatc
         push(fake.client(), fake.ref("app:1"), image, SequentialRunner())
 
 
+@pytest.mark.flows
 def test_mount_201_means_mounted_and_nothing_is_uploaded():
     """Spec "Mounting a blob from another repository": ``mount`` and ``from``; 201 = done."""
     fake = FakeRegistry()
@@ -256,6 +273,7 @@ def test_mount_201_means_mounted_and_nothing_is_uploaded():
     assert fake.blobs[("app", str(DIGEST))] == DATA
 
 
+@pytest.mark.flows
 @pytest.mark.parametrize(
     "mode, methods",
     [
@@ -277,6 +295,7 @@ def test_mount_202_continues_on_the_session_it_started(mode, methods):
 # -- 5. existing blobs ------------------------------------------------------------------------
 
 
+@pytest.mark.flows
 def test_existing_blob_of_the_right_size_is_skipped():
     """docker HEADs each blob first: 200 with the right Content-Length means nothing to send."""
     fake = FakeRegistry()
@@ -286,6 +305,7 @@ def test_existing_blob_of_the_right_size_is_skipped():
     assert wire(fake) == [f"HEAD /v2/app/blobs/{DIGEST}"]
 
 
+@pytest.mark.flows
 def test_existing_blob_of_another_size_is_uploaded_again():
     """A HEAD whose Content-Length differs from the descriptor is not trusted."""
     fake = FakeRegistry()
@@ -302,6 +322,7 @@ def pull_app(fake: FakeRegistry, observer: RecordingObserver | None = None, cred
     return pull(client, fake.ref("app:1"), DiscardSink(), SequentialRunner())
 
 
+@pytest.mark.flows
 def test_redirect_to_another_host_drops_authorization():
     """Blob GETs redirected to object storage must not carry the registry's credentials."""
     fake = FakeRegistry(auth="basic", credentials=("u", "pw"), redirect_blobs="http://storage.test:9000")
@@ -314,6 +335,7 @@ def test_redirect_to_another_host_drops_authorization():
     assert all(r.url.startswith("http://storage.test:9000/") and "Authorization" not in r.headers for r in to_storage)
 
 
+@pytest.mark.flows
 def test_redirect_to_the_same_host_keeps_authorization():
     """A redirect within the registry's own origin keeps its ``Authorization``."""
     fake = FakeRegistry(auth="basic", credentials=("u", "pw"), redirect_blobs=BASE + "/storage")
@@ -323,6 +345,7 @@ def test_redirect_to_the_same_host_keeps_authorization():
     assert len(hops) == 2 and all(r.headers["Authorization"].startswith("Basic ") for r in hops)
 
 
+@pytest.mark.flows
 def test_redirect_loops_are_bounded():
     """Redirects are followed by hand, at most ``MAX_REDIRECTS`` hops; then the 307 is an error."""
     fake = FakeRegistry(redirect_loop=True)
@@ -334,6 +357,7 @@ def test_redirect_loops_are_bounded():
     assert not fake.transport.open_responses
 
 
+@pytest.mark.flows
 def test_manifest_accept_lists_the_four_manifest_types():
     """distribution answers 404 for an OCI manifest unless Accept names it (DESIGN §2)."""
     fake = FakeRegistry()
@@ -343,6 +367,7 @@ def test_manifest_accept_lists_the_four_manifest_types():
     assert {mt.DOCKER_MANIFEST, mt.DOCKER_MANIFEST_LIST, mt.OCI_MANIFEST, mt.OCI_INDEX} <= accepted
 
 
+@pytest.mark.flows
 def test_a_blob_whose_bytes_differ_from_its_digest_fails_and_is_reported_failed():
     """Every blob is verified against the digest asked for; the observer sees the failure."""
     fake = FakeRegistry()
@@ -357,6 +382,7 @@ def test_a_blob_whose_bytes_differ_from_its_digest_fails_and_is_reported_failed(
     assert DIGEST.short in str(e.value)
 
 
+@pytest.mark.flows
 def test_a_blob_body_longer_than_its_descriptor_is_stopped_early():
     """The size check runs while streaming: a registry sending garbage forever is cut off."""
     fake = FakeRegistry()
@@ -371,6 +397,7 @@ def test_a_blob_body_longer_than_its_descriptor_is_stopped_early():
     assert not fake.transport.open_responses
 
 
+@pytest.mark.flows
 def test_a_missing_docker_content_digest_is_fine():
     """Old registries send no ``Docker-Content-Digest``: record, don't require."""
     fake = FakeRegistry(manifest_digest_header=None)
@@ -379,6 +406,7 @@ def test_a_missing_docker_content_digest_is_fine():
     assert result.manifest_digest == str(Digest.of(raw))
 
 
+@pytest.mark.flows
 def test_a_wrong_docker_content_digest_on_a_manifest_is_a_mismatch():
     """A ``Docker-Content-Digest`` that is present must match the manifest bytes."""
     fake = FakeRegistry(manifest_digest_header="sha256:" + "0" * 64)
@@ -390,6 +418,7 @@ def test_a_wrong_docker_content_digest_on_a_manifest_is_a_mismatch():
 # -- 7. registry errors (distribution-spec "Error Codes") -----------------------------------------
 
 
+@pytest.mark.flows
 def test_spec_error_body_gives_code_status_and_a_one_line_message_naming_the_template():
     """The spec error code and status are kept; the message names the template, not the URL."""
     fake = FakeRegistry()
@@ -400,6 +429,7 @@ def test_spec_error_body_gives_code_status_and_a_one_line_message_naming_the_tem
     assert not isinstance(e.value, AuthError)
 
 
+@pytest.mark.flows
 @pytest.mark.parametrize(
     "body, detail",
     [
@@ -419,6 +449,7 @@ def test_a_non_json_500_gives_a_clear_one_line_message(body, detail):
 # -- 8. tags pagination (distribution-spec "Listing Tags", RFC 8288 Link) ------------------------
 
 
+@pytest.mark.flows
 @pytest.mark.parametrize("absolute", [False, True])
 def test_tags_follow_link_until_there_is_none(absolute):
     """``n``/``last`` pages via ``Link: <…>; rel="next"``, relative or absolute, to the last page."""
@@ -433,6 +464,7 @@ def test_tags_follow_link_until_there_is_none(absolute):
     ]
 
 
+@pytest.mark.flows
 def test_tags_link_chosen_by_the_registry_is_followed_without_n():
     """The registry may paginate on its own; the client still follows every ``Link``."""
     fake = FakeRegistry(tags_page_size=1)
@@ -445,6 +477,7 @@ def test_tags_link_chosen_by_the_registry_is_followed_without_n():
 # -- 9. auth through the client (distribution docs/spec/auth/token.md) --------------------------
 
 
+@pytest.mark.flows
 def test_bearer_challenge_token_and_retry_are_each_reported_once():
     """401 + ``Bearer realm,service,scope`` → ``GET token`` → retry with ``Bearer``; each seen once."""
     fake = FakeRegistry(auth="bearer")
@@ -463,6 +496,7 @@ def test_bearer_challenge_token_and_retry_are_each_reported_once():
     ]
 
 
+@pytest.mark.flows
 def test_a_second_401_after_a_fresh_token_is_an_auth_error_not_a_loop():
     """A token the registry refuses is an ``AuthError`` after one retry, not a loop."""
     fake = FakeRegistry(auth="bearer", token_ok=False)
@@ -476,6 +510,7 @@ def test_a_second_401_after_a_fresh_token_is_an_auth_error_not_a_loop():
     assert [(e.status, e.error is not None) for e in observer.events] == [(200, False), (401, False), (401, True)]
 
 
+@pytest.mark.flows
 @pytest.mark.parametrize("accepted", [True, False])
 def test_basic_password_never_appears_in_names_or_messages(accepted):
     """Basic credentials (RFC 7617) never leak into stats names or error messages."""
@@ -500,6 +535,7 @@ def test_basic_password_never_appears_in_names_or_messages(accepted):
 # -- 10. extra headers (the CLI's -H) -------------------------------------------------------------
 
 
+@pytest.mark.flows
 def test_extra_headers_reach_every_request_including_the_token_request():
     """The CLI's ``-H`` headers go on every request of a push, the token request included."""
     fake = FakeRegistry(auth="bearer")
@@ -515,6 +551,7 @@ def test_extra_headers_reach_every_request_including_the_token_request():
 # -- 11. push by digest -------------------------------------------------------------------------
 
 
+@pytest.mark.flows
 def test_push_by_a_digest_other_than_the_manifests_is_refused_before_the_manifest_put():
     """Pushing to ``repo@digest`` needs that digest to be the manifest's: checked before the PUT."""
     fake = FakeRegistry()
@@ -575,6 +612,7 @@ def near_misses(draw: st.DrawFn) -> str:
     return _text(parts[0] or None, parts[1], parts[2] or None, parts[3] or None)
 
 
+@pytest.mark.unit
 @PROPERTY
 @given(st.one_of(st.text(max_size=60), near_misses()))
 @example("a\n:tag")  # regressions: '$' matched before a final newline,
@@ -593,6 +631,7 @@ def test_parse_reference_raises_only_invalid_reference_and_accepts_only_grammar(
     assert ref.manifest_url().isascii() and not any(c.isspace() for c in ref.manifest_url())
 
 
+@pytest.mark.unit
 @PROPERTY
 @given(references())
 def test_reference_round_trip(parts):
@@ -605,6 +644,7 @@ def test_reference_round_trip(parts):
     assert (str(ref.digest) if ref.digest else None) == digest
 
 
+@pytest.mark.unit
 @PROPERTY
 @given(st.text(max_size=80))
 def test_parse_challenges_never_raises(text):
@@ -624,6 +664,7 @@ def _quote(value: str) -> str:
 _params = st.lists(st.tuples(_token, _value), max_size=4, unique_by=lambda kv: kv[0].lower())
 
 
+@pytest.mark.unit
 @PROPERTY
 @given(st.lists(st.tuples(_token, _params), min_size=1, max_size=3))
 def test_parse_challenges_round_trip(challenges):

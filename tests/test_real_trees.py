@@ -72,6 +72,7 @@ def only_entry(parent: Path) -> Path:
     return entries[0]
 
 
+@pytest.mark.registry
 def test_big_image_pulls_to_a_rootfs_like_umoci_within_256_descriptors(big_pushed, big_tree, tmp_path):
     out = tmp_path / "rootfs"
     run = regload("pull", big_pushed, "--output", str(out), max_open_files=LIMIT, timeout=600)
@@ -80,6 +81,7 @@ def test_big_image_pulls_to_a_rootfs_like_umoci_within_256_descriptors(big_pushe
     assert_same_tree(big_tree, snapshot_tree(out))
 
 
+@pytest.mark.registry
 def test_big_image_pulls_to_oci_and_docker_archive_within_256_descriptors(
     big_image, big_pushed, big_tree, registry_anon, tmp_path
 ):
@@ -112,6 +114,7 @@ def test_big_image_pulls_to_oci_and_docker_archive_within_256_descriptors(
     assert_same_tree(big_tree, snapshot_tree(out))
 
 
+@pytest.mark.registry
 def test_big_layout_pushes_unchanged_within_256_descriptors(big_image, registry_anon):
     ref = f"{registry_anon.host}/{REPOSITORY}-pushed:v1"
     run = regload("push", str(big_image.layout) + ":big", ref, "--json", max_open_files=LIMIT, timeout=600)
@@ -119,6 +122,7 @@ def test_big_layout_pushes_unchanged_within_256_descriptors(big_image, registry_
     assert run.json["manifest_digest"] == big_image.manifest.digest  # the layout's manifest, byte for byte
 
 
+@pytest.mark.registry
 def test_a_big_pull_that_fails_at_its_last_layer_leaves_nothing(big_image, registry_anon, tmp_path):
     """Two layers of tens of thousands of entries extracted, then the last one does not match
     its diff_id: the error names it, and the whole staging tree is removed, within the limit."""
@@ -132,6 +136,7 @@ def test_a_big_pull_that_fails_at_its_last_layer_leaves_nothing(big_image, regis
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.locust_run
 def test_a_locust_process_pulls_the_big_image_to_rootfs_and_cleans_its_registry_within_256_descriptors(
     big_image, big_tree, tmp_path
 ):
@@ -177,6 +182,7 @@ def debian_image(tmp_path_factory: pytest.TempPathFactory) -> OciImage:
     return debian.debian_image(tmp_path_factory.mktemp("debian-image") / "layout", rootfs)
 
 
+@pytest.mark.registry
 def test_debian_minbase_pulls_to_a_rootfs_like_umoci_within_512_descriptors(debian_image, registry_anon, tmp_path):
     skopeo_copy(debian_image.ref, registry_anon.docker_ref("acc/debian", "v2"), registry=registry_anon)
     out = tmp_path / "pulled" / "rootfs"

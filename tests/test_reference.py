@@ -3,6 +3,8 @@ import pytest
 from regload.errors import InvalidReference
 from regload.reference import Registry, is_loopback, parse_reference, parse_repository
 
+pytestmark = pytest.mark.unit
+
 DIGEST = "sha256:" + "a" * 64
 
 

@@ -29,12 +29,14 @@ def _request(method: str = "GET", body: object = None) -> Request:
     return Request(method, URL, f"{method} /v2/<name>/manifests/<reference>", (), body)  # type: ignore[arg-type]
 
 
+@pytest.mark.unit
 def test_default_policy_never_retries() -> None:
     assert NO_RETRIES.retries == 0
     assert NO_RETRIES.delay(_request(), _error(503), 1) is None
     assert NO_RETRIES.delay(_request(), TransportError("reset"), 1) is None
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("status", [429, 502, 503, 504])
 def test_overload_statuses_are_retried_with_doubling_backoff(status: int) -> None:
     policy = RetryPolicy(retries=3, backoff=0.5, max_wait=1.5)
@@ -42,11 +44,13 @@ def test_overload_statuses_are_retried_with_doubling_backoff(status: int) -> Non
     assert waits == [0.5, 1.0, 1.5, None]  # doubled, capped, then the count is spent
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 500, 501])
 def test_other_statuses_are_not_retried(status: int) -> None:
     assert RetryPolicy(retries=3).delay(_request(), _error(status), 1) is None
 
 
+@pytest.mark.unit
 def test_retry_after_is_honoured_capped_or_ignored() -> None:
     assert RetryPolicy(retries=1, backoff=5).delay(_request(), _error(429, 2.0), 1) == 2.0
     assert RetryPolicy(retries=1, max_wait=3).delay(_request(), _error(503, 120.0), 1) == 3.0
@@ -54,6 +58,7 @@ def test_retry_after_is_honoured_capped_or_ignored() -> None:
     assert ignoring.delay(_request(), _error(429, 2.0), 1) == 0.25
 
 
+@pytest.mark.unit
 def test_connection_failures_are_retried_only_for_idempotent_methods() -> None:
     policy = RetryPolicy(retries=1, backoff=0.1)
     for method in ("GET", "HEAD", "PUT", "DELETE"):
@@ -62,6 +67,7 @@ def test_connection_failures_are_retried_only_for_idempotent_methods() -> None:
         assert policy.delay(_request(method), TransportError("reset"), 1) is None
 
 
+@pytest.mark.unit
 def test_patch_and_streamed_bodies_are_never_retried() -> None:
     policy = RetryPolicy(retries=5)
     assert policy.delay(_request("PATCH", b"chunk"), _error(503), 1) is None
@@ -69,6 +75,7 @@ def test_patch_and_streamed_bodies_are_never_retried() -> None:
     assert policy.delay(_request("PUT", b"a manifest"), _error(503), 1) == 1.0
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "settings",
     [{"retries": -1}, {"retries": 101}, {"backoff": -1.0}, {"backoff": float("nan")}, {"max_wait": float("inf")}],
@@ -78,6 +85,7 @@ def test_out_of_range_settings_are_refused(settings: dict[str, float]) -> None:
         RetryPolicy(**settings)  # type: ignore[arg-type]
 
 
+@pytest.mark.unit
 def test_parse_retry_after() -> None:
     assert parse_retry_after("7") == 7.0
     assert parse_retry_after(" 0 ") == 0.0
@@ -94,6 +102,7 @@ def _client(transport: MemoryTransport, policy: RetryPolicy, observer: Recording
     )
 
 
+@pytest.mark.flows
 def test_client_retries_after_retry_after_and_observes_every_attempt() -> None:
     transport = MemoryTransport()
     transport.queue(*error(503, "UNAVAILABLE", "busy", (("Retry-After", "2"),)))
@@ -113,6 +122,7 @@ def test_client_retries_after_retry_after_and_observes_every_attempt() -> None:
     assert len(transport.requests) == 3
 
 
+@pytest.mark.flows
 def test_client_without_policy_reports_the_first_failure() -> None:
     transport = MemoryTransport()
     transport.queue(*error(503, "UNAVAILABLE", "busy", (("Retry-After", "2"),)))
@@ -124,6 +134,7 @@ def test_client_without_policy_reports_the_first_failure() -> None:
     assert waits == [] and len(transport.requests) == 1 and transport.unanswered == 1
 
 
+@pytest.mark.flows
 def test_client_gives_up_when_the_count_is_spent() -> None:
     transport = MemoryTransport()
     transport.queue_error(TransportError("GET x to registry.test:80: connection reset by peer"))

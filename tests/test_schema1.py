@@ -44,6 +44,8 @@ from tests.support.schema1 import (
 from tests.support.skopeo import skopeo_copy, skopeo_inspect
 from tests.support.treecompare import assert_same_tree, snapshot_tree
 
+pytestmark = pytest.mark.registry
+
 REPO, TAG = "schema1/app", "v1"
 BASE: Layer = {
     "bin/tool": File(b"#!/bin/sh\necho schema1\n", mode=0o755),

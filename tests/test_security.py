@@ -127,6 +127,7 @@ def credentials_args(password: str = PASSWORD) -> tuple[list[str], str]:
 # -- a) Authorization stays on the registry's own origin ----------------------------------------------
 
 
+@pytest.mark.registry
 def test_an_upload_location_on_another_host_name_gets_no_credentials(tmp_path):
     """distribution's ``http.host`` makes its upload Locations name ``localhost`` while the client
     talks to ``127.0.0.1``: the same registry under another origin. The client does not send the
@@ -150,6 +151,7 @@ def test_an_upload_location_on_another_host_name_gets_no_credentials(tmp_path):
 # -- c) never in clear to a host that is not loopback, unless plain HTTP was asked for ---------------
 
 
+@pytest.mark.registry
 def test_an_upload_location_from_https_to_plain_http_gets_no_credentials(tmp_path):
     """A registry on HTTPS whose upload Locations send the client to plain HTTP on a host that is
     not loopback: the PATCH goes there without Authorization."""
@@ -171,6 +173,7 @@ def test_an_upload_location_from_https_to_plain_http_gets_no_credentials(tmp_pat
     assert_secret_absent([PASSWORD, basic(USERNAME, PASSWORD)], [("push", run.output)])
 
 
+@pytest.mark.flows
 def test_a_redirect_from_https_to_plain_http_gets_no_credentials(tmp_path, tiny_image: OciImage):
     """Blob GETs answered 307 to a plain-HTTP store on a host that is not loopback (the shape of a
     registry handing blobs to object storage): the store gets no Authorization, the pull works."""
@@ -234,6 +237,7 @@ def remote_realm(tmp_path_factory) -> Iterator[tuple[TokenServer, LocalRegistry,
         server.stop()
 
 
+@pytest.mark.registry
 def test_credentials_are_not_sent_to_a_plain_http_realm_for_an_https_registry(remote_realm):
     server, https_registry, _, ca_cert = remote_realm
     args, password = credentials_args()
@@ -246,6 +250,7 @@ def test_credentials_are_not_sent_to_a_plain_http_realm_for_an_https_registry(re
     assert_secret_absent([PASSWORD, basic(USERNAME, PASSWORD)], [("pull", run.output)])
 
 
+@pytest.mark.registry
 def test_a_plain_http_realm_gets_the_credentials_only_when_plain_http_was_asked_for(remote_realm):
     """A loopback registry is plain HTTP by default: that is not asking for plain HTTP elsewhere.
     ``--plain-http`` or an ``http://`` base URL is, and then the token flow goes through (the
@@ -270,6 +275,7 @@ def test_a_plain_http_realm_gets_the_credentials_only_when_plain_http_was_asked_
 # -- d) TLS: verified by default, and a failure says how to trust the registry ------------------------
 
 
+@pytest.mark.registry
 @pytest.mark.parametrize(
     "command",
     [
@@ -286,6 +292,7 @@ def test_an_untrusted_certificate_is_one_line_naming_ca_cert_and_insecure(regist
     assert run.stdout == ""
 
 
+@pytest.mark.registry
 def test_verify_of_an_untrusted_registry_names_ca_cert_and_insecure(registry_tls, tmp_path):
     audit = tmp_path / "audit.jsonl"
     entry = {"reference": f"{registry_tls.host}/e2e/none:v1", "digest": "sha256:" + "ab" * 32}
@@ -295,6 +302,7 @@ def test_verify_of_an_untrusted_registry_names_ca_cert_and_insecure(registry_tls
     assert_clean_failure(run, 1, "TLS certificate verification failed", "--ca-cert", "--insecure")
 
 
+@pytest.mark.registry
 def test_a_self_signed_registry_fails_the_same_way_and_insecure_reaches_it(tmp_path):
     signer = make_token_signer(tmp_path / "self-signed")  # a self-signed certificate and its key
     registry = LocalRegistry(tls=(signer.cert, signer.key)).start()
@@ -308,6 +316,7 @@ def test_a_self_signed_registry_fails_the_same_way_and_insecure_reaches_it(tmp_p
     assert "--insecure" not in insecure.stderr  # the hint is for certificate failures only
 
 
+@pytest.mark.locust_run
 def test_locust_against_an_untrusted_registry_fails_with_a_short_cause_and_one_hint(registry_tls, tmp_path):
     args = ["PullUser", "PushUser"]
     result = run_locust(
@@ -358,6 +367,7 @@ def cli_runs(registry: RegistryFixture, repository: str, password: str) -> list[
     return runs
 
 
+@pytest.mark.registry
 @pytest.mark.parametrize(
     ("registry_name", "scenario"),
     [
@@ -456,6 +466,7 @@ def wait_until_serving(url: str, timeout: float = 15) -> None:
             time.sleep(0.2)
 
 
+@pytest.mark.locust_run
 def test_web_ui_serves_no_password_and_the_users_still_get_it(registry_basic, tmp_path):
     """The password on the master's command line is in no page of the web UI; a run started from
     the form (whose password field comes back empty) still authenticates, on a worker process

@@ -34,6 +34,7 @@ def push(fake: FakeRegistry, credentials: Credentials | None = None, headers: tu
     return push_blob(client, fake.ref("app:1"), BytesBlob(mt.OCI_LAYER_GZIP, DATA), options)
 
 
+@pytest.mark.flows
 @pytest.mark.parametrize("auth", ["basic", "bearer"])
 def test_an_upload_location_on_another_host_gets_no_authorization(auth):
     """POST to the registry (authorized), then PATCH and PUT on another host: none authorized."""
@@ -46,6 +47,7 @@ def test_an_upload_location_on_another_host_gets_no_authorization(auth):
     assert all("Authorization" not in r.headers for r in to_uploads), [r.headers for r in to_uploads]
 
 
+@pytest.mark.flows
 def test_an_authorization_header_of_the_user_stays_on_the_registry_too():
     """``-H 'Authorization: …'`` goes to the registry's requests only."""
     fake = FakeRegistry(upload_host=UPLOADS)
@@ -55,6 +57,7 @@ def test_an_authorization_header_of_the_user_stays_on_the_registry_too():
     assert uploads and all("Authorization" not in r.headers and r.headers["X-Trace"] == "1" for r in uploads)
 
 
+@pytest.mark.flows
 def test_a_401_from_another_host_is_not_answered():
     """The upload host's challenge is not the registry's: no token request, no retry, and the
     registry's own scheme (basic here) is not replaced by what the other host asked for."""
@@ -72,10 +75,11 @@ def test_a_401_from_another_host_is_not_answered():
     assert e.value.status == 401 and e.value.endpoint.startswith("PUT")
     assert [r.url for r in fake.requests if "/token" in r.url] == []
     assert [r.method for r in fake.requests if r.url.startswith(UPLOADS)] == ["PATCH", "PUT"]  # no retry
-    assert client.auth.scheme == "basic"
+    assert client.auth_scheme == "basic"
     assert "pw-Secret-77" not in str(e.value)
 
 
+@pytest.mark.flows
 def test_the_registry_origin_spelled_another_way_is_still_the_registry():
     """``http://REG.test:80`` is ``http://reg.test``: the same origin, so still authorized."""
     fake = FakeRegistry(auth="basic", credentials=USER, upload_host="http://REG.test:80")
@@ -84,6 +88,7 @@ def test_the_registry_origin_spelled_another_way_is_still_the_registry():
     assert uploads and all(r.headers["Authorization"].startswith("Basic ") for r in uploads)
 
 
+@pytest.mark.flows
 def test_a_lookalike_origin_is_another_host():
     """A prefix of the registry's URL is not its origin: ``reg.test:80`` vs ``reg.test:8080``,
     ``reg.test`` vs ``reg.test.evil``, userinfo tricks."""
@@ -94,6 +99,7 @@ def test_a_lookalike_origin_is_another_host():
         assert uploads and all("Authorization" not in r.headers for r in uploads), other
 
 
+@pytest.mark.flows
 def test_a_redirect_from_https_to_plain_http_drops_authorization():
     """Same host, but plain HTTP: another origin, so the credentials are not sent in clear."""
     seen: list[Request] = []
@@ -117,6 +123,7 @@ def test_a_redirect_from_https_to_plain_http_drops_authorization():
     assert hop.url == "http://reg.example/storage/blob" and hop.header("Authorization") is None
 
 
+@pytest.mark.unit
 def test_locust_failure_causes_for_tls_and_refusals_are_short_and_the_tls_hint_comes_once(monkeypatch, caplog):
     from regload.locust import observer
 

@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 
 from regload import mediatypes as mt
+from regload import ustar
+from regload.blobstore import BlobStore
 from regload.digest import Digest
 from regload.errors import DigestMismatch, OutputError, ProtocolError, UnsafeLayer, UsageError
 from regload.manifest import Descriptor, Schema1Manifest, parse_manifest
 from regload.sinks import DiscardSink, DockerArchiveSink, OciLayoutSink, RootfsSink, make_sink
 from regload.sinks.base import PulledImage, Sink
-from regload.sinks.docker_archive import tar_header
 from regload.sinks.extract import Extractor
 from regload.sinks.safetree import Refused, split_name, symlink_escapes
 from tests.support.images import layer_tar
@@ -169,7 +170,7 @@ def assert_matches_umoci(ours: Path, theirs: Path) -> None:
 
 def extract(layout: Path, out: Path) -> RootfsSink:
     sink = RootfsSink(out)
-    image = stage_blobs(layout, pulled_image(layout), sink.blob_dir())
+    image = stage_blobs(layout, pulled_image(layout), sink.blob_store())
     sink.finish(image)
     return sink
 
@@ -177,6 +178,7 @@ def extract(layout: Path, out: Path) -> RootfsSink:
 # -- rootfs against umoci -------------------------------------------------------------------
 
 
+@pytest.mark.registry
 def test_rootfs_matches_umoci(tmp_path: Path) -> None:
     layout = build(tmp_path)
     ours = tmp_path / "ours"
@@ -187,6 +189,7 @@ def test_rootfs_matches_umoci(tmp_path: Path) -> None:
         assert any("dev/null" in n for n in sink.notes)
 
 
+@pytest.mark.registry
 def test_implicit_parents_match_umoci(tmp_path: Path) -> None:
     # A tar may omit parent entries: both make them 0755; their mtimes are "now" (not compared).
     layout = build(tmp_path, [[file("a/b/c", b"c", mode=0o600)], [directory("x"), file("x/y/z", b"z")]])
@@ -196,6 +199,7 @@ def test_implicit_parents_match_umoci(tmp_path: Path) -> None:
     assert_same_tree(ours, umoci_rootfs(f"{layout}:latest", tmp_path / "bundle"))
 
 
+@pytest.mark.unit
 def test_rootfs_applies_the_layer_rules(tmp_path: Path) -> None:
     out = tmp_path / "out"
     extract(build(tmp_path), out)
@@ -227,6 +231,7 @@ def test_rootfs_applies_the_layer_rules(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".out.regload-*")), "staging directory left behind"
 
 
+@pytest.mark.unit
 def test_docker_typed_and_uncompressed_layers(tmp_path: Path) -> None:
     layout = build(
         tmp_path, [[directory("d"), file("d/f", b"1")], [whiteout("d/f")]], compression="none", docker_types=True
@@ -258,6 +263,7 @@ HOSTILE = {
 }
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_hostile_layer_is_refused(tmp_path: Path, case: str) -> None:
     sentinel = tmp_path / "sentinel"
@@ -269,7 +275,7 @@ def test_hostile_layer_is_refused(tmp_path: Path, case: str) -> None:
     outdir.mkdir(parents=True)
     before = snapshot_tree(tmp_path)
     sink = RootfsSink(outdir / "out")
-    image = stage_blobs(layout, pulled_image(layout), sink.blob_dir())
+    image = stage_blobs(layout, pulled_image(layout), sink.blob_store())
     with pytest.raises(UnsafeLayer) as err:
         sink.finish(image)
     sink.abort()
@@ -281,6 +287,7 @@ def test_hostile_layer_is_refused(tmp_path: Path, case: str) -> None:
         assert not (parent / "evil").exists() and not (parent / "x").exists()
 
 
+@pytest.mark.unit
 def test_escaping_symlinks_are_created_as_links(tmp_path: Path) -> None:
     layout = build(tmp_path, [[symlink("up", "../../../etc"), symlink("abs", "/etc/shadow")]])
     out = tmp_path / "out"
@@ -288,6 +295,7 @@ def test_escaping_symlinks_are_created_as_links(tmp_path: Path) -> None:
     assert os.readlink(out / "up") == "../../../etc" and os.readlink(out / "abs") == "/etc/shadow"
 
 
+@pytest.mark.unit
 def test_split_name() -> None:
     assert split_name("./a//b/") == ["a", "b"]
     assert split_name("a/../b") == ["b"]
@@ -300,6 +308,7 @@ def test_split_name() -> None:
     assert symlink_escapes([], "/etc") is True
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("entries", "text"),
     [
@@ -314,11 +323,12 @@ def test_malformed_layers(tmp_path: Path, entries: list[Entry], text: str) -> No
     sink = RootfsSink(tmp_path / "out")
     layout = build(tmp_path, [entries])
     with pytest.raises(ProtocolError, match=text) as err:
-        sink.finish(stage_blobs(layout, pulled_image(layout), sink.blob_dir()))
+        sink.finish(stage_blobs(layout, pulled_image(layout), sink.blob_store()))
     assert not isinstance(err.value, UnsafeLayer)
     assert sorted(os.listdir(tmp_path)) == ["layout"]
 
 
+@pytest.mark.unit
 def test_a_skipped_device_still_replaces_what_a_lower_layer_had(tmp_path: Path) -> None:
     """Without root, a device entry is skipped with a note, and the lower layer's file at its
     name is gone all the same: the entry replaces it."""
@@ -339,6 +349,7 @@ def test_a_skipped_device_still_replaces_what_a_lower_layer_had(tmp_path: Path) 
     assert any(note.startswith("skipped device 'dev/console'") for note in extractor.notes), extractor.notes
 
 
+@pytest.mark.unit
 def test_aufs_metadata_is_skipped(tmp_path: Path) -> None:
     entries = [
         directory(".wh..wh.plnk"),
@@ -363,11 +374,19 @@ def _broken_layer_image(
     (layout / "blobs" / "sha256" / digest.hex).write_bytes(blob)
     layer = Descriptor(media_type, digest, len(blob))
     image = PulledImage(
-        "t", "latest", image.manifest, None, image.config, image.config_descriptor, (layer,), layout / "blobs"
+        "t",
+        "latest",
+        image.manifest,
+        None,
+        image.config,
+        image.config_descriptor,
+        (layer,),
+        BlobStore(layout / "blobs"),
     )
     return RootfsSink(tmp_path / "out"), image
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("blob", "error", "text"),
     [
@@ -386,6 +405,7 @@ def test_bad_layers_fail_cleanly(tmp_path: Path, blob: bytes, error: type[Except
     assert not list(tmp_path.glob(".out.regload-*"))
 
 
+@pytest.mark.unit
 def test_output_rules(tmp_path: Path) -> None:
     busy = tmp_path / "busy"
     busy.mkdir()
@@ -406,16 +426,17 @@ def test_output_rules(tmp_path: Path) -> None:
     assert sorted(os.listdir(empty)) == ["f"]
 
 
+@pytest.mark.unit
 def test_output_appears_only_at_the_end(tmp_path: Path) -> None:
     # The read-only directories make the cleanup work for it when not root.
     layout = build(
         tmp_path, [[directory("ro", mode=0o500), directory("ro/sub", mode=0o000), file("ro/sub/f", b"1", mode=0o400)]]
     )
     sink = RootfsSink(tmp_path / "out")
-    staging = sink.blob_dir().parent
+    staging = sink.blob_store().root.parent
     assert staging.parent == tmp_path and staging.name.startswith(".out.regload-")
     assert stat_mode(staging) == 0o700 and not (tmp_path / "out").exists()
-    image = stage_blobs(layout, pulled_image(layout), sink.blob_dir())
+    image = stage_blobs(layout, pulled_image(layout), sink.blob_store())
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "intruder").touch()  # appeared while pulling
     with pytest.raises(OutputError):
@@ -427,13 +448,14 @@ def stat_mode(path: Path) -> int:
     return path.stat().st_mode & 0o7777
 
 
+@pytest.mark.unit
 def test_abort_removes_staging(tmp_path: Path) -> None:
     for sink in (
         RootfsSink(tmp_path / "r"),
         OciLayoutSink(tmp_path / "o", "t"),
         DockerArchiveSink(tmp_path / "d.tar", "r:t"),
     ):
-        (sink.blob_dir() / "sha256").mkdir(parents=True)
+        (sink.blob_store().root / "sha256").mkdir(parents=True)
         sink.abort()
         sink.abort()
     assert sorted(os.listdir(tmp_path)) == []
@@ -446,11 +468,12 @@ def skopeo(*args: str) -> bytes:
     return subprocess.run(["skopeo", *args], check=True, capture_output=True, timeout=120).stdout
 
 
+@pytest.mark.registry
 def test_oci_layout_sink(tmp_path: Path) -> None:
     layout = build(tmp_path)
     source = pulled_image(layout)
     sink = OciLayoutSink(tmp_path / "oci", "v1")
-    image = stage_blobs(layout, source, sink.blob_dir())
+    image = stage_blobs(layout, source, sink.blob_store())
     staged = [image.blob_path(d.digest) for d in image.layers]
     inodes = [p.stat().st_ino for p in staged]
     sink.finish(image)
@@ -471,12 +494,13 @@ def test_oci_layout_sink(tmp_path: Path) -> None:
     assert_matches_umoci(ours, umoci_rootfs(f"{out}:v1", tmp_path / "bundle"))
 
 
+@pytest.mark.registry
 def test_oci_layout_converts_docker_manifests(tmp_path: Path) -> None:
     # skopeo and umoci only read OCI manifests from index.json: Docker ones become OCI, same blobs.
     layout = build(tmp_path, [BASE, UPPER, TOP], compression=["gzip", "none", "gzip"], docker_types=True)
     source = pulled_image(layout)
     sink = OciLayoutSink(tmp_path / "oci", None)
-    sink.finish(stage_blobs(layout, source, sink.blob_dir()))
+    sink.finish(stage_blobs(layout, source, sink.blob_store()))
     out = tmp_path / "oci"
     (entry,) = json.loads((out / "index.json").read_text())["manifests"]
     assert (
@@ -498,6 +522,7 @@ def test_oci_layout_converts_docker_manifests(tmp_path: Path) -> None:
     assert_matches_umoci(ours, umoci_rootfs(f"{out}:latest", tmp_path / "bundle"))
 
 
+@pytest.mark.registry
 def test_oci_layout_converts_schema1(tmp_path: Path) -> None:
     layout = build(tmp_path, [[file("a", b"a")], [file("b", b"b")]])
     source = pulled_image(layout)
@@ -509,9 +534,11 @@ def test_oci_layout_converts_schema1(tmp_path: Path) -> None:
     schema1 = parse_manifest(raw, mt.DOCKER_SCHEMA1)
     assert isinstance(schema1, Schema1Manifest)
     config_desc = Descriptor(mt.DOCKER_CONFIG, Digest.of(source.config), len(source.config))
-    image = PulledImage("t", "1", schema1, None, source.config, config_desc, schema1.layers, layout / "blobs")
+    image = PulledImage(
+        "t", "1", schema1, None, source.config, config_desc, schema1.layers, BlobStore(layout / "blobs")
+    )
     sink = OciLayoutSink(tmp_path / "oci", "1")
-    sink.finish(stage_blobs(layout, image, sink.blob_dir()))
+    sink.finish(stage_blobs(layout, image, sink.blob_store()))
     out = tmp_path / "oci"
     (entry,) = json.loads((out / "index.json").read_text())["manifests"]
     manifest = json.loads((out / "blobs/sha256" / entry["digest"].split(":")[1]).read_bytes())
@@ -521,13 +548,14 @@ def test_oci_layout_converts_schema1(tmp_path: Path) -> None:
     assert sorted(os.listdir(rootfs)) == ["a", "b"]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "make", [lambda p: OciLayoutSink(p / "out", "t"), lambda p: DockerArchiveSink(p / "out", "r:t")]
 )
 def test_config_must_match_its_descriptor(tmp_path: Path, make: Callable[[Path], Sink]) -> None:
     layout = build(tmp_path, [[file("f", b"1")]])
     sink = make(tmp_path)
-    image = stage_blobs(layout, pulled_image(layout), sink.blob_dir())
+    image = stage_blobs(layout, pulled_image(layout), sink.blob_store())
     with pytest.raises(DigestMismatch, match="config"):
         sink.finish(dataclasses.replace(image, config=image.config + b" "))
     assert sorted(os.listdir(tmp_path)) == ["layout"]
@@ -536,11 +564,12 @@ def test_config_must_match_its_descriptor(tmp_path: Path, make: Callable[[Path],
 # -- docker-archive sink --------------------------------------------------------------------
 
 
+@pytest.mark.registry
 def test_docker_archive_sink(tmp_path: Path) -> None:
     layout = build(tmp_path)
     source = pulled_image(layout)
     sink = DockerArchiveSink(tmp_path / "image.tar", "example.com/test/image:v1")
-    sink.finish(stage_blobs(layout, source, sink.blob_dir()))
+    sink.finish(stage_blobs(layout, source, sink.blob_store()))
     archive = tmp_path / "image.tar"
     diff_ids = json.loads(source.config)["rootfs"]["diff_ids"]
     with tarfile.open(archive) as tar:
@@ -563,11 +592,12 @@ def test_docker_archive_sink(tmp_path: Path) -> None:
     assert_matches_umoci(ours, umoci_rootfs(f"{tmp_path / 'copied'}:v1", tmp_path / "bundle"))
 
 
+@pytest.mark.registry
 def test_docker_archive_repeated_layer_and_no_tag(tmp_path: Path) -> None:
     same = [file("same", b"s")]
     layout = build(tmp_path, [same, [file("other", b"o")], same])
     sink = DockerArchiveSink(tmp_path / "a.tar", None)
-    sink.finish(stage_blobs(layout, pulled_image(layout), sink.blob_dir()))
+    sink.finish(stage_blobs(layout, pulled_image(layout), sink.blob_store()))
     with tarfile.open(tmp_path / "a.tar") as tar:
         (entry,) = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
         assert entry["RepoTags"] == [] and entry["Layers"][0] == entry["Layers"][2]
@@ -575,17 +605,19 @@ def test_docker_archive_repeated_layer_and_no_tag(tmp_path: Path) -> None:
     skopeo("inspect", f"docker-archive:{tmp_path / 'a.tar'}")
 
 
+@pytest.mark.unit
 def test_docker_archive_diff_id_mismatch(tmp_path: Path) -> None:
     layout = build(tmp_path, [[file("f", b"1")]], diff_ids=["sha256:" + "0" * 64])
     sink = DockerArchiveSink(tmp_path / "a.tar", "r:t")
     with pytest.raises(DigestMismatch, match="diff_id"):
-        sink.finish(stage_blobs(layout, pulled_image(layout), sink.blob_dir()))
+        sink.finish(stage_blobs(layout, pulled_image(layout), sink.blob_store()))
     sink.abort()
     assert sorted(os.listdir(tmp_path)) == ["layout"]
 
 
+@pytest.mark.unit
 def test_tar_writer_sizes_beyond_8_gib() -> None:
-    block = tar_header("0" * 64 + "/layer.tar", tarfile.REGTYPE, 0o644, 10 << 30)
+    block = ustar.header("0" * 64 + "/layer.tar", size=10 << 30)  # what TarWriter writes
     assert len(block) == tarfile.BLOCKSIZE
     assert tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape").size == 10 << 30
 
@@ -593,6 +625,7 @@ def test_tar_writer_sizes_beyond_8_gib() -> None:
 # -- make_sink and discard ------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_make_sink(tmp_path: Path) -> None:
     assert isinstance(make_sink("oci", None, "r", "t"), DiscardSink)
     assert isinstance(make_sink(None, str(tmp_path / "a"), "r", "t"), RootfsSink)
@@ -604,6 +637,6 @@ def test_make_sink(tmp_path: Path) -> None:
     with pytest.raises(UsageError):
         make_sink("squashfs", str(tmp_path / "e"), "r", "t")
     discard = DiscardSink()
-    assert discard.stores_blobs is False
+    assert discard.blob_store() is None
     discard.abort()
     assert os.listdir(tmp_path) == []

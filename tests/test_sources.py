@@ -19,11 +19,13 @@ from typing import Any
 import pytest
 
 from regload import mediatypes as mt
+from regload import ustar
+from regload.compression import Gunzip
 from regload.errors import SourceError
 from regload.manifest import Platform, build_manifest
-from regload.sources import open_source, ustar
+from regload.sources import open_source
 from regload.sources.base import CHUNK, BlobSource, SourceImage
-from regload.sources.compress import Gunzip, SpooledBlob, gzip_chunks
+from regload.sources.compress import SpooledBlob, gzip_chunks
 from regload.sources.docker_save import open_docker_save
 from regload.sources.noise import noise
 from regload.sources.oci_layout import open_oci_layout, parse_layout_arg
@@ -130,6 +132,7 @@ def assert_one_line_error(fn: Callable[[], Any], *fragments: str) -> str:
 # --- gzip ----------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_gzip_chunks_is_deterministic_and_valid() -> None:
     data = [b"a" * CHUNK, os.urandom(1000), b"b" * 10]
     first = b"".join(gzip_chunks(data, 6))
@@ -140,10 +143,12 @@ def test_gzip_chunks_is_deterministic_and_valid() -> None:
     assert gzip.decompress(first) == b"".join(data)
 
 
+@pytest.mark.unit
 def test_gzip_level_is_checked() -> None:
     assert_one_line_error(lambda: list(gzip_chunks([b"x"], 0)), "gzip level")
 
 
+@pytest.mark.unit
 def test_spooled_blob_compresses_once_and_cleans_up(tmp_path: Path) -> None:
     calls = []
 
@@ -164,26 +169,33 @@ def test_spooled_blob_compresses_once_and_cleans_up(tmp_path: Path) -> None:
     assert read_all(blob) == data  # compresses again, to the same bytes
 
 
+def gunzip(what: str) -> Gunzip:
+    return Gunzip(lambda reason: SourceError(f"{what}: {reason}"))
+
+
+@pytest.mark.unit
 def test_gunzip_bounds_output_and_accepts_several_members() -> None:
     bomb = gzip.compress(bytes(64 * CHUNK), mtime=0)  # 64 KiB that expand to 64 MiB
-    g = Gunzip("bomb")
+    g = gunzip("bomb")
     pieces = list(g.feed(bomb + gzip.compress(b"tail", mtime=0) + bytes(100)))
     g.finish()
     assert max(len(p) for p in pieces) <= CHUNK
     assert b"".join(pieces) == bytes(64 * CHUNK) + b"tail"
 
 
+@pytest.mark.unit
 def test_gunzip_reports_truncation_and_garbage() -> None:
     data = gzip.compress(os.urandom(5000))
-    g = Gunzip("layer 1")
+    g = gunzip("layer 1")
     list(g.feed(data[:-10]))
     assert_one_line_error(g.finish, "layer 1", "truncated")
-    assert_one_line_error(lambda: list(Gunzip("layer 2").feed(b"\x1f\x8bgarbage" * 4)), "layer 2", "invalid gzip")
+    assert_one_line_error(lambda: list(gunzip("layer 2").feed(b"\x1f\x8bgarbage" * 4)), "layer 2", "invalid gzip")
 
 
 # --- docker save -----------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("layout", ["legacy", "oci"])
 def test_docker_save_gzip(tmp_path: Path, layout: str) -> None:
     path = docker_save(tmp_path, layout)
@@ -207,6 +219,7 @@ def test_docker_save_gzip(tmp_path: Path, layout: str) -> None:
     assert list(spool.iterdir()) == []
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("layout", ["legacy", "oci"])
 def test_docker_save_uncompressed(tmp_path: Path, layout: str) -> None:
     image = open_docker_save(str(docker_save(tmp_path, layout)), compression="none")
@@ -217,6 +230,7 @@ def test_docker_save_uncompressed(tmp_path: Path, layout: str) -> None:
         assert read_all(blob) == original
 
 
+@pytest.mark.unit
 def test_docker_save_compression_is_reproducible(tmp_path: Path) -> None:
     path = str(docker_save(tmp_path))
     a, b = open_docker_save(path, level=1), open_docker_save(path, level=1)
@@ -225,6 +239,7 @@ def test_docker_save_compression_is_reproducible(tmp_path: Path) -> None:
     b.close()
 
 
+@pytest.mark.unit
 def test_docker_save_gzip_member_is_pushed_as_is(tmp_path: Path) -> None:
     packed = gzip.compress(LAYERS[0], mtime=0)
     members, entry = save_members("legacy", [packed, LAYERS[1]], config=config_for(LAYERS))
@@ -236,6 +251,7 @@ def test_docker_save_gzip_member_is_pushed_as_is(tmp_path: Path) -> None:
     assert str(blob.descriptor().digest) == sha(packed) and read_all(blob) == packed
 
 
+@pytest.mark.unit
 def test_docker_save_gzip_member_with_wrong_diff_id(tmp_path: Path) -> None:
     packed = gzip.compress(b"not the layer", mtime=0)
     members, entry = save_members("legacy", [packed, LAYERS[1]], config=config_for(LAYERS))
@@ -244,6 +260,7 @@ def test_docker_save_gzip_member_with_wrong_diff_id(tmp_path: Path) -> None:
     assert_one_line_error(image.layers[0].descriptor, "layer 1 of 2", "diff_id")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("layout", ["legacy", "oci"])
 def test_docker_save_diff_id_mismatch(tmp_path: Path, layout: str) -> None:
     wrong = config_for([LAYERS[0], b"something else"])
@@ -260,6 +277,7 @@ def test_docker_save_diff_id_mismatch(tmp_path: Path, layout: str) -> None:
 LAYERS_NAME = {"legacy": "/layer.tar", "oci": "blobs/sha256/"}
 
 
+@pytest.mark.unit
 def test_docker_save_select_by_tag(tmp_path: Path) -> None:
     m1, e1 = save_members("legacy", LAYERS[:1], tags=["first:1"], config=config_for(LAYERS[:1]))
     m2, e2 = save_members("legacy", LAYERS, tags=["second:latest", "second:2"])
@@ -273,6 +291,7 @@ def test_docker_save_select_by_tag(tmp_path: Path) -> None:
     assert_one_line_error(lambda: open_docker_save(path, select="third"), "third", "first:1", "second:2")
 
 
+@pytest.mark.unit
 def test_docker_save_follows_symlinked_layers(tmp_path: Path) -> None:
     members, entry = save_members("legacy", [LAYERS[0], LAYERS[0]])
     second = entry["Layers"][1]
@@ -291,6 +310,7 @@ BROKEN_MANIFESTS: list[tuple[str, bytes | None, str]] = [
 ]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("case", "manifest", "message"), BROKEN_MANIFESTS, ids=[c[0] for c in BROKEN_MANIFESTS])
 def test_docker_save_broken_manifest(tmp_path: Path, case: str, manifest: bytes | None, message: str) -> None:
     members, _ = save_members("legacy", LAYERS)
@@ -330,6 +350,7 @@ BROKEN_MEMBERS: list[tuple[str, Mutation, str]] = [
 ]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("case", "mutate", "message"), BROKEN_MEMBERS, ids=[c[0] for c in BROKEN_MEMBERS])
 def test_docker_save_broken_members(tmp_path: Path, case: str, mutate: Mutation, message: str) -> None:
     members, entry = save_members("legacy", LAYERS)
@@ -338,6 +359,7 @@ def test_docker_save_broken_members(tmp_path: Path, case: str, mutate: Mutation,
     assert_one_line_error(lambda: open_docker_save(path), path, message)
 
 
+@pytest.mark.unit
 def test_docker_save_oci_config_must_match_its_name(tmp_path: Path) -> None:
     members, entry = save_members("oci", LAYERS)
     members = [(m[0], config_for(LAYERS) + b" ") if m[0] == entry["Config"] else m for m in members]
@@ -365,6 +387,7 @@ BAD_FILES: list[tuple[str, Callable[[bytes], bytes], str]] = [
 ]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("case", "damage", "message"), BAD_FILES, ids=[c[0] for c in BAD_FILES])
 def test_docker_save_bad_files(tmp_path: Path, case: str, damage: Callable[[bytes], bytes], message: str) -> None:
     path = tmp_path / "sample.tar"
@@ -372,6 +395,7 @@ def test_docker_save_bad_files(tmp_path: Path, case: str, damage: Callable[[byte
     assert_one_line_error(lambda: open_docker_save(str(path)), str(path), message)
 
 
+@pytest.mark.unit
 def test_docker_save_bad_paths_and_options(tmp_path: Path) -> None:
     assert_one_line_error(lambda: open_docker_save(str(tmp_path)), "is a directory")
     assert_one_line_error(lambda: open_docker_save(str(tmp_path / "nope.tar")), "No such file")
@@ -380,6 +404,7 @@ def test_docker_save_bad_paths_and_options(tmp_path: Path) -> None:
     assert_one_line_error(lambda: open_docker_save(good, level=10), "invalid gzip level")
 
 
+@pytest.mark.unit
 def test_docker_save_file_shrinks_after_open(tmp_path: Path) -> None:
     path = docker_save(tmp_path)
     image = open_docker_save(str(path), compression="none")
@@ -391,6 +416,7 @@ def test_docker_save_file_shrinks_after_open(tmp_path: Path) -> None:
 # --- synthetic -----------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_parse_synthetic() -> None:
     assert parse_synthetic("synthetic") == SyntheticSpec(1, 1 << 20, 0)
     assert parse_synthetic("synthetic:") == SyntheticSpec(1, 1 << 20, 0)
@@ -401,6 +427,7 @@ def test_parse_synthetic() -> None:
     assert str(parse_synthetic("synthetic:layers=2,size=1KiB,seed=3")) == "synthetic:layers=2,size=1024,seed=3"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
@@ -418,12 +445,14 @@ def test_parse_synthetic_errors(spec: str, message: str) -> None:
     assert_one_line_error(lambda: parse_synthetic(spec), message)
 
 
+@pytest.mark.unit
 def test_synthetic_is_cheap_to_build() -> None:
     image = synthetic_image(layers=1000, size=1 << 30, seed=1)
     assert all(layer.known_descriptor() is None for layer in image.layers)
     assert repr(image.config).startswith("LazyBytesBlob")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("size", [0, 1, 511, 512, 513, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 5])
 def test_synthetic_layer_is_a_tar_of_size_bytes(size: int) -> None:
     layer = synthetic_image(1, size, seed=size).layers[0]
@@ -440,12 +469,14 @@ def test_synthetic_layer_is_a_tar_of_size_bytes(size: int) -> None:
         assert f is not None and len(f.read()) == size
 
 
+@pytest.mark.unit
 def test_ustar_header_for_huge_files() -> None:
     block = ustar.header("big.bin", size=10 << 30, mtime=MTIME)
     info = tarfile.TarInfo.frombuf(block, "utf-8", "strict")
     assert (info.name, info.size, info.mode, info.mtime) == ("big.bin", 10 << 30, 0o644, MTIME)
 
 
+@pytest.mark.unit
 def test_synthetic_determinism() -> None:
     def digests(seed: int) -> list[str]:
         return [str(x.descriptor().digest) for x in synthetic_image(3, 100_000, seed).layers]
@@ -462,6 +493,7 @@ GOLDEN_DIGEST = "sha256:baed840e4810b33de587b8d4b019f99b6e5b08b5b7e58a7aab8dc055
 GOLDEN_NOISE = "sha256:342553c5f288c5535a88e95ad7a982da4348fe17f791e63a8bcdc4a774556a2a"
 
 
+@pytest.mark.unit
 def test_synthetic_chunks_differ_and_do_not_compress() -> None:
     chunks = list(noise(b"seed", 4 * CHUNK))
     assert len(set(chunks)) == 4
@@ -469,6 +501,7 @@ def test_synthetic_chunks_differ_and_do_not_compress() -> None:
         assert len(zlib.compress(c, 1)) > len(c)
 
 
+@pytest.mark.unit
 def test_synthetic_config() -> None:
     image = synthetic_image(3, 1000, seed=5)
     assert image.manifest is None and image.manifest_media_type == mt.OCI_MANIFEST
@@ -483,6 +516,7 @@ def test_synthetic_config() -> None:
     assert reseeded.config.data == synthetic_image(3, 1000, 6).config.data
 
 
+@pytest.mark.unit
 def test_synthetic_streaming_memory() -> None:
     layer = synthetic_image(1, 256 << 20, seed=3).layers[0]
     tracemalloc.start()
@@ -496,6 +530,7 @@ def test_synthetic_streaming_memory() -> None:
     assert layer.known_descriptor() is not None  # the full pass recorded the digest
 
 
+@pytest.mark.unit
 def test_spooled_compression_memory(tmp_path: Path) -> None:
     layer = synthetic_image(1, 32 << 20, seed=3).layers[0]
     blob = SpooledBlob(mt.DOCKER_LAYER_GZIP, layer.open, level=1, tmpdir=str(tmp_path))
@@ -540,6 +575,7 @@ def ref(entry: dict[str, Any], name: str) -> dict[str, Any]:
     return {**entry, "annotations": {"org.opencontainers.image.ref.name": name}}
 
 
+@pytest.mark.unit
 def test_oci_layout_round_trip(tmp_path: Path) -> None:
     root = tmp_path / "layout"
     root.mkdir()
@@ -557,6 +593,7 @@ def test_oci_layout_round_trip(tmp_path: Path) -> None:
     assert_one_line_error(lambda: open_oci_layout(str(root), "v2"), "no image named 'v2'", "v1")
 
 
+@pytest.mark.unit
 def test_oci_layout_tampered_blob_fails_while_streaming(tmp_path: Path) -> None:
     root = tmp_path / "layout"
     root.mkdir()
@@ -578,6 +615,7 @@ def test_oci_layout_tampered_blob_fails_while_streaming(tmp_path: Path) -> None:
     assert_one_line_error(lambda: open_oci_layout(str(root)), "is missing")
 
 
+@pytest.mark.unit
 def test_oci_layout_tampered_manifest_and_config(tmp_path: Path) -> None:
     root = tmp_path / "layout"
     root.mkdir()
@@ -592,6 +630,7 @@ def test_oci_layout_tampered_manifest_and_config(tmp_path: Path) -> None:
     assert_one_line_error(lambda: open_oci_layout(str(root)), "manifest blob does not match its digest")
 
 
+@pytest.mark.unit
 def test_oci_layout_picks_platform_from_index(tmp_path: Path) -> None:
     root = tmp_path / "layout"
     root.mkdir()
@@ -613,6 +652,7 @@ def test_oci_layout_picks_platform_from_index(tmp_path: Path) -> None:
     assert image.manifest is not None and sha(image.manifest) == amd["digest"]
 
 
+@pytest.mark.unit
 def test_oci_layout_bad_directories(tmp_path: Path) -> None:
     assert_one_line_error(lambda: open_oci_layout(str(tmp_path / "nope")), "no such directory")
     assert_one_line_error(lambda: open_oci_layout(str(tmp_path)), "no oci-layout file")
@@ -626,6 +666,7 @@ def test_oci_layout_bad_directories(tmp_path: Path) -> None:
     assert_one_line_error(lambda: open_oci_layout(str(tmp_path)), "lists no images")
 
 
+@pytest.mark.unit
 def test_parse_layout_arg(tmp_path: Path) -> None:
     plain = tmp_path / "layout"
     colon = tmp_path / "odd:name"
@@ -644,6 +685,7 @@ def test_parse_layout_arg(tmp_path: Path) -> None:
 # --- dispatch --------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_open_source_dispatch(tmp_path: Path) -> None:
     tarball = str(docker_save(tmp_path, tags=["app:1"]))
     root = tmp_path / "layout"
@@ -671,6 +713,7 @@ def synthetic_layout(root: Path, image: SourceImage) -> Path:
     return write_layout(root, [ref(add_image(root, image), "latest")])
 
 
+@pytest.mark.registry
 def test_umoci_unpacks_synthetic_image(tmp_path: Path) -> None:
     root = synthetic_layout(tmp_path / "layout", synthetic_image(2, 70_000, seed=9))
     bundle = tmp_path / "bundle"
@@ -683,6 +726,7 @@ def test_umoci_unpacks_synthetic_image(tmp_path: Path) -> None:
         assert (bundle / "rootfs" / "regload" / f"layer-{i}.bin").stat().st_size == 70_000
 
 
+@pytest.mark.registry
 def test_skopeo_docker_archive_reads_back(tmp_path: Path) -> None:
     source = synthetic_image(2, 300_000, seed=4)
     root = synthetic_layout(tmp_path / "layout", source)
@@ -702,6 +746,7 @@ def test_skopeo_docker_archive_reads_back(tmp_path: Path) -> None:
     assert [read_all(x) for x in plain.layers] == [read_all(x) for x in source.layers]
 
 
+@pytest.mark.registry
 def test_skopeo_oci_layout_reads_back(tmp_path: Path) -> None:
     source = synthetic_image(1, 50_000, seed=5)
     archive = tmp_path / "image.tar"

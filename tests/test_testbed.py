@@ -41,6 +41,7 @@ from tests.support.token_server import decode_jwt_claims
 OCI_ACCEPT = "application/vnd.oci.image.manifest.v1+json"
 
 
+@pytest.mark.registry
 def test_push_and_read_back(any_registry: RegistryFixture, tiny_image: OciImage) -> None:
     reg = any_registry
     ref = reg.docker_ref(f"testbed/{reg.mode}", "v1")
@@ -61,6 +62,7 @@ def test_push_and_read_back(any_registry: RegistryFixture, tiny_image: OciImage)
         assert resp.headers["Docker-Content-Digest"] == tiny_image.manifest.digest
 
 
+@pytest.mark.registry
 def test_read_back_to_layout(registry_basic: RegistryFixture, tiny_image: OciImage, tmp_path: Path) -> None:
     ref = registry_basic.docker_ref("testbed/roundtrip")
     skopeo_copy(tiny_image.ref, ref, registry=registry_basic)
@@ -69,6 +71,7 @@ def test_read_back_to_layout(registry_basic: RegistryFixture, tiny_image: OciIma
     assert {d.digest.split(":")[1] for d in tiny_image.layers} <= blobs
 
 
+@pytest.mark.registry
 @pytest.mark.parametrize("mode", ["basic", "token"])
 def test_anonymous_access_refused(mode: str, request: pytest.FixtureRequest) -> None:
     reg: RegistryFixture = request.getfixturevalue(f"registry_{mode}")
@@ -86,6 +89,7 @@ def test_anonymous_access_refused(mode: str, request: pytest.FixtureRequest) -> 
         assert http_request(reg.api_url, headers={"Authorization": reg.basic_auth() or ""}).status == 401
 
 
+@pytest.mark.registry
 def test_token_server_called(registry_token: RegistryFixture, tiny_image: OciImage) -> None:
     server = registry_token.token_server
     assert server is not None
@@ -98,6 +102,7 @@ def test_token_server_called(registry_token: RegistryFixture, tiny_image: OciIma
     assert any("repository:testbed/token-count:pull,push" in scopes for scopes, _ in issued)
 
 
+@pytest.mark.registry
 def test_token_server_issues_spec_tokens(registry_token: RegistryFixture) -> None:
     server = registry_token.token_server
     assert server is not None
@@ -123,6 +128,7 @@ def test_token_server_issues_spec_tokens(registry_token: RegistryFixture) -> Non
     assert post.status == 202
 
 
+@pytest.mark.registry
 def test_tls_registry_negotiates_http2(registry_tls: RegistryFixture) -> None:
     assert registry_tls.ca_cert is not None
     context = registry_tls.ssl_context()
@@ -165,6 +171,7 @@ def test_tls_registry_negotiates_http2(registry_tls: RegistryFixture) -> None:
         ssl.create_default_context().wrap_socket(raw, server_hostname="127.0.0.1")
 
 
+@pytest.mark.registry
 def test_prefix_registry_serves_only_under_prefix(registry_prefix: RegistryFixture) -> None:
     assert registry_prefix.prefix == "/some/prefix/"
     assert registry_prefix.url.endswith("/some/prefix")
@@ -191,6 +198,7 @@ def _push_blob(url: str, repo: str, data: bytes) -> str:
     return digest
 
 
+@pytest.mark.registry
 def test_local_registry_restart_keeps_port_and_content() -> None:
     with LocalRegistry() as registry:
         url, pid = registry.url, registry.pid
@@ -207,6 +215,7 @@ def test_local_registry_restart_keeps_port_and_content() -> None:
         os.kill(process_pid, 0)
 
 
+@pytest.mark.registry
 def test_local_registry_start_failure_shows_log(tmp_path: Path) -> None:
     missing = tmp_path / "missing.pem"
     registry = LocalRegistry(tls=(missing, missing), start_timeout=10)
@@ -217,6 +226,7 @@ def test_local_registry_start_failure_shows_log(tmp_path: Path) -> None:
     registry.stop()
 
 
+@pytest.mark.unit
 def test_find_registry_binary_explains_install(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Path(find_registry_binary()).exists()
     monkeypatch.setenv("REGLOAD_REGISTRY_BINARY", "/nonexistent/registry")
@@ -228,6 +238,7 @@ def test_find_registry_binary_explains_install(monkeypatch: pytest.MonkeyPatch) 
         find_registry_binary()
 
 
+@pytest.mark.unit
 def test_registry_config_yaml_quotes_values(tmp_path: Path) -> None:
     config = RegistryConfig(prefix="/a: b/", relative_urls=True)
     text = config.to_yaml(addr="127.0.0.1:1", storage_dir=tmp_path / 'we"ird', secret="s")
@@ -238,6 +249,7 @@ def test_registry_config_yaml_quotes_values(tmp_path: Path) -> None:
         RegistryConfig(prefix="no/slashes")
 
 
+@pytest.mark.registry
 def test_umoci_unpacks_multi_layer_layout(tmp_path: Path) -> None:
     image = make_oci_layout(
         tmp_path / "oci",
@@ -270,6 +282,7 @@ def test_umoci_unpacks_multi_layer_layout(tmp_path: Path) -> None:
     assert stat.S_IMODE((rootfs / "empty").stat().st_mode) == 0o700
 
 
+@pytest.mark.unit
 def test_layouts_are_reproducible(tmp_path: Path) -> None:
     layers: list[Layer] = [{"a/b": b"x", "a/c": Symlink("b")}, {"a/b": WHITEOUT}]
     first = make_oci_layout(tmp_path / "one", layers)
@@ -279,6 +292,7 @@ def test_layouts_are_reproducible(tmp_path: Path) -> None:
     assert len(first.diff_ids) == 2
 
 
+@pytest.mark.registry
 def test_multi_platform_index_pushes(registry_anon: RegistryFixture, tmp_path: Path) -> None:
     index = make_oci_index_layout(
         tmp_path / "multi",
@@ -289,6 +303,7 @@ def test_multi_platform_index_pushes(registry_anon: RegistryFixture, tmp_path: P
     assert sha256_digest(skopeo_manifest(ref, registry=registry_anon)) == index.index.digest
 
 
+@pytest.mark.registry
 def test_registry_token_expiry_has_60s_leeway(registry_token: RegistryFixture) -> None:
     """distribution 2.8 accepts a token until ``exp`` + 60 s (token.Leeway): a test of token
     renewal must count token requests; only a token issued already ~2 min expired is refused."""

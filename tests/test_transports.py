@@ -12,7 +12,6 @@ import hashlib
 import json
 import random
 import threading
-import time
 from collections.abc import Callable, Iterator
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,13 +20,13 @@ from typing import Any
 import gevent
 import pytest
 
-from regload.errors import TimeoutError_, TLSError, TransportError
+from regload.errors import RequestTimeout, TLSError, TransportError
 from regload.http import Request, Response, Transport, TransportOptions, add_query, resolve_url
 from regload.transports import make_transport
-from regload.transports.gevent_runner import GeventRunner
 from regload.transports.gevent_transport import GeventTransport
 from regload.transports.httpx_transport import HttpxTransport
 from regload.transports.memory import MemoryTransport
+from regload.wiring.gevent_runner import GeventRunner
 from tests.support.registries import RegistryFixture
 
 MiB = 1 << 20
@@ -119,16 +118,22 @@ class _Handler(BaseHTTPRequestHandler):
     def _redirect(self) -> None:
         self._send(302, b"", (("Location", "/bytes/10"),))
 
-    def _slow(self) -> None:
-        time.sleep(1.5)
+    def _slow(self) -> None:  # no answer until the test releases it (or the hold's limit)
+        hold = self.server.hold
+        hold.arrived.set()
+        hold.release.wait(hold.limit)
         self._send(200, b"late")
+        hold.answered.set()
 
-    def _stall(self) -> None:  # the head and part of the body, then nothing
+    def _stall(self) -> None:  # the head and part of the body, then nothing until released
+        hold = self.server.hold
         self.send_response(200)
         self.send_header("Content-Length", "1000")
         self.end_headers()
         self.wfile.write(b"x" * 10)
-        time.sleep(1.5)
+        hold.arrived.set()
+        hold.release.wait(hold.limit)
+        hold.answered.set()
         self.close_connection = True
 
     def _echo(self) -> None:
@@ -159,6 +164,22 @@ class _Handler(BaseHTTPRequestHandler):
             self.rfile.readline()
 
 
+class _Hold:
+    """Where ``/slow`` and ``/stall`` wait, instead of sleeping: ``arrived`` is set once the
+    request is in (``/stall``: and the head and 10 body bytes sent), the rest of the answer goes
+    out once the test sets ``release`` or after ``limit`` seconds, then ``answered`` is set.
+
+    A timeout test releases the hold only after the call returned, so the call can only have
+    ended by the client's own timeout. ``limit`` is the one bound in time: a client that waited
+    that long (far beyond its configured timeout) gets the answer and fails the test."""
+
+    def __init__(self, limit: float = 10.0) -> None:
+        self.limit = limit
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+        self.answered = threading.Event()
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -167,6 +188,7 @@ class _Server(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.connections = 0
         self.drops = 0
+        self.hold = _Hold()  # tests that use /slow or /stall set a fresh one
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # clients that time out or close early break pipes here: expected
@@ -227,6 +249,7 @@ def _connections_during(server: _Server, action: Callable[[], None]) -> int:
 # -- both network transports, against the stdlib server -----------------------------------
 
 
+@pytest.mark.unit
 def test_get_streams_a_large_body_in_bounded_chunks(make: Callable[..., Transport], server: _Server) -> None:
     transport = make()
     response = _get(transport, f"{server.url}/bytes/{9 * MiB + 123}")
@@ -244,6 +267,7 @@ def test_get_streams_a_large_body_in_bounded_chunks(make: Callable[..., Transpor
     assert "sha256:" + digest.hexdigest() == _sha256(_payload(9 * MiB + 123))
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("route", ["bytes", "chunked", "eof"])
 def test_read_returns_the_whole_body_for_every_framing(
     make: Callable[..., Transport], server: _Server, route: str
@@ -256,6 +280,7 @@ def test_read_returns_the_whole_body_for_every_framing(
         response.close()
 
 
+@pytest.mark.unit
 def test_head_has_headers_and_no_body(make: Callable[..., Transport], server: _Server) -> None:
     transport = make()
 
@@ -271,6 +296,7 @@ def test_head_has_headers_and_no_body(make: Callable[..., Transport], server: _S
     assert _connections_during(server, run) == 1
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("announce", [True, False], ids=["content-length", "chunked"])
 @pytest.mark.parametrize("method", ["PUT", "PATCH", "POST"])
 def test_streamed_upload(make: Callable[..., Transport], server: _Server, method: str, announce: bool) -> None:
@@ -302,6 +328,7 @@ def test_streamed_upload(make: Callable[..., Transport], server: _Server, method
         assert report["content_length"] == str(len(data))
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("size", [0, 5, 3 * MiB])
 def test_bytes_body_and_empty_post(make: Callable[..., Transport], server: _Server, size: int) -> None:
     transport = make()
@@ -313,6 +340,7 @@ def test_bytes_body_and_empty_post(make: Callable[..., Transport], server: _Serv
     assert (report["framing"], report["content_length"]) == ("content-length", "0")
 
 
+@pytest.mark.unit
 def test_body_length_must_match_content_length(make: Callable[..., Transport], server: _Server) -> None:
     transport = make()
     with pytest.raises(TransportError, match="content_length"):
@@ -322,6 +350,7 @@ def test_body_length_must_match_content_length(make: Callable[..., Transport], s
     assert _body(_get(transport, f"{server.url}/bytes/3")) == _payload(3)
 
 
+@pytest.mark.unit
 def test_sends_user_agent_extra_headers_and_request_headers(make: Callable[..., Transport], server: _Server) -> None:
     transport = make(user_agent="regload-test/1", extra_headers=(("X-Run", "r1"), ("X-Over", "default")))
     request = Request(
@@ -336,6 +365,7 @@ def test_sends_user_agent_extra_headers_and_request_headers(make: Callable[..., 
     assert not [n for n, _ in headers if n == "accept-encoding"]  # bodies are digested as sent
 
 
+@pytest.mark.unit
 def test_multi_valued_header_fields_are_kept_in_order(make: Callable[..., Transport], server: _Server) -> None:
     response = _get(make(), f"{server.url}/multi")
     assert response.status == 401
@@ -347,6 +377,7 @@ def test_multi_valued_header_fields_are_kept_in_order(make: Callable[..., Transp
     response.close()
 
 
+@pytest.mark.unit
 def test_redirects_are_returned_not_followed(make: Callable[..., Transport], server: _Server) -> None:
     response = _get(make(), f"{server.url}/redirect")
     assert response.status == 302
@@ -354,6 +385,7 @@ def test_redirects_are_returned_not_followed(make: Callable[..., Transport], ser
     response.close()
 
 
+@pytest.mark.unit
 def test_keep_alive_reuses_one_connection(make: Callable[..., Transport], server: _Server) -> None:
     transport = make()
 
@@ -366,6 +398,7 @@ def test_keep_alive_reuses_one_connection(make: Callable[..., Transport], server
     assert _connections_during(server, run) == 1
 
 
+@pytest.mark.unit
 def test_eof_delimited_body_does_not_reuse_the_connection(make: Callable[..., Transport], server: _Server) -> None:
     transport = make()
 
@@ -376,6 +409,7 @@ def test_eof_delimited_body_does_not_reuse_the_connection(make: Callable[..., Tr
     assert _connections_during(server, run) == 3
 
 
+@pytest.mark.unit
 def test_half_read_response_never_reaches_the_next_request(make: Callable[..., Transport], server: _Server) -> None:
     transport = make()
     for route in ("bytes", "chunked"):
@@ -388,6 +422,7 @@ def test_half_read_response_never_reaches_the_next_request(make: Callable[..., T
             assert _body(_get(transport, f"{server.url}/bytes/{size}")) == _payload(size)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("method", ["GET", "PUT"])
 def test_no_hidden_retry_when_the_server_drops_the_request(
     make: Callable[..., Transport], server: _Server, method: str
@@ -403,6 +438,7 @@ def test_no_hidden_retry_when_the_server_drops_the_request(
     assert _body(_get(transport, f"{server.url}/bytes/5")) == _payload(5)
 
 
+@pytest.mark.unit
 def test_connection_refused_is_a_clean_transport_error(make: Callable[..., Transport]) -> None:
     with ThreadingHTTPServer(("127.0.0.1", 0), _Handler) as unused:
         port = unused.server_address[1]  # bound, then closed: nobody listens
@@ -420,28 +456,42 @@ def test_connection_refused_is_a_clean_transport_error(make: Callable[..., Trans
     assert type(caught.value) is TransportError
 
 
+@pytest.mark.unit
 def test_unknown_host_is_a_transport_error(make: Callable[..., Transport]) -> None:
     with pytest.raises(TransportError, match="no-such-host.invalid:80"):
         _get(make(connect_timeout=5), "http://no-such-host.invalid/v2/")
 
 
+@pytest.mark.unit
 def test_read_timeout_waiting_for_the_head(make: Callable[..., Transport], server: _Server) -> None:
-    started = time.monotonic()
-    with pytest.raises(TimeoutError_, match=r"to 127\.0\.0\.1:\d+: read timed out after 0.3s"):
-        _get(make(read_timeout=0.3), f"{server.url}/slow")
-    assert time.monotonic() - started < 1.4
+    # The server holds its answer (``_Hold``, up to 10 s, 30 times the timeout) until released.
+    hold = server.hold = _Hold()
+    try:
+        with pytest.raises(RequestTimeout, match=r"to 127\.0\.0\.1:\d+: read timed out after 0.3s"):
+            _get(make(read_timeout=0.3), f"{server.url}/slow")
+        assert not hold.answered.is_set()  # the call gave up before the server answered
+        assert hold.arrived.wait(10)  # the request was sent: the read timed out, not the connect
+    finally:
+        hold.release.set()
 
 
+@pytest.mark.unit
 def test_read_timeout_in_the_middle_of_the_body(make: Callable[..., Transport], server: _Server) -> None:
+    hold = server.hold = _Hold()  # 10 body bytes of 1000, then nothing until released
     transport = make(read_timeout=0.3)
-    response = _get(transport, f"{server.url}/stall")
-    assert response.status == 200
-    with pytest.raises(TimeoutError_):
-        response.read()
+    try:
+        response = _get(transport, f"{server.url}/stall")
+        assert response.status == 200
+        with pytest.raises(RequestTimeout):
+            response.read()
+        assert not hold.answered.is_set()  # timed out while the server still held the rest
+    finally:
+        hold.release.set()
     response.close()
     assert _body(_get(transport, f"{server.url}/bytes/99")) == _payload(99)
 
 
+@pytest.mark.unit
 def test_header_injection_is_refused(make: Callable[..., Transport], server: _Server) -> None:
     request = Request("GET", f"{server.url}/bytes/1", "GET test", headers=(("Authorization", "Bearer x\r\nX-Evil: 1"),))
     with pytest.raises(TransportError) as caught:
@@ -449,11 +499,13 @@ def test_header_injection_is_refused(make: Callable[..., Transport], server: _Se
     assert "X-Evil" not in str(caught.value) and "Bearer" not in str(caught.value)
 
 
+@pytest.mark.unit
 def test_unsupported_scheme(make: Callable[..., Transport]) -> None:
     with pytest.raises(TransportError):
         _get(make(), "ftp://127.0.0.1/x")
 
 
+@pytest.mark.unit
 def test_gevent_greenlets_share_the_pool(server: _Server) -> None:
     transport = GeventTransport(TransportOptions(max_connections_per_host=4))
 
@@ -469,6 +521,7 @@ def test_gevent_greenlets_share_the_pool(server: _Server) -> None:
     transport.close()
 
 
+@pytest.mark.unit
 def test_make_transport() -> None:
     assert isinstance(make_transport(), GeventTransport)
     transport = make_transport(TransportOptions(), http2=True)
@@ -505,6 +558,7 @@ def _registry_transport(kind: str, registry: RegistryFixture, **options: Any) ->
     return TRANSPORTS[kind](TransportOptions(**options))
 
 
+@pytest.mark.registry
 @pytest.mark.parametrize("kind", sorted(TRANSPORTS))
 @pytest.mark.parametrize("mode", ["anon", "tls"])
 def test_registry_blob_round_trip(kind: str, mode: str, request: pytest.FixtureRequest) -> None:
@@ -529,6 +583,7 @@ def test_registry_blob_round_trip(kind: str, mode: str, request: pytest.FixtureR
     transport.close()
 
 
+@pytest.mark.registry
 @pytest.mark.parametrize("kind", sorted(TRANSPORTS))
 def test_tls_needs_a_trusted_certificate(kind: str, registry_tls: RegistryFixture) -> None:
     untrusting = TRANSPORTS[kind](TransportOptions())
@@ -544,6 +599,7 @@ def test_tls_needs_a_trusted_certificate(kind: str, registry_tls: RegistryFixtur
         transport.close()
 
 
+@pytest.mark.registry
 def test_httpx_half_read_http2_streams_do_not_stall_the_connection(registry_tls: RegistryFixture) -> None:
     # httpcore forgets a stream closed early without resetting it; its unacknowledged data
     # then exhausts the connection's 16 MiB flow-control window (encode/httpcore#943).
@@ -564,6 +620,7 @@ def test_httpx_half_read_http2_streams_do_not_stall_the_connection(registry_tls:
 # -- MemoryTransport ----------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_memory_transport_scripts_and_records() -> None:
     seen: list[bytes] = []
 
@@ -594,6 +651,7 @@ def test_memory_transport_scripts_and_records() -> None:
     assert transport.open_responses == [] and transport.unanswered == 0
 
 
+@pytest.mark.unit
 def test_memory_transport_errors() -> None:
     transport = MemoryTransport()
     transport.queue_error(TransportError("GET x to r:80: connection refused"))
@@ -611,6 +669,7 @@ def test_memory_transport_errors() -> None:
 # -- GeventRunner -------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_runner_keeps_order_and_limit() -> None:
     active, peak = 0, 0
 
@@ -627,6 +686,7 @@ def test_runner_keeps_order_and_limit() -> None:
     assert GeventRunner().map(work, [], 4) == []
 
 
+@pytest.mark.unit
 def test_runner_raises_the_first_failure_in_item_order() -> None:
     def work(item: int) -> int:
         if item in (2, 5):
@@ -637,8 +697,10 @@ def test_runner_raises_the_first_failure_in_item_order() -> None:
         GeventRunner().map(work, list(range(8)), 8)
 
 
+@pytest.mark.unit
 def test_runner_stops_starting_and_kills_the_rest_after_a_failure() -> None:
     started: list[int] = []
+    killed: list[int] = []
     unwound: list[int] = []
     greenlets: list[gevent.Greenlet] = []
 
@@ -651,18 +713,21 @@ def test_runner_stops_starting_and_kills_the_rest_after_a_failure() -> None:
                 raise RuntimeError("boom")
             gevent.sleep(30)
             return item
+        except gevent.GreenletExit:
+            killed.append(item)
+            raise
         finally:
             unwound.append(item)
 
-    begin = time.monotonic()
     with pytest.raises(RuntimeError, match="boom"):
         GeventRunner().map(work, list(range(10)), 3)
-    assert time.monotonic() - begin < 5
     assert sorted(started) == [0, 1, 2]
+    assert sorted(killed) == [1, 2]  # killed in their 30 s sleep, not waited for
     assert sorted(unwound) == [0, 1, 2]
     assert all(g.dead for g in greenlets)
 
 
+@pytest.mark.unit
 def test_runner_killed_caller_leaves_no_greenlet() -> None:
     greenlets: list[gevent.Greenlet] = []
 

@@ -12,23 +12,24 @@ from typing import Any, NoReturn
 
 from .. import __version__, endpoints
 from ..audit import AuditEntry, AuditLog, check_writable
-from ..auth import Authenticator, Credentials
+from ..auth import Credentials
 from ..client import RegistryClient
 from ..errors import CertificateError, ManifestError, RegloadError, UsageError
-from ..http import TransportOptions
-from ..manifest import DEFAULT_PLATFORM, ImageManifest, Index, Platform, parse_manifest
-from ..pull import PullOptions, pull
-from ..push import DEFAULT_CHUNK_SIZE, UPLOAD_MODES, PushOptions, push
+from ..manifest import DEFAULT_PLATFORM, ImageManifest, Index, Platform
+from ..pull import PullOptions, fetch_manifest, platform_manifest, pull
+from ..push import UPLOAD_MODES, PushOptions, push
 from ..reference import Reference, Registry, parse_reference, parse_repository
-from ..retry_options import add_retry_arguments, retry_policy
 from ..sinks import make_sink
 from ..sources import open_source
-from ..transports import make_transport
-from ..transports.gevent_runner import GeventRunner
 from ..units import parse_size
+from ..wiring.connect import ClientSettings, make_client
+from ..wiring.gevent_runner import GeventRunner
+from ..wiring.retry_options import add_retry_arguments, retry_policy
 from .credentials import resolve_credentials
 from .progress import Progress, human_bytes
 from .verify import add_verify_parser, print_verify, verify_command
+
+PULL, PUSH = PullOptions(), PushOptions()  # the defaults of their options
 
 
 class _Parser(argparse.ArgumentParser):
@@ -85,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=str(DEFAULT_PLATFORM),
         help="os/arch[/variant] to pick from an index (default linux/amd64)",
     )
-    p.add_argument("-j", "--jobs", type=int, default=3, help="layers fetched at once (default 3, like docker)")
+    p.add_argument(
+        "-j", "--jobs", type=int, default=PULL.jobs, help=f"layers fetched at once (default {PULL.jobs}, like docker)"
+    )
 
     s = sub.add_parser(
         "push", parents=[common], help="push an image from a docker-save tarball, an OCI layout or a synthetic spec"
@@ -99,11 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--upload-mode",
         choices=UPLOAD_MODES,
-        default="streamed",
-        help="how blobs are uploaded (default streamed, like docker)",
+        default=PUSH.upload_mode,
+        help=f"how blobs are uploaded (default {PUSH.upload_mode}, like docker)",
     )
     s.add_argument(
-        "--chunk-size", default=str(DEFAULT_CHUNK_SIZE), help="chunk size for --upload-mode chunked (default 8MiB)"
+        "--chunk-size",
+        default=str(PUSH.chunk_size),
+        help=f"chunk size for --upload-mode chunked (default {PUSH.chunk_size >> 20}MiB)",
     )
     s.add_argument(
         "--compression", choices=("gzip", "none"), default="gzip", help="compress tarball layers (default gzip)"
@@ -116,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--platform", default=str(DEFAULT_PLATFORM), help="os/arch[/variant] to pick from an OCI layout index"
     )
-    s.add_argument("-j", "--jobs", type=int, default=5, help="blobs uploaded at once (default 5, like docker)")
+    s.add_argument(
+        "-j", "--jobs", type=int, default=PUSH.jobs, help=f"blobs uploaded at once (default {PUSH.jobs}, like docker)"
+    )
     s.add_argument("--audit-file", metavar="PATH", help="append a JSON line for the pushed image (see verify)")
 
     t = sub.add_parser("tags", parents=[common], help="list a repository's tags")
@@ -166,14 +173,18 @@ def connect(
 ) -> RegistryClient:
     """The client for ``ref``'s registry. ``recorded``: its URL comes from an audit file, written
     by a push that reached it as the user asked (an http:// one included)."""
-    credentials = (credentials_for or credentials_source(args))(ref.registry.host)
-    options = TransportOptions(ca_cert=args.ca_cert, insecure=args.insecure, read_timeout=args.timeout)
-    transport = make_transport(options, http2=args.http2)
-    # Asked for plain HTTP: --plain-http or an http:// --registry, not just a loopback host's default.
-    plain_http = ref.registry.scheme == "http" and (args.plain_http or bool(args.registry) or recorded)
-    auth = Authenticator(credentials, plain_http=plain_http)
-    retry = retry_policy(args)
-    return RegistryClient(ref.registry, transport, auth=auth, headers=_headers(args.header), retry=retry)
+    settings = ClientSettings(
+        credentials=(credentials_for or credentials_source(args))(ref.registry.host),
+        # Asked for plain HTTP: --plain-http or an http:// --registry, not a loopback host's default.
+        plain_http=args.plain_http or bool(args.registry) or recorded,
+        ca_cert=args.ca_cert,
+        insecure=args.insecure,
+        read_timeout=args.timeout,
+        http2=args.http2,
+        headers=_headers(args.header),
+        retry=retry_policy(args),
+    )
+    return make_client(ref.registry, settings)
 
 
 def _platform(text: str) -> Platform:
@@ -221,7 +232,7 @@ def cmd_pull(args: argparse.Namespace) -> dict[str, Any]:
         result = pull(client, ref, sink, GeventRunner(), options, progress)
     finally:
         progress.finish()
-        client.transport.close()
+        client.close()
     out = asdict(result)
     out["http"] = sorted(client.http_versions)
     out["output"] = {"path": args.output, "format": args.format} if args.output else None
@@ -249,7 +260,7 @@ def cmd_push(args: argparse.Namespace) -> dict[str, Any]:
             result = push(client, ref, image, GeventRunner(), options, progress)
         finally:
             progress.finish()
-            client.transport.close()
+            client.close()
     finally:
         image.close()
     out = asdict(result)
@@ -278,10 +289,10 @@ def cmd_tags(args: argparse.Namespace) -> dict[str, Any]:
     ref = _reference(args, args.repository, repository_only=True)
     client = connect(args, ref)
     try:
-        endpoints.ping(client)
+        client.ping()
         tags = list(endpoints.list_tags(client, ref, args.page_size))
     finally:
-        client.transport.close()
+        client.close()
     return {"repository": f"{ref.registry.host}/{ref.repository}", "tags": tags}
 
 
@@ -290,14 +301,13 @@ def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
     wanted = _platform(args.platform) if args.platform else None  # checked before any request
     client = connect(args, ref)
     try:
-        endpoints.ping(client)
-        fetched = endpoints.get_manifest(client, ref)
-        manifest = parse_manifest(fetched.raw, fetched.media_type, fetched.digest)
+        client.ping()
+        manifest = fetch_manifest(client, ref)
         out: dict[str, Any] = {
             "reference": str(ref),
             "digest": str(manifest.digest),
             "mediaType": manifest.media_type,
-            "size": len(fetched.raw),
+            "size": len(manifest.raw),
         }
         if isinstance(manifest, Index):
             out["manifests"] = [
@@ -310,9 +320,7 @@ def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
                 for d in manifest.manifests
             ]
             if wanted:
-                chosen = manifest.select(wanted)
-                inner = endpoints.get_manifest(client, ref, str(chosen.digest))
-                manifest = parse_manifest(inner.raw, inner.media_type, inner.digest)
+                manifest, _ = platform_manifest(client, ref, manifest, wanted)
                 out["platform"] = args.platform
                 out["platformDigest"] = str(manifest.digest)
         if isinstance(manifest, ImageManifest):
@@ -327,7 +335,7 @@ def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
             ]
             out["totalSize"] = sum(max(d.size, 0) for d in manifest.layers)
     finally:
-        client.transport.close()
+        client.close()
     return out
 
 

@@ -10,8 +10,8 @@ from ..audit import read_audit_file
 from ..client import RegistryClient
 from ..errors import UsageError
 from ..reference import Reference, Registry
-from ..transports.gevent_runner import GeventRunner
 from ..verify import ERROR, INTACT, STATUSES, Verdict, verify_all
+from ..wiring.gevent_runner import GeventRunner
 
 
 def add_verify_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -43,7 +43,7 @@ def verify_command(args: argparse.Namespace, connect: Callable[[Reference], Regi
         verdicts = verify_all(targets, clients, GeventRunner(), args.jobs)
     finally:
         for client in clients.values():
-            client.transport.close()
+            client.close()
     counts = {status: sum(v.status == status for v in verdicts) for status in STATUSES}
     return {
         "auditFile": args.audit_file,

@@ -1,5 +1,10 @@
-"""Locust event listeners: options, a local registry when no --host is given, pool seeding,
-the throughput tab and summary, and the pass/fail checks."""
+"""Locust event listeners: options, a local registry when no --host is given, a fresh pull pool
+per test, the throughput tab and summary, and the pass/fail checks.
+
+They are registered when this module is imported, and ``users`` imports it: whatever a
+locustfile imports from regload's Locust layer to get a user class (``regload.locust``,
+``regload.locust.users``), the options and listeners come with it. Nothing here imports a
+user class."""
 
 from __future__ import annotations
 
@@ -15,25 +20,17 @@ from locust import events
 from locust.runners import STATE_RUNNING, STATE_SPAWNING, WorkerRunner
 
 from ..audit import check_writable
-from ..client import NULL_OBSERVER
 from ..errors import RegloadError
-from ..push import PushOptions, push
-from ..reference import Reference, Registry, parse_reference
-from ..sources.synthetic import synthetic_image
-from ..transports.gevent_runner import GeventRunner
+from ..local_registry import LocalRegistry, RegistryBinaryNotFound
 from . import throughput
-from .observer import tls_hint
 from .options import add_arguments
-from .pool import PoolImage
+from .seeding import stop_seeding
+from .state import reset_for_test, settings_for
 from .thresholds import PercentileCheck, breaches
-from .users import POOL, POOL_READY, clear_settings, make_client, settings_for, token_cache
 from .web_secrets import protect_secrets
 
 log = logging.getLogger("regload")
 _local_registry: Any = None
-_seeding: gevent.Greenlet | None = None
-SEED_CONCURRENCY = 4
-SEED_ATTEMPTS = 3  # pushes of one pool image before seeding gives up
 
 
 @events.init_command_line_parser.add_listener
@@ -74,7 +71,6 @@ def _interrupt_cleanly() -> None:
 
 
 def start_local_registry() -> Any:
-    from ..local_registry import LocalRegistry, RegistryBinaryNotFound
 
     try:
         registry = LocalRegistry().start()
@@ -88,62 +84,8 @@ def start_local_registry() -> Any:
 
 @events.test_start.add_listener
 def _on_test_start(environment: Any, **_: Any) -> None:
-    global _seeding
-    if _seeding is not None:
-        _seeding.kill(block=False)
-        _seeding = None
-    POOL.reset()
-    POOL_READY.clear()
-    clear_settings()  # a worker receives the options of each new run with its spawn message
-
-
-def ensure_pool(environment: Any) -> None:
-    """Seed this process's pull pool once per test, in the background (PullUsers wait for it)."""
-    global _seeding
-    if _seeding is None:
-        _seeding = gevent.spawn(seed_pool, environment)
-
-
-def seed_pool(environment: Any) -> None:
-    """Push the pool's synthetic images (deterministic: every process pushes the same ones, so
-    all but the first find them present) and add the ``--pull-image`` ones. Not in the stats."""
-    settings = settings_for(environment)
-    registry = Registry.from_url(environment.host)
-    client = make_client(registry, settings, NULL_OBSERVER, token_cache("user"))
-    try:
-        for text in settings.pull_images:
-            ref = parse_reference(text, registry=registry)
-            POOL.add(PoolImage(ref.repository, ref.reference))
-        options = PushOptions(jobs=settings.push_jobs)
-
-        def seed(i: int) -> PoolImage:
-            ref = Reference(registry, settings.repository(i), f"pool-{i}")
-            for attempt in range(1, SEED_ATTEMPTS + 1):
-                image = synthetic_image(settings.pool_layers, settings.pool_layer_size, seed=i)
-                try:
-                    push(client, ref, image, GeventRunner(), options)
-                    break
-                except RegloadError:
-                    # Set-up, not measurement, so it may try again: other processes push the
-                    # same blobs at this moment, and distribution's filesystem storage may then
-                    # answer DIGEST_INVALID while another upload of the blob is being linked.
-                    if attempt == SEED_ATTEMPTS:
-                        raise
-                    gevent.sleep(0.5 * attempt)
-                finally:
-                    image.close()
-            return PoolImage(ref.repository, ref.reference)
-
-        for image in GeventRunner().map(seed, range(settings.pool_size), SEED_CONCURRENCY):
-            POOL.add(image)
-        log.info("regload: pull pool ready: %d images", len(POOL.images))
-    except RegloadError as e:
-        POOL.error = e
-        log.error("regload: could not seed the pull pool: %s", e)
-        tls_hint(e)
-    finally:
-        client.transport.close()
-        POOL_READY.set()
+    stop_seeding()
+    reset_for_test()
 
 
 @events.quitting.add_listener
@@ -232,6 +174,3 @@ def _extend_web_ui(environment: Any) -> None:
             data["extended_stats"] = [{"key": "throughput", "data": rows}]
             response.set_data(json.dumps(data))
         return response
-
-
-__all__ = ["ensure_pool", "seed_pool", "start_local_registry"]

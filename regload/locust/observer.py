@@ -12,7 +12,7 @@ from ..errors import (
     PlainHTTPRefused,
     RegistryError,
     RegloadError,
-    TimeoutError_,
+    RequestTimeout,
     TLSError,
     TransportError,
 )
@@ -31,7 +31,7 @@ def failure_cause(error: BaseException) -> str:
         return f"HTTP {error.status}" + (f" {error.code}" if error.code else "")
     if isinstance(error, DigestMismatch):
         return "digest mismatch"
-    if isinstance(error, TimeoutError_):
+    if isinstance(error, RequestTimeout):
         return "timeout"
     if isinstance(error, CertificateError):
         return "TLS error: certificate verify failed"  # the whole story once in the log: tls_hint

@@ -7,95 +7,109 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from ..auth import Credentials
 from ..errors import UsageError
-from ..push import UPLOAD_MODES
+from ..pull import PullOptions
+from ..push import UPLOAD_MODES, PushOptions
 from ..retry import NO_RETRIES, RetryPolicy
-from ..retry_options import add_retry_arguments, retry_policy
 from ..units import parse_size
+from ..wiring.connect import ClientSettings
+from ..wiring.retry_options import add_retry_arguments, retry_policy
 
 TOKEN_CACHE_MODES = ("shared", "user", "off")
+_PULL, _PUSH = PullOptions(), PushOptions()
+
+# Each option's default, by dest: the command line, the web UI and settings_from read these.
+DEFAULTS: dict[str, Any] = {
+    "registry_username": "",
+    "registry_password": "",
+    "registry_ca_cert": "",
+    "registry_insecure": False,
+    "registry_http_2": False,
+    "token_cache": "shared",
+    "repos": 4,
+    "repo_prefix": "regload/load",
+    "pull_pool_size": 8,
+    "pull_pool_layers": 3,
+    "pull_pool_layer_size": "1MiB",
+    "pull_image": [],
+    "pull_jobs": _PULL.jobs,
+    "pull_head_first": _PULL.head_first,
+    "no_verify": not _PULL.verify,
+    "pull_pushed": False,
+    "push_layers": 3,
+    "push_layer_size": "1MiB",
+    "upload_mode": _PUSH.upload_mode,
+    "chunk_size": f"{_PUSH.chunk_size // (1 << 20)}MiB",
+    "push_jobs": _PUSH.jobs,
+    "no_check_existing": not _PUSH.check_existing,
+    "connection_backoff": 1.0,
+    "audit_file": "",
+    "check_fail_ratio": None,
+    "check_percentile": [],
+}
 
 
 def add_arguments(parser: Any) -> None:
-    # Locust's own add_argument (not an argument group's) knows is_secret / include_in_web_ui.
-    add = parser.add_argument
-    add("--registry-username", default="", env_var="REGLOAD_USERNAME", help="registry user (or REGLOAD_USERNAME)")
+    def add(flag: str, *, dest: str | None = None, **kw: Any) -> None:
+        # Locust's own add_argument (not an argument group's) knows is_secret / include_in_web_ui.
+        dest = dest or flag.lstrip("-").replace("-", "_")
+        parser.add_argument(flag, dest=dest, default=DEFAULTS[dest], **kw)
+
+    add("--registry-username", env_var="REGLOAD_USERNAME", help="registry user (or REGLOAD_USERNAME)")
     add(
         "--registry-password",
-        default="",
         is_secret=True,
         env_var="REGLOAD_PASSWORD",
         help="registry password (or REGLOAD_PASSWORD; never sent to the web UI)",
     )
-    add("--registry-ca-cert", default="", help="PEM file of CA certificates to trust")
-    add("--registry-insecure", action="store_true", default=False, help="do not verify TLS certificates")
+    add("--registry-ca-cert", help="PEM file of CA certificates to trust")
+    add("--registry-insecure", action="store_true", help="do not verify TLS certificates")
     # dest "registry_http_2", not "registry_http2": the web UI names the field "registryHttp2" and
     # posts it back as "registry_http_2", which Locust ignores unless it is the option's dest.
-    add(
-        "--registry-http2",
-        dest="registry_http_2",
-        action="store_true",
-        default=False,
-        help="use the httpx transport with HTTP/2",
-    )
+    add("--registry-http2", dest="registry_http_2", action="store_true", help="use the httpx transport with HTTP/2")
     add(
         "--token-cache",
         choices=TOKEN_CACHE_MODES,
-        default="shared",
         help="bearer tokens: shared by the users of a process, per user, or off",
     )
-    add("--repos", type=int, default=4, help="spread images over this many repositories")
-    add("--repo-prefix", default="regload/load", help="repository name prefix (repositories are PREFIX-0 … PREFIX-N-1)")
-    add("--pull-pool-size", type=int, default=8, help="synthetic images pushed at test start for PullUser")
-    add("--pull-pool-layers", type=int, default=3, help="layers per pool image")
-    add("--pull-pool-layer-size", default="1MiB", help="layer size of pool images (e.g. 10MiB)")
+    add("--repos", type=int, help="spread images over this many repositories")
+    add("--repo-prefix", help="repository name prefix (repositories are PREFIX-0 … PREFIX-N-1)")
+    add("--pull-pool-size", type=int, help="synthetic images pushed at test start for PullUser")
+    add("--pull-pool-layers", type=int, help="layers per pool image")
+    add("--pull-pool-layer-size", help="layer size of pool images (e.g. 10MiB)")
     add(
         "--pull-image",
         action="append",
-        default=[],
         include_in_web_ui=False,
         help="pull this existing image (repo:tag on --host); repeatable",
     )
-    add("--pull-jobs", type=int, default=3, help="layers a PullUser fetches at once (docker: 3)")
-    add("--pull-head-first", action="store_true", default=False, help="HEAD the manifest, then GET it by digest")
-    add("--no-verify", action="store_true", default=False, help="count pulled bytes without checking digests")
-    add("--pull-pushed", action="store_true", default=False, help="images pushed during the run join the pull pool")
-    add("--push-layers", type=int, default=3, help="layers per pushed image")
-    add(
-        "--push-layer-size",
-        default="1MiB",
-        help="layer size of pushed images: SIZE, or MIN-MAX for a uniform spread (1MiB-20MiB)",
-    )
-    add("--upload-mode", choices=UPLOAD_MODES, default="streamed", help="how PushUser uploads blobs")
-    add("--chunk-size", default="8MiB", help="chunk size for --upload-mode chunked")
-    add("--push-jobs", type=int, default=5, help="blobs a PushUser uploads at once (docker: 5)")
-    add(
-        "--no-check-existing", action="store_true", default=False, help="PushUser uploads without a HEAD per blob first"
-    )
+    add("--pull-jobs", type=int, help=f"layers a PullUser fetches at once (docker: {_PULL.jobs})")
+    add("--pull-head-first", action="store_true", help="HEAD the manifest, then GET it by digest")
+    add("--no-verify", action="store_true", help="count pulled bytes without checking digests")
+    add("--pull-pushed", action="store_true", help="images pushed during the run join the pull pool")
+    add("--push-layers", type=int, help="layers per pushed image")
+    add("--push-layer-size", help="layer size of pushed images: SIZE, or MIN-MAX for a uniform spread (1MiB-20MiB)")
+    add("--upload-mode", choices=UPLOAD_MODES, help="how PushUser uploads blobs")
+    add("--chunk-size", help="chunk size for --upload-mode chunked")
+    add("--push-jobs", type=int, help=f"blobs a PushUser uploads at once (docker: {_PUSH.jobs})")
+    add("--no-check-existing", action="store_true", help="PushUser uploads without a HEAD per blob first")
     add(
         "--connection-backoff",
         type=float,
-        default=1.0,
         help="seconds a user waits after an operation failed to reach the registry (0: retry at once)",
     )
     add(
         "--audit-file",
-        default="",
         include_in_web_ui=False,
         metavar="PATH",
         help="append a JSON line per image pushed (every process of this machine appends to PATH)",
     )
     add_retry_arguments(parser)
-    add(
-        "--check-fail-ratio",
-        type=float,
-        default=None,
-        help="exit non-zero when the failure ratio ends above this (e.g. 0.01)",
-    )
+    add("--check-fail-ratio", type=float, help="exit non-zero when the failure ratio ends above this (e.g. 0.01)")
     add(
         "--check-percentile",
         action="append",
-        default=[],
         include_in_web_ui=False,
         metavar="'TYPE NAME:PCT<MS'",
         help="exit non-zero when a percentile ends above a limit, e.g. 'PULL image:95<2000'; repeatable",
@@ -153,6 +167,19 @@ class LoadSettings:
     def repository(self, index: int) -> str:
         return f"{self.repo_prefix}-{index % self.repos}"
 
+    def client_settings(self) -> ClientSettings:
+        """How users reach the registry. ``--host`` is always a URL the user wrote: http://
+        there is plain HTTP asked for."""
+        return ClientSettings(
+            credentials=Credentials(self.username, self.password) if self.username else None,
+            plain_http=True,
+            ca_cert=self.ca_cert,
+            insecure=self.insecure,
+            connections_per_host=max(self.pull_jobs, self.push_jobs) + 1,
+            http2=self.http2,
+            retry=self.retry,
+        )
+
     def __repr__(self) -> str:  # never show the password
         return f"LoadSettings(username={self.username!r}, repos={self.repos}, upload_mode={self.upload_mode!r}, ...)"
 
@@ -160,37 +187,37 @@ class LoadSettings:
 def settings_from(options: Any) -> LoadSettings:
     """Settings from Locust's parsed options (missing attributes take the defaults)."""
 
-    def get(name: str, default: Any) -> Any:
+    def get(name: str) -> Any:
         value = getattr(options, name, None) if options is not None else None
-        return default if value is None else value
+        return DEFAULTS[name] if value is None else value
 
-    repos = int(get("repos", 4))
+    repos = int(get("repos"))
     if repos < 1:
         raise UsageError("--repos must be at least 1")
     return LoadSettings(
-        username=get("registry_username", ""),
-        password=get("registry_password", ""),
-        ca_cert=get("registry_ca_cert", "") or None,
-        insecure=bool(get("registry_insecure", False)),
-        http2=bool(get("registry_http_2", False)),
-        token_cache=get("token_cache", "shared"),
+        username=get("registry_username"),
+        password=get("registry_password"),
+        ca_cert=get("registry_ca_cert") or None,
+        insecure=bool(get("registry_insecure")),
+        http2=bool(get("registry_http_2")),
+        token_cache=get("token_cache"),
         repos=repos,
-        repo_prefix=get("repo_prefix", "regload/load").rstrip("/"),
-        pool_size=int(get("pull_pool_size", 8)),
-        pool_layers=int(get("pull_pool_layers", 3)),
-        pool_layer_size=parse_size(get("pull_pool_layer_size", "1MiB"), "--pull-pool-layer-size"),
-        pull_images=tuple(get("pull_image", [])),
-        pull_jobs=max(1, int(get("pull_jobs", 3))),
-        head_first=bool(get("pull_head_first", False)),
-        verify=not get("no_verify", False),
-        pull_pushed=bool(get("pull_pushed", False)),
-        push_layers=max(1, int(get("push_layers", 3))),
-        push_layer_size=SizeRange.parse(get("push_layer_size", "1MiB"), "--push-layer-size"),
-        upload_mode=get("upload_mode", "streamed"),
-        chunk_size=parse_size(get("chunk_size", "8MiB"), "--chunk-size"),
-        push_jobs=max(1, int(get("push_jobs", 5))),
-        check_existing=not get("no_check_existing", False),
-        connection_backoff=max(0.0, float(get("connection_backoff", 1.0) or 0.0)),
+        repo_prefix=get("repo_prefix").rstrip("/"),
+        pool_size=int(get("pull_pool_size")),
+        pool_layers=int(get("pull_pool_layers")),
+        pool_layer_size=parse_size(get("pull_pool_layer_size"), "--pull-pool-layer-size"),
+        pull_images=tuple(get("pull_image")),
+        pull_jobs=max(1, int(get("pull_jobs"))),
+        head_first=bool(get("pull_head_first")),
+        verify=not get("no_verify"),
+        pull_pushed=bool(get("pull_pushed")),
+        push_layers=max(1, int(get("push_layers"))),
+        push_layer_size=SizeRange.parse(get("push_layer_size"), "--push-layer-size"),
+        upload_mode=get("upload_mode"),
+        chunk_size=parse_size(get("chunk_size"), "--chunk-size"),
+        push_jobs=max(1, int(get("push_jobs"))),
+        check_existing=not get("no_check_existing"),
+        connection_backoff=max(0.0, float(get("connection_backoff") or 0.0)),
         retry=retry_policy(options),
-        audit_file=get("audit_file", "") or None,
+        audit_file=get("audit_file") or None,
     )

@@ -3,11 +3,8 @@
 
 from __future__ import annotations
 
-import logging
 import random
 from dataclasses import dataclass
-
-log = logging.getLogger(__name__)
 
 MAX_POOL = 10_000  # pushed images join up to this many; older ones are replaced at random
 
@@ -23,7 +20,6 @@ class ImagePool:
 
     def __init__(self) -> None:
         self.images: list[PoolImage] = []
-        self.ready = False
         self.error: Exception | None = None  # why seeding failed, reported by every PullUser
 
     def add(self, image: PoolImage) -> None:
@@ -37,5 +33,4 @@ class ImagePool:
 
     def reset(self) -> None:
         self.images.clear()
-        self.ready = False
         self.error = None

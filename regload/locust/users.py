@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import gevent
-from gevent.event import Event
 from locust import User, constant, task
 
-from ..audit import AuditEntry, AuditLog
-from ..auth import Authenticator, Credentials, TokenCache
+from ..audit import AuditEntry
 from ..client import RegistryClient
 from ..errors import RegloadError, TransportError
-from ..http import TransportOptions
 from ..pull import PullOptions, PullResult, pull
 from ..push import PushOptions, PushResult, push
 from ..reference import Reference, Registry
@@ -29,57 +26,16 @@ from ..sinks.base import Sink
 from ..sinks.discard import DiscardSink
 from ..sources.base import SourceImage
 from ..sources.synthetic import synthetic_image_of
-from ..transports import make_transport
-from ..transports.gevent_runner import GeventRunner
+from ..wiring.connect import make_client
+from ..wiring.gevent_runner import GeventRunner
+from . import hooks  # noqa: F401  (registers regload's options and listeners with the user classes)
 from .observer import LocustObserver
-from .options import LoadSettings, settings_from
-from .pool import ImagePool, PoolImage
+from .options import LoadSettings
+from .pool import PoolImage
+from .seeding import TransportFactory, ensure_pool
+from .state import POOL, POOL_READY, audit_log, settings_for, token_cache
 
-SHARED_TOKENS = TokenCache()  # --token-cache shared: one cache for the users of this process
-POOL = ImagePool()
-POOL_READY = Event()
 POOL_WAIT_SECONDS = 300.0
-
-_settings: dict[int, LoadSettings] = {}
-_audit_logs: dict[str, AuditLog] = {}
-
-
-def audit_log(path: str) -> AuditLog:
-    """The process's audit log for ``path``, shared by its users (the file opens at the first line)."""
-    if path not in _audit_logs:
-        _audit_logs[path] = AuditLog(path)
-    return _audit_logs[path]
-
-
-def settings_for(environment: Any) -> LoadSettings:
-    """Settings parsed once per environment (workers get the master's options at spawn)."""
-    key = id(environment.parsed_options)
-    if key not in _settings:
-        _settings[key] = settings_from(environment.parsed_options)
-    return _settings[key]
-
-
-def clear_settings() -> None:
-    _settings.clear()
-
-
-def token_cache(mode: str) -> TokenCache:
-    if mode == "shared":
-        return SHARED_TOKENS
-    return TokenCache(enabled=mode != "off")
-
-
-def make_client(registry: Registry, settings: LoadSettings, observer: Any, cache: TokenCache) -> RegistryClient:
-    options = TransportOptions(
-        ca_cert=settings.ca_cert,
-        insecure=settings.insecure,
-        max_connections_per_host=max(settings.pull_jobs, settings.push_jobs) + 1,
-    )
-    credentials = Credentials(settings.username, settings.password) if settings.username else None
-    transport = make_transport(options, http2=settings.http2)
-    # --host is always a URL the user wrote: http:// there is plain HTTP asked for.
-    auth = Authenticator(credentials, cache, plain_http=registry.scheme == "http")
-    return RegistryClient(registry, transport, auth=auth, observer=observer, retry=settings.retry)
 
 
 class RegistryUser(User):
@@ -87,6 +43,9 @@ class RegistryUser(User):
 
     abstract = True
     wait_time = constant(0)  # a load generator: no think time unless a scenario sets one
+    #: Makes each user's transport; None: the one the options select (``--registry-http2``).
+    #: A scenario or a test gives its own, e.g. a function returning an in-memory transport.
+    transport_factory: ClassVar[TransportFactory | None] = None
     settings: LoadSettings
     client: RegistryClient
 
@@ -99,7 +58,14 @@ class RegistryUser(User):
         self.registry = Registry.from_url(host)
         self.rng = random.Random()
         self.observer = LocustObserver(environment.events)
-        self.client = make_client(self.registry, self.settings, self.observer, token_cache(self.settings.token_cache))
+        factory = type(self).transport_factory  # looked up on the class: a plain function stays unbound
+        self.client = make_client(
+            self.registry,
+            self.settings.client_settings(),
+            observer=self.observer,
+            tokens=token_cache(self.settings.token_cache),
+            transport=factory() if factory is not None else None,
+        )
         self.runner = GeventRunner()
 
     def reference(self, repository: str, reference: str) -> Reference:
@@ -157,16 +123,14 @@ class RegistryUser(User):
             gevent.sleep(self.settings.connection_backoff)
 
     def on_stop(self) -> None:
-        self.client.transport.close()
+        self.client.close()
 
 
 class PullUser(RegistryUser):
     """Pulls whole images from the pool, one after another."""
 
     def on_start(self) -> None:
-        from .hooks import ensure_pool  # the pool is seeded once per process, by the first PullUser
-
-        ensure_pool(self.environment)
+        ensure_pool(self.environment, type(self).transport_factory)  # once per process and test
 
     @task
     def pull_from_pool(self) -> None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from ..blobstore import BlobStore
 from ..digest import Digest
 from ..manifest import Descriptor, ImageManifest, Index, Schema1Manifest
 
@@ -15,8 +16,8 @@ class PulledImage:
     """Everything a sink needs once every blob is downloaded and verified.
 
     ``layers`` are oldest first. ``config`` is the exact config blob (for schema 1 images, a
-    config synthesised by the pull flow with the layers' diff_ids). ``blob_path(digest)`` is the
-    verified file of each layer blob.
+    config synthesised by the pull flow with the layers' diff_ids). ``blobs`` holds the verified
+    layer blobs; ``blob_path(digest)`` is the file of one.
     """
 
     repository: str  # e.g. "library/busybox"
@@ -26,24 +27,22 @@ class PulledImage:
     config: bytes
     config_descriptor: Descriptor
     layers: tuple[Descriptor, ...]
-    blob_dir: Path
+    blobs: BlobStore
 
     def blob_path(self, digest: Digest) -> Path:
-        return self.blob_dir / digest.algorithm / digest.hex
+        return self.blobs.path(digest)
 
 
 class Sink(Protocol):
-    """Writes a pulled image. ``stores_blobs`` False means blobs are verified and dropped.
+    """Writes a pulled image.
 
-    ``blob_dir()`` is a staging directory beside the output, where the pull flow writes verified
-    blobs; ``finish`` assembles the output and moves it into place in one rename, so an
-    interrupted or failed pull never leaves a half-written output at the user's path; ``abort``
-    removes the staging directory.
+    ``blob_store()`` is where the pull flow puts verified blobs: a store in a staging directory
+    beside the output, or None when blobs are verified and dropped. ``finish`` assembles the
+    output and moves it into place in one rename, so an interrupted or failed pull never leaves a
+    half-written output at the user's path; ``abort`` removes the staging directory.
     """
 
-    stores_blobs: bool
-
-    def blob_dir(self) -> Path: ...
+    def blob_store(self) -> BlobStore | None: ...
 
     def finish(self, image: PulledImage) -> None: ...
 

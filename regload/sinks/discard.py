@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from ..blobstore import BlobStore
 from .base import PulledImage
 
 
 class DiscardSink:
-    """Writes nothing. The pull flow does not ask it for a blob directory (``stores_blobs``)."""
+    """Writes nothing, and has no blob store: the pull flow drops each blob once verified."""
 
-    stores_blobs = False
-
-    def blob_dir(self) -> Path:
-        raise RuntimeError("DiscardSink stores no blobs: the pull flow must check stores_blobs")
+    def blob_store(self) -> BlobStore | None:
+        return None
 
     def finish(self, image: PulledImage) -> None:
         pass

@@ -8,21 +8,21 @@ layer uncompressed as ``<diff_id hex>/layer.tar``, and ``repositories``: the lay
 from __future__ import annotations
 
 import json
-import tarfile
 from pathlib import Path
 from typing import BinaryIO
 
+from .. import ustar
+from ..blobstore import BlobStore
 from ..errors import UsageError
+from ..streams import CHUNK, Readable
 from .base import PulledImage
-from .layerio import CHUNK, HashingReader, check_config, check_diff_id, config_diff_ids, open_layer
+from .layerio import check_config, check_diff_id, config_diff_ids, open_layer
 from .staging import Staging, check_file_output
 
 
 class DockerArchiveSink:
     """Writes ``<staging>/archive.tar`` and renames it to ``output_file`` (an existing file is
     replaced, as ``docker save -o`` does). ``repo_tag`` is ``repo:tag``, or None for no tag."""
-
-    stores_blobs = True
 
     def __init__(self, output_file: str | Path, repo_tag: str | None) -> None:
         self.output = Path(output_file)
@@ -32,8 +32,8 @@ class DockerArchiveSink:
         check_file_output(self.output)
         self._staging = Staging(self.output)
 
-    def blob_dir(self) -> Path:
-        return self._staging.path / "blobs"
+    def blob_store(self) -> BlobStore:
+        return BlobStore(self._staging.path / "blobs")
 
     def finish(self, image: PulledImage) -> None:
         try:
@@ -73,7 +73,7 @@ class DockerArchiveSink:
 
 
 class TarWriter:
-    """A minimal streaming tar writer (GNU headers: sizes above 8 GiB fit in one header block).
+    """A minimal streaming tar writer (``ustar`` headers; sizes above 8 GiB fit in one block).
 
     ``add_stream`` does not need the size up front: it writes a header, the data, then goes
     back and rewrites the header with the size it counted, so a layer is decompressed straight
@@ -84,37 +84,26 @@ class TarWriter:
         self._f = f
 
     def add_dir(self, name: str) -> None:
-        self._f.write(tar_header(name, tarfile.DIRTYPE, 0o755, 0))
+        self._f.write(ustar.header(name, directory=True, mode=0o755))
 
     def add_bytes(self, name: str, data: bytes) -> None:
-        self._f.write(tar_header(name, tarfile.REGTYPE, 0o644, len(data)))
+        self._f.write(ustar.header(name, size=len(data)))
         self._f.write(data)
-        self._pad(len(data))
+        self._f.write(ustar.padding(len(data)))
 
-    def add_stream(self, name: str, stream: HashingReader) -> int:
+    def add_stream(self, name: str, stream: Readable) -> int:
         start = self._f.tell()
-        self._f.write(tar_header(name, tarfile.REGTYPE, 0o644, 0))
+        self._f.write(ustar.header(name))
         size = 0
         while chunk := stream.read(CHUNK):
             self._f.write(chunk)
             size += len(chunk)
-        self._pad(size)
+        self._f.write(ustar.padding(size))
         end = self._f.tell()
         self._f.seek(start)
-        self._f.write(tar_header(name, tarfile.REGTYPE, 0o644, size))
+        self._f.write(ustar.header(name, size=size))
         self._f.seek(end)
         return size
 
     def close(self) -> None:
-        self._f.write(bytes(2 * tarfile.BLOCKSIZE))  # end-of-archive: two zero blocks
-
-    def _pad(self, size: int) -> None:
-        self._f.write(bytes(-size % tarfile.BLOCKSIZE))
-
-
-def tar_header(name: str, kind: bytes, mode: int, size: int) -> bytes:
-    info = tarfile.TarInfo(name)
-    info.type, info.mode, info.size, info.mtime = kind, mode, size, 0
-    block = info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
-    assert len(block) == tarfile.BLOCKSIZE, "names here are short: one header block"
-    return block
+        self._f.write(ustar.END)

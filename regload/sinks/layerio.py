@@ -2,81 +2,47 @@
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import json
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
 
+from ..compression import SNIFF_SIZE, GunzipReader, sniff
 from ..digest import Digest
 from ..errors import DigestMismatch, ManifestError, ProtocolError
 from ..manifest import Descriptor
+from ..streams import TallyReader
 from .base import PulledImage
-
-CHUNK = 1 << 20
-
-# Magic numbers: gzip (RFC 1952 section 2.3.1), zstd (RFC 8878 section 3.1.1), bzip2, xz. The media
-# type is not trusted for this: registries and builders mislabel layers, so the bytes decide.
-_GZIP = b"\x1f\x8b"
-_OTHER_COMPRESSIONS = {b"\x28\xb5\x2f\xfd": "zstd", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
-
-
-class HashingReader:
-    """A read-only stream that hashes what passes through it (the diff_id of a layer)."""
-
-    def __init__(self, raw: BinaryIO, what: str) -> None:
-        self._raw = raw
-        self._what = what
-        self._hash = hashlib.sha256()
-        self.size = 0
-
-    def read(self, n: int = -1) -> bytes:
-        try:
-            data = self._raw.read(n)
-        except (OSError, EOFError, zlib.error) as e:
-            # gzip.BadGzipFile is an OSError; a truncated stream is an EOFError.
-            raise ProtocolError(f"{self._what}: corrupt compressed stream ({e})") from None
-        self._hash.update(data)
-        self.size += len(data)
-        return data
-
-    def drain(self) -> None:
-        """Read to the end: tar readers stop at the end-of-archive marker, the digest does not."""
-        while self.read(CHUNK):
-            pass
-
-    def digest(self) -> Digest:
-        return Digest("sha256", self._hash.hexdigest())
 
 
 @contextmanager
-def open_layer(path: Path, layer: Descriptor) -> Iterator[HashingReader]:
-    """Open a layer blob as its uncompressed tar stream, hashed as it is read."""
+def open_layer(path: Path, layer: Descriptor) -> Iterator[TallyReader]:
+    """Open a layer blob as its uncompressed tar stream, hashed (sha256) as it is read. The bytes
+    decide whether it is gzip, not the media type: registries and builders mislabel layers."""
     what = f"layer {layer.digest.short}"
     try:
         f = open(path, "rb")  # noqa: SIM115 - closed below, after the decompressor
     except FileNotFoundError:
         raise ProtocolError(f"{what}: blob is missing from the download directory") from None
     with f:
-        head = f.peek(8)[:8]
-        for magic, name in _OTHER_COMPRESSIONS.items():
-            if head.startswith(magic):
-                raise ProtocolError(f"{what}: {name} layers are not supported (media type {layer.media_type})")
-        if head.startswith(_GZIP):
-            with gzip.GzipFile(fileobj=f, mode="rb") as gz:
-                yield HashingReader(gz, what)  # type: ignore[arg-type]
+        kind = sniff(f.peek(SNIFF_SIZE)[:SNIFF_SIZE])
+        if kind == "gzip":
+
+            def corrupt(reason: str) -> ProtocolError:
+                return ProtocolError(f"{what}: corrupt compressed stream ({reason})")
+
+            yield TallyReader(GunzipReader(f, corrupt))
+        elif kind is None:
+            yield TallyReader(f)
         else:
-            yield HashingReader(f, what)
+            raise ProtocolError(f"{what}: {kind} layers are not supported (media type {layer.media_type})")
 
 
-def check_diff_id(reader: HashingReader, layer: Descriptor, expected: Digest | None) -> None:
+def check_diff_id(reader: TallyReader, layer: Descriptor, expected: Digest | None) -> None:
     """Raise ``DigestMismatch`` when the uncompressed stream does not match the config's diff_id."""
     if expected is None:
         return
-    actual = reader.digest() if expected.algorithm == "sha256" else None
+    actual = reader.tally.digest() if expected.algorithm == "sha256" else None
     if actual != expected:
         got = actual.short if actual else f"(a {expected.algorithm} diff_id is not supported)"
         raise DigestMismatch(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 from .. import mediatypes as mt
+from ..blobstore import BlobStore
 from ..digest import Digest
 from ..errors import ProtocolError
 from ..manifest import Descriptor, ImageManifest, Platform, build_manifest
@@ -38,16 +38,14 @@ class OciLayoutSink:
     schema 1 layers get their sizes from the verified blobs.
     """
 
-    stores_blobs = True
-
     def __init__(self, output: str | Path, tag: str | None) -> None:
         self.output = Path(output)
         self.tag = tag or "latest"
         check_dir_output(self.output)
         self._staging = Staging(self.output)
 
-    def blob_dir(self) -> Path:
-        return self._staging.path / "blobs"
+    def blob_store(self) -> BlobStore:
+        return BlobStore(self._staging.path / "blobs")
 
     def finish(self, image: PulledImage) -> None:
         try:
@@ -90,7 +88,7 @@ class OciLayoutSink:
         return build_manifest(mt.OCI_MANIFEST, Descriptor(mt.OCI_CONFIG, config.digest, config.size), layers)
 
     def _blob(self, digest: Digest) -> Path:
-        return self._staging.path / "blobs" / digest.algorithm / digest.hex
+        return self.blob_store().path(digest)
 
     def _move_in(self, src: Path, digest: Digest) -> None:
         dst = self._blob(digest)
@@ -101,11 +99,7 @@ class OciLayoutSink:
             shutil.move(src, dst)  # a rename on the same file system
 
     def _write_blob(self, digest: Digest, data: bytes) -> None:
-        dst = self._blob(digest)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        partial = dst.with_name(dst.name + ".partial")
-        partial.write_bytes(data)
-        os.replace(partial, dst)
+        self.blob_store().write(digest, data)
 
 
 def _platform_from_index(image: PulledImage) -> Platform | None:

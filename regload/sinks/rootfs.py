@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import BinaryIO, cast
 
+from ..blobstore import BlobStore
 from .base import PulledImage
 from .extract import Extractor
 from .layerio import check_diff_id, config_diff_ids, open_layer
@@ -19,16 +20,14 @@ class RootfsSink:
     (devices when not root, xattrs the file system refused).
     """
 
-    stores_blobs = True
-
     def __init__(self, output: str | Path) -> None:
         self.output = Path(output)
         check_dir_output(self.output)
         self._staging = Staging(self.output)
         self.notes: list[str] = []
 
-    def blob_dir(self) -> Path:
-        return self._staging.path / "blobs"
+    def blob_store(self) -> BlobStore:
+        return BlobStore(self._staging.path / "blobs")
 
     def finish(self, image: PulledImage) -> None:
         try:

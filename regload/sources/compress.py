@@ -1,5 +1,5 @@
-"""Streaming gzip: deterministic compression, blobs compressed once into a spool file, and
-bounded decompression (to check the diff_id of a layer that is already compressed).
+"""Streaming gzip for push sources: deterministic compression, and blobs compressed once into a
+spool file. (Decompression is ``regload.compression.Gunzip``.)
 
 Nothing here holds a whole blob in memory.
 """
@@ -13,12 +13,12 @@ import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 
+from ..digest import Tally
 from ..errors import SourceError
 from ..manifest import Descriptor
-from .base import CHUNK
-from .files import Chunk, DigestRecorder, read_range
+from ..streams import Chunk
+from .files import read_range
 
-GZIP_MAGIC = b"\x1f\x8b"
 DEFAULT_LEVEL = 6  # what docker (Go's gzip.DefaultCompression) uses, so blob sizes look real
 
 
@@ -99,13 +99,11 @@ class SpooledBlob:
             fd, path = tempfile.mkstemp(prefix="regload-", suffix=".tar.gz", dir=self._tmpdir)
         except OSError as e:
             raise SourceError(f"{self.what}: cannot create a spool file: {e.strerror or e}") from None
-        hasher = DigestRecorder()
-        size = 0
+        tally = Tally()
         try:
             with os.fdopen(fd, "wb") as f:
                 for piece in gzip_chunks(self._content(), self._level):
-                    hasher.update(piece)
-                    size += len(piece)
+                    tally.update(piece)
                     f.write(piece)
         except OSError as e:
             os.unlink(path)
@@ -113,52 +111,9 @@ class SpooledBlob:
         except BaseException:
             os.unlink(path)
             raise
-        desc = Descriptor(self.media_type, hasher.digest(), size)
+        desc = Descriptor(self.media_type, tally.digest(), tally.size)
         if self._descriptor is not None and self._descriptor != desc:
             os.unlink(path)
             raise SourceError(f"{self.what}: content changed since it was first compressed")
         self._descriptor = desc
         return path
-
-
-class Gunzip:
-    """Incremental gzip decompression, at most ``CHUNK`` bytes of output at a time (so a small
-    compressed chunk of zeros cannot expand to gigabytes in memory). Accepts several gzip
-    members in a row (pigz, concatenated files) and trailing zero padding."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self._d: zlib._Decompress | None = None
-        self._members = 0
-
-    def feed(self, data: Chunk) -> Iterator[bytes]:
-        rest = bytes(data)
-        while rest:
-            if self._d is None:
-                if not rest.strip(b"\0") and self._members:
-                    return
-                self._d = zlib.decompressobj(31)
-            d = self._d
-            out = self._inflate(d, rest)
-            if out:
-                yield out
-            while len(out) == CHUNK and not d.eof and not d.unconsumed_tail:
-                out = self._inflate(d, b"")  # output still pending inside zlib
-                if out:
-                    yield out
-            if d.eof:
-                rest = d.unused_data
-                self._d = None
-                self._members += 1
-            else:
-                rest = d.unconsumed_tail
-
-    def finish(self) -> None:
-        if self._d is not None or not self._members:
-            raise SourceError(f"{self.what}: gzip data is truncated")
-
-    def _inflate(self, d: zlib._Decompress, data: bytes) -> bytes:
-        try:
-            return d.decompress(data, CHUNK)
-        except zlib.error as e:
-            raise SourceError(f"{self.what}: invalid gzip data ({e})") from None

@@ -10,7 +10,6 @@ each one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import posixpath
@@ -20,15 +19,16 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import mediatypes as mt
+from ..compression import SNIFF_SIZE, Gunzip, sniff
 from ..digest import Digest
-from ..errors import ManifestError, SourceError
+from ..errors import InvalidDigest, SourceError
+from ..streams import Chunk, StreamCheck, checked
 from .base import BlobSource, BytesBlob, SourceImage
-from .compress import DEFAULT_LEVEL, GZIP_MAGIC, Gunzip, SpooledBlob, check_level
-from .files import Chunk, DigestCheck, FileBlob, StreamCheck, checked, read_range
+from .compress import DEFAULT_LEVEL, SpooledBlob, check_level
+from .files import DigestCheck, FileBlob, read_range
 
 MAX_JSON = 64 << 20  # manifest.json or a config larger than this is not a docker save
 _BLOB_RE = re.compile(r"^blobs/sha256/([a-f0-9]{64})$")
-_COMPRESSED = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"\xfd7zXZ": "xz", b"BZh": "bzip2"}
 COMPRESSIONS = ("gzip", "none")
 
 
@@ -77,7 +77,7 @@ def _layer(
     path: str, offset: int, size: int, diff_id: Digest, what: str, compression: str, level: int, tmpdir: str | None
 ) -> BlobSource:
     head = _head(path, offset, size, tarfile.BLOCKSIZE)
-    if head[:2] == GZIP_MAGIC:  # compressed already: push it as it is
+    if sniff(head) == "gzip":  # compressed already: push it as it is
 
         def gzip_checks() -> list[StreamCheck]:
             return [_GzipDiffIdCheck(diff_id, what)]
@@ -97,7 +97,7 @@ class _GzipDiffIdCheck:
     """For a layer stored compressed: its decompressed content must have the diff_id."""
 
     def __init__(self, diff_id: Digest, what: str) -> None:
-        self._gunzip = Gunzip(what)
+        self._gunzip = Gunzip(lambda reason: SourceError(f"{what}: {reason}"))
         self._check = DigestCheck(diff_id, None, what, kind="diff_id")
 
     def update(self, chunk: Chunk) -> None:
@@ -114,10 +114,9 @@ class _Tarball:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        magic = _head(path, 0, 6, 6)
-        for prefix, kind in _COMPRESSED.items():
-            if magic.startswith(prefix):
-                raise SourceError(f"{path}: is {kind}-compressed; docker save writes a plain tar: decompress it first")
+        kind = sniff(_head(path, 0, SNIFF_SIZE, SNIFF_SIZE))
+        if kind:
+            raise SourceError(f"{path}: is {kind}-compressed; docker save writes a plain tar: decompress it first")
         try:
             file_size = os.path.getsize(path)
             with tarfile.open(path, "r:") as tf:
@@ -230,7 +229,7 @@ def _diff_ids(raw: bytes, where: str) -> list[Digest]:
         raise SourceError(f"{where} has no rootfs.diff_ids list")
     try:
         return [Digest.parse(d) for d in ids]
-    except ManifestError as e:
+    except InvalidDigest as e:
         raise SourceError(f"{where}: rootfs.diff_ids: {e}") from None
 
 
@@ -269,9 +268,9 @@ def _leaves(name: str) -> bool:
 def _check_tar_head(head: bytes, what: str) -> None:
     """A docker save layer is an uncompressed tar: refuse anything else before it is pushed.
     An all-zero first block is the end marker of an empty layer, which docker writes."""
-    for magic, kind in _COMPRESSED.items():
-        if head.startswith(magic):
-            raise SourceError(f"{what}: is {kind}-compressed; a docker save layer is a tar")
+    kind = sniff(head)
+    if kind:
+        raise SourceError(f"{what}: is {kind}-compressed; a docker save layer is a tar")
     if head == bytes(tarfile.BLOCKSIZE):
         return
     try:
@@ -283,7 +282,7 @@ def _check_tar_head(head: bytes, what: str) -> None:
 def _check_content_address(name: str, raw: bytes, path: str) -> None:
     """A Docker 25+ config lives at ``blobs/sha256/<its digest>``: check it."""
     m = _BLOB_RE.match(_norm(name))
-    if m and hashlib.sha256(raw).hexdigest() != m.group(1):
+    if m and Digest.of(raw).hex != m.group(1):
         raise SourceError(f"{path}: config {name} does not match its digest (corrupt tarball)")
 
 

@@ -6,77 +6,32 @@ not what was promised, so verifying costs no extra pass: the push's own read doe
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Iterable, Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterator
 
-from ..digest import Digest
-from ..errors import SourceError
+from ..digest import Digest, Tally
+from ..errors import RegloadError, SourceError
+from ..streams import Chunk, StreamCheck, checked
 from .base import CHUNK, StreamDigestedBlob
 
-Chunk = bytes | memoryview
 
+class DigestCheck(Tally):
+    """The stream must have ``digest`` (and ``size`` bytes, when given), or ``SourceError``.
+    ``kind`` names the expected digest in the message (``digest``, ``diff_id``)."""
 
-class StreamCheck(Protocol):
-    """Sees every chunk of a stream, then judges it when the stream ends."""
-
-    def update(self, chunk: Chunk) -> None: ...
-
-    def check(self) -> None:
-        """Raise ``SourceError`` if the content seen was wrong."""
-        ...
-
-
-class DigestCheck:
-    """The stream must have ``digest`` (and ``size`` bytes, when given). ``kind`` names the
-    expected digest in the message (``digest``, ``diff_id``)."""
+    __slots__ = ("kind",)
 
     def __init__(self, digest: Digest, size: int | None, what: str, *, kind: str = "digest") -> None:
-        self.digest = digest
-        self.expected_size = size
-        self.what = what
+        super().__init__(digest, size, what)
         self.kind = kind
-        self.size = 0
-        self._hash = digest.hasher()
 
-    def update(self, chunk: Chunk) -> None:
-        self._hash.update(chunk)
-        self.size += len(chunk)
+    def too_long(self) -> RegloadError:
+        return self.wrong_size()
 
-    def check(self) -> None:
-        if self.expected_size is not None and self.size != self.expected_size:
-            raise SourceError(f"{self.what}: {self.size} bytes, expected {self.expected_size}")
-        actual = Digest(self.digest.algorithm, self._hash.hexdigest())
-        if actual != self.digest:
-            raise SourceError(
-                f"{self.what}: content has digest {actual.short}, not its {self.kind} {self.digest.short}"
-            )
+    def wrong_size(self) -> RegloadError:
+        return SourceError(f"{self.what}: {self.size} bytes, expected {self.expected_size}")
 
-
-class DigestRecorder:
-    """A check that never fails: it records the sha256 digest of what streamed."""
-
-    def __init__(self) -> None:
-        self._hash = hashlib.sha256()
-
-    def update(self, chunk: Chunk) -> None:
-        self._hash.update(chunk)
-
-    def check(self) -> None:
-        pass
-
-    def digest(self) -> Digest:
-        return Digest("sha256", self._hash.hexdigest())
-
-
-def checked(chunks: Iterable[Chunk], *checks: StreamCheck) -> Iterator[Chunk]:
-    """Pass ``chunks`` through, then run every check (raising at the end of the iteration)."""
-    for chunk in chunks:
-        for c in checks:
-            c.update(chunk)
-        yield chunk
-    for c in checks:
-        c.check()
+    def wrong_digest(self, actual: Digest, expected: Digest) -> RegloadError:
+        return SourceError(f"{self.what}: content has digest {actual.short}, not its {self.kind} {expected.short}")
 
 
 def read_range(path: str, offset: int, size: int, what: str) -> Iterator[bytes]:
@@ -137,7 +92,7 @@ class FileBlob(StreamDigestedBlob):
         if self._digest is not None:
             yield from checked(chunks, DigestCheck(self._digest, self.size, self.what, kind=self.kind), *extra)
         else:
-            hasher = DigestRecorder()
-            yield from checked(chunks, hasher, *extra)
-            self._digest = hasher.digest()
+            tally = Tally()
+            yield from checked(chunks, tally, *extra)
+            self._digest = tally.digest()
         self._verified = True

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 
+from ..blobstore import BlobStore
 from ..digest import Digest
 from ..errors import ManifestError, SourceError
 from ..manifest import (
@@ -97,7 +98,7 @@ class _Layout:
         return index
 
     def path(self, digest: Digest) -> str:
-        return os.path.join(self.root, "blobs", digest.algorithm, digest.hex)
+        return str(BlobStore(os.path.join(self.root, "blobs")).path(digest))
 
     def read(self, desc: Descriptor, what: str, limit: int) -> bytes:
         """A small blob (manifest, config), read whole and verified."""

@@ -10,18 +10,17 @@ digests, is built on first use.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from .. import mediatypes as mt
-from ..digest import Digest
+from .. import ustar
+from ..digest import Digest, Tally
 from ..errors import SourceError, UsageError
+from ..streams import Chunk, checked
 from ..units import parse_size
-from . import ustar
 from .base import BlobSource, BytesBlob, SourceImage, StreamDigestedBlob
-from .files import Chunk
 from .noise import noise
 
 PREFIX = "synthetic"
@@ -98,11 +97,9 @@ class SyntheticLayer(StreamDigestedBlob):
         if self._digest is not None:
             yield from self._chunks()
             return
-        h = hashlib.sha256()
-        for chunk in self._chunks():
-            h.update(chunk)
-            yield chunk
-        self._digest = Digest("sha256", h.hexdigest())
+        tally = Tally()
+        yield from checked(self._chunks(), tally)
+        self._digest = tally.digest()
 
     def _chunks(self) -> Iterator[bytes]:
         yield self._header

@@ -11,7 +11,7 @@ import ssl
 from collections.abc import Callable, Iterable, Iterator
 from http.client import HTTPException
 
-from regload.errors import CertificateError, TimeoutError_, TLSError, TransportError, UsageError
+from regload.errors import CertificateError, RequestTimeout, TLSError, TransportError, UsageError
 from regload.http import Request, TransportOptions
 
 # Framing is the transport's job: these request headers are replaced by what the body needs.
@@ -101,7 +101,7 @@ def map_exception(exc: BaseException, where: str, phase: str, timeout: float) ->
     if isinstance(exc, ssl.SSLCertVerificationError):
         return CertificateError(f"{where}: TLS certificate verification failed: {exc.verify_message}")
     if isinstance(exc, TimeoutError):  # also socket.timeout and gevent's TLS timeouts
-        return TimeoutError_(f"{where}: {phase} timed out after {timeout:g}s")
+        return RequestTimeout(f"{where}: {phase} timed out after {timeout:g}s")
     if isinstance(exc, ssl.SSLError):
         return TLSError(f"{where}: TLS error: {exc.reason or exc.strerror or exc}")
     if isinstance(exc, socket.gaierror):

@@ -15,7 +15,7 @@ import h2.errors
 import h2.events
 import httpx
 
-from regload.errors import TimeoutError_, TransportError
+from regload.errors import RequestTimeout, TransportError
 from regload.http import Headers, Request, Response, TransportOptions
 from regload.transports._common import (
     body_length,
@@ -123,9 +123,9 @@ def _map(exc: httpx.HTTPError, where: str, options: TransportOptions) -> Transpo
     """Map by httpx's class, with the root cause (ssl, OS) for the text."""
     if isinstance(exc, httpx.TimeoutException):
         if isinstance(exc, httpx.ConnectTimeout):
-            return TimeoutError_(f"{where}: connect timed out after {options.connect_timeout:g}s")
+            return RequestTimeout(f"{where}: connect timed out after {options.connect_timeout:g}s")
         phase = "write" if isinstance(exc, httpx.WriteTimeout) else "read"
-        return TimeoutError_(f"{where}: {phase} timed out after {options.read_timeout:g}s")
+        return RequestTimeout(f"{where}: {phase} timed out after {options.read_timeout:g}s")
     root: BaseException | None = exc
     while root is not None:  # httpx -> httpcore -> the OSError / SSLError that started it
         if isinstance(root, OSError):

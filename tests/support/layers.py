@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from regload import mediatypes as mt
+from regload.blobstore import BlobStore
 from regload.digest import Digest
 from regload.manifest import ImageManifest, parse_manifest
 from regload.sinks.base import PulledImage
@@ -172,7 +173,7 @@ def pulled_image(layout: Path, tag: str = "latest", blob_dir: Path | None = None
     """What the pull flow would hand a sink for the image tagged ``tag`` in ``layout``.
 
     ``blob_dir`` is where the layer blobs are (default: the layout's own ``blobs``); use
-    ``stage_blobs`` to copy them into a sink's ``blob_dir()`` as a real pull would.
+    ``stage_blobs`` to copy them into a sink's ``blob_store()`` as a real pull would.
     """
     index = json.loads((layout / "index.json").read_text())
     (desc,) = [
@@ -184,17 +185,26 @@ def pulled_image(layout: Path, tag: str = "latest", blob_dir: Path | None = None
     assert isinstance(manifest, ImageManifest)
     config = (layout / "blobs" / "sha256" / manifest.config.digest.hex).read_bytes()
     return PulledImage(
-        "test/image", tag, manifest, None, config, manifest.config, manifest.layers, blob_dir or layout / "blobs"
+        "test/image",
+        tag,
+        manifest,
+        None,
+        config,
+        manifest.config,
+        manifest.layers,
+        BlobStore(blob_dir or layout / "blobs"),
     )
 
 
-def stage_blobs(layout: Path, image: PulledImage, blob_dir: Path) -> PulledImage:
-    """Copy the layer blobs into ``blob_dir`` (a sink's) and point the image at them."""
+def stage_blobs(layout: Path, image: PulledImage, blobs: BlobStore | None) -> PulledImage:
+    """Copy the layer blobs into ``blobs`` (a sink's store) and point the image at them."""
+    assert blobs is not None, "this sink keeps no blobs"
+    source = BlobStore(layout / "blobs")
     for layer in image.layers:
-        dst = blob_dir / layer.digest.algorithm / layer.digest.hex
+        dst = blobs.path(layer.digest)
         dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(layout / "blobs" / layer.digest.algorithm / layer.digest.hex, dst)
-    return dataclasses.replace(image, blob_dir=blob_dir)
+        shutil.copyfile(source.path(layer.digest), dst)
+    return dataclasses.replace(image, blobs=blobs)
 
 
 def umoci_rootfs(layout_ref: str, bundle: Path) -> Path:

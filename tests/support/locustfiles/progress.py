@@ -1,5 +1,8 @@
 """A locustfile for tests: regload's own users, each logging when it last completed an image
-operation, so a test can tell that every user kept working (none stuck in a request)."""
+operation, so a test can tell that every user kept working (none stuck in a request).
+
+``--csv`` files are flushed every second (Locust: every 5 s), so that a test can follow the
+``--csv-full-history`` rows while the run goes on instead of sleeping for a guessed time."""
 
 from __future__ import annotations
 
@@ -7,9 +10,12 @@ import logging
 import time
 from typing import Any
 
+import locust.stats
 from locust import events
 
 from regload.locust import PullUser, PushUser
+
+locust.stats.CSV_STATS_FLUSH_INTERVAL_SEC = 0  # read by the CSV writer at each of its 1 s ticks
 
 LAST_SUCCESS: dict[int, tuple[str, float]] = {}  # id(user) -> (class name, time.time())
 

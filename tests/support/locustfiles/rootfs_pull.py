@@ -16,7 +16,7 @@ from locust import task
 from locust.exception import StopUser
 
 from regload.locust import PullUser, RegistryUser
-from regload.locust.users import POOL_READY
+from regload.locust.state import POOL_READY
 from regload.sinks.rootfs import RootfsSink
 from regload.sources.open import open_source
 

@@ -1,10 +1,13 @@
-"""The retry options, shared by the command line and the Locust harness (same names in both)."""
+"""The retry options, shared by the command line and the Locust harness (same names in both).
+Their defaults are ``RetryPolicy``'s own (no retries)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .retry import RetryPolicy
+from ..retry import NO_RETRIES, RetryPolicy
+
+DEFAULTS = NO_RETRIES
 
 
 def add_retry_arguments(group: Any) -> None:
@@ -13,28 +16,29 @@ def add_retry_arguments(group: Any) -> None:
     group.add_argument(
         "--retries",
         type=int,
-        default=0,
+        default=DEFAULTS.retries,
         metavar="N",
-        help="send a request again up to N times after 429/502/503/504 or a connection failure (default 0)",
+        help="send a request again up to N times after 429/502/503/504 or a connection failure"
+        f" (default {DEFAULTS.retries})",
     )
     group.add_argument(
         "--retry-backoff",
         type=float,
-        default=1.0,
+        default=DEFAULTS.backoff,
         metavar="SECONDS",
-        help="wait before the first retry, doubled for each next one (default 1)",
+        help=f"wait before the first retry, doubled for each next one (default {DEFAULTS.backoff:g})",
     )
     group.add_argument(
         "--retry-max-wait",
         type=float,
-        default=30.0,
+        default=DEFAULTS.max_wait,
         metavar="SECONDS",
-        help="longest wait before a retry, Retry-After included (default 30)",
+        help=f"longest wait before a retry, Retry-After included (default {DEFAULTS.max_wait:g})",
     )
     group.add_argument(
         "--ignore-retry-after",
         action="store_true",
-        default=False,
+        default=not DEFAULTS.honour_retry_after,
         help="wait the backoff even when the registry sends Retry-After",
     )
 
@@ -47,8 +51,8 @@ def retry_policy(options: Any) -> RetryPolicy:
         return default if value is None else value
 
     return RetryPolicy(
-        retries=int(get("retries", 0)),
-        backoff=float(get("retry_backoff", 1.0)),
-        max_wait=float(get("retry_max_wait", 30.0)),
-        honour_retry_after=not get("ignore_retry_after", False),
+        retries=int(get("retries", DEFAULTS.retries)),
+        backoff=float(get("retry_backoff", DEFAULTS.backoff)),
+        max_wait=float(get("retry_max_wait", DEFAULTS.max_wait)),
+        honour_retry_after=not get("ignore_retry_after", not DEFAULTS.honour_retry_after),
     )

@@ -1,4 +1,4 @@
-"""Byte-exact ustar headers, the same in every Python version.
+"""Byte-exact ustar headers, the same in every Python version (synthetic layers, docker-archive).
 
 ``tarfile.TarInfo.tobuf`` is not: CPython 3.12 changed how it writes the device fields of
 regular files, which would change every synthetic layer digest. POSIX.1-1988 ustar layout.

@@ -1,0 +1,51 @@
+"""What one Locust process holds for all its users: the settings parsed from the options, the
+pull pool, the shared token cache and the audit logs. Listeners (``hooks``), seeding and users
+read it here; nothing in it imports a user class."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gevent.event import Event
+
+from ..audit import AuditLog
+from ..auth import TokenCache
+from .options import LoadSettings, settings_from
+from .pool import ImagePool
+
+SHARED_TOKENS = TokenCache()  # --token-cache shared: one cache for the users of this process
+POOL = ImagePool()
+POOL_READY = Event()  # set once seeding ended, whether it succeeded (POOL.error says)
+
+_settings: dict[int, LoadSettings] = {}
+_audit_logs: dict[str, AuditLog] = {}
+
+
+def settings_for(environment: Any) -> LoadSettings:
+    """Settings parsed once per environment (workers get the master's options at spawn)."""
+    key = id(environment.parsed_options)
+    if key not in _settings:
+        _settings[key] = settings_from(environment.parsed_options)
+    return _settings[key]
+
+
+def token_cache(mode: str) -> TokenCache:
+    """The token cache of a new user for ``--token-cache``: shared, its own, or none."""
+    if mode == "shared":
+        return SHARED_TOKENS
+    return TokenCache(enabled=mode != "off")
+
+
+def audit_log(path: str) -> AuditLog:
+    """The process's audit log for ``path``, shared by its users (the file opens at the first line)."""
+    if path not in _audit_logs:
+        _audit_logs[path] = AuditLog(path)
+    return _audit_logs[path]
+
+
+def reset_for_test() -> None:
+    """A new test starts: an empty pool not ready yet, and options read again (a worker gets
+    the options of each run with its spawn message; the web UI may change them)."""
+    POOL.reset()
+    POOL_READY.clear()
+    _settings.clear()

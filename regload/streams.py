@@ -1,0 +1,76 @@
+"""Content passing through a check on its way: an iterator of chunks, or a file being read.
+
+A check (a ``digest.Tally``, or anything with ``update`` and ``check``) sees every byte once, so
+hashing and verifying cost no extra pass: the transfer's own read does it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol
+
+from .digest import Tally
+
+Chunk = bytes | memoryview
+CHUNK = 1 << 20
+
+
+class StreamCheck(Protocol):
+    """Sees every chunk of a stream, then judges it when the stream ends."""
+
+    def update(self, chunk: Chunk) -> None: ...
+
+    def check(self) -> None:
+        """Raise if the content seen was wrong."""
+        ...
+
+
+class Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+def checked(chunks: Iterable[Chunk], *checks: StreamCheck) -> Iterator[Chunk]:
+    """Pass ``chunks`` through, then run every check (raising at the end of the iteration)."""
+    for chunk in chunks:
+        for c in checks:
+            c.update(chunk)
+        yield chunk
+    for c in checks:
+        c.check()
+
+
+class Count:
+    """Counts the bytes of a stream (no hash), telling ``progress`` each chunk's length."""
+
+    __slots__ = ("size", "_progress")
+
+    def __init__(self, progress: Callable[[int], None] | None = None) -> None:
+        self.size = 0
+        self._progress = progress
+
+    def update(self, chunk: Chunk) -> None:
+        self.size += len(chunk)
+        if self._progress is not None:
+            self._progress(len(chunk))
+
+    def check(self) -> None:
+        pass
+
+
+class TallyReader:
+    """A read-only file: what is read from ``raw`` goes through ``tally`` (a new sha256 one by
+    default) on its way."""
+
+    def __init__(self, raw: Readable, tally: Tally | None = None) -> None:
+        self._raw = raw
+        self.tally = tally if tally is not None else Tally()
+
+    def read(self, n: int = -1, /) -> bytes:
+        data = self._raw.read(n)
+        self.tally.update(data)
+        return data
+
+    def drain(self) -> None:
+        """Read to the end (a tar reader stops at the end-of-archive marker; a digest does not)."""
+        while self.read(CHUNK):
+            pass
