@@ -235,6 +235,11 @@ class LocustRun:
     wall: float
     rss_samples: list[tuple[float, float]] = field(default_factory=list)  # (seconds, MiB)
     cpu: float | None = None  # CPU seconds between test start and stop (bench locustfiles only)
+    arrivals: list[dict[str, Any]] = field(default_factory=list)  # the open model's ``_arrivals.json``
+
+    def operation(self, method: str = "PULL") -> dict[str, Any] | None:
+        """The ``PULL image`` (or ``PUSH image``) row, None when no such operation ran."""
+        return next((r for r in self.stats if r.get("method") == method and r.get("name") == "image"), None)
 
     def rows(self, *, operations: bool = False) -> list[dict[str, Any]]:
         """Endpoint rows (the ``PULL``/``PUSH image`` rows only with ``operations``)."""
@@ -336,8 +341,12 @@ def run_locust(
         cpu = float(json.loads((tmp / "cpu.json").read_text())["cpu"])
     except (OSError, ValueError, KeyError):
         cpu = None
+    try:
+        arrivals = json.loads((tmp / "run_arrivals.json").read_text())  # only with --pull-rate/--push-rate
+    except (OSError, ValueError):
+        arrivals = []
     shutil.rmtree(tmp, ignore_errors=True)
-    return LocustRun(proc.returncode, output, stats, wall, samples, cpu)
+    return LocustRun(proc.returncode, output, stats, wall, samples, cpu, arrivals)
 
 
 def rss_mib(pid: int) -> float:

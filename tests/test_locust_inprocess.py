@@ -52,7 +52,9 @@ def test_pull_and_push_users_run_in_process_over_a_given_transport():
 def test_registry_faults_are_counted_with_their_cause_and_the_run_goes_on():
     out = run_scenario(
         {
-            "argv": [*SMALL, "--check-fail-ratio", "0.0"],
+            # One layer: a pull then runs in its user's greenlet alone, and the stop cannot kill a
+            # layer's greenlet between its injected 503 and the report of it.
+            "argv": [*SMALL, "--pull-pool-layers", "1", "--check-fail-ratio", "0.0"],
             "users": {"PullUser": 2},
             "until": {"PULL image": 30},
             "fail_every": 5,
@@ -117,3 +119,55 @@ def test_a_locustfile_of_ones_own_importing_from_the_users_module_runs_with_regl
     rows = {f"{kind} {name}": int(row["Request Count"]) for (kind, name), row in result.stats().items()}
     assert (PULL_ROWS | PUSH_ROWS) <= set(rows), sorted(rows)
     assert rows["PULL image"] > 0 and rows["PUSH image"] > 0
+
+
+@pytest.mark.flows
+def test_the_open_model_drops_what_no_idle_user_can_take_and_times_pulls_from_their_arrival():
+    """One user, 40 arrivals/s, a registry taking 50 ms a request (a pull of four: 200 ms): about
+    5 pulls/s start, the rest are dropped and counted; none is delayed or queued."""
+    out = run_scenario(
+        {
+            "argv": [*SMALL, "--pull-rate", "40", "--arrivals", "uniform"],
+            "users": {"PullUser": 1},
+            "until": {},
+            "duration": 3,
+            "delay": 0.05,
+        }
+    )
+    [pull] = out["arrivals"]
+    assert pull["operation"] == "PULL" and pull["schedule"] == "40/s"
+    assert pull["started"] + pull["dropped"] == pull["scheduled"]
+    # The schedule starts once the pool is seeded (through the same slow registry).
+    assert pull["scheduled"] == pytest.approx(40 * pull["elapsed"], abs=2)
+    # At most one pull per 200 ms (fewer on a loaded machine): the user is never given two at once.
+    assert 3 * pull["elapsed"] <= pull["started"] <= 5 * pull["elapsed"] + 2, pull
+    assert pull["dropped"] >= 30 * pull["elapsed"], pull
+    dropped = out["rows"]["PULL dropped"]
+    assert dropped["requests"] == dropped["failures"] == pull["dropped"]
+    assert out["errors"]["PULL dropped: no idle user at the arrival time"] == pull["dropped"]
+    assert out["image_times_ms"]["PULL"] >= 200  # from the arrival, its four 50 ms requests included
+    # Handed over at once: an arrival queued behind a pull would wait for it (200 ms or more).
+    assert pull["lateness_p99_ms"] < 150
+
+
+@pytest.mark.flows
+def test_without_a_rate_the_users_are_a_closed_loop():
+    out = run_scenario({"argv": SMALL, "users": {"PullUser": 2}, "until": {"PULL image": 10}})
+    assert out["arrivals"] == [] and "PULL dropped" not in out["rows"]
+    assert "regload arrivals" not in out["stderr"]
+
+
+@pytest.mark.flows
+def test_an_arrival_shape_of_ones_own_sets_the_rate_second_by_second():
+    out = run_scenario(
+        {
+            "argv": [*SMALL, "--arrivals", "uniform"],
+            "users": {"PullUser": 4},
+            "until": {},
+            "duration": 4.5,
+            "shape": [10, 0, 30, 5],
+        }
+    )
+    [pull] = out["arrivals"]
+    assert pull["schedule"] == "Steps"
+    assert pull["started_per_second"] == [10, 0, 30, 5] and pull["dropped"] == 0, pull

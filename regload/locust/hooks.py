@@ -22,7 +22,8 @@ from locust.runners import STATE_RUNNING, STATE_SPAWNING, WorkerRunner
 from ..audit import check_writable
 from ..errors import RegloadError
 from ..local_registry import LocalRegistry, RegistryBinaryNotFound
-from . import throughput
+from . import arrival_chart, arrival_report, throughput
+from .open_hooks import arrival_rows  # also registers the open model's listeners
 from .options import add_arguments
 from .seeding import stop_seeding
 from .state import reset_for_test, settings_for
@@ -113,17 +114,26 @@ def _stop_users(environment: Any) -> None:
 
 
 def _report(environment: Any) -> None:
-    """The throughput summary on stderr, and beside Locust's own CSV and JSON reports. At
-    ``quitting`` a master holds the workers' final stats, so this is the whole run."""
+    """The throughput and open-model summaries on stderr, and beside Locust's own CSV and JSON
+    reports. At ``quitting`` a master holds the workers' final stats, so this is the whole run."""
     options = environment.parsed_options
     rows = throughput.throughput(environment.stats)
-    for line in throughput.summary_lines(rows):
+    arrivals = arrival_rows(environment)
+    for line in throughput.summary_lines(rows) + arrival_report.summary_lines(arrivals):
         print(line, file=sys.stderr)
     outputs = []
     if options is not None and getattr(options, "csv_prefix", None):
         outputs.append((f"{options.csv_prefix}_throughput.csv", lambda path: throughput.write_csv(path, rows)))
+        if arrivals:
+            outputs.append(
+                (f"{options.csv_prefix}_arrivals.csv", lambda path: arrival_report.write_csv(path, arrivals))
+            )
     if options is not None and getattr(options, "json_file", None):
         outputs.append((f"{options.json_file}_throughput.json", lambda path: throughput.write_json(path, rows)))
+        if arrivals:
+            outputs.append(
+                (f"{options.json_file}_arrivals.json", lambda path: arrival_report.write_json(path, arrivals))
+            )
     for path, write in outputs:
         try:
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)  # Locust makes it only later
@@ -157,20 +167,38 @@ def _fail_ratio(value: Any) -> float | None:
 
 
 def _extend_web_ui(environment: Any) -> None:
-    """A Throughput tab in the web UI, fed with the stats the UI polls; no secret in its pages."""
+    """Throughput and Arrivals tabs in the web UI, fed with the stats the UI polls, and the
+    arrivals chart page; no secret in its pages."""
     from flask import request
 
     web_ui = environment.web_ui
     if environment.parsed_options is not None:
         protect_secrets(web_ui, environment.parsed_options)
-    web_ui.template_args["extended_tabs"] = [{"title": "Throughput", "key": "throughput"}]
-    web_ui.template_args["extended_tables"] = [throughput.UI_TABLE]
+    web_ui.template_args["extended_tabs"] = [
+        {"title": "Throughput", "key": "throughput"},
+        {"title": "Arrivals", "key": "arrivals"},
+    ]
+    web_ui.template_args["extended_tables"] = [throughput.UI_TABLE, arrival_report.UI_TABLE]
+
+    @web_ui.app.route(arrival_chart.PATH)
+    @web_ui.auth_required_if_enabled
+    def _arrival_chart() -> Any:
+        return arrival_chart.PAGE
+
+    @web_ui.app.route(arrival_chart.PATH + ".json")
+    @web_ui.auth_required_if_enabled
+    def _arrival_series() -> Any:
+        return arrival_chart.series(environment, arrival_rows(environment))
 
     @web_ui.app.after_request
     def _add_throughput(response: Any) -> Any:
         if request.path.endswith("/stats/requests") and response.is_json and environment.runner is not None:
             data = response.get_json()
             rows = throughput.ui_rows(throughput.throughput(environment.runner.stats))
-            data["extended_stats"] = [{"key": "throughput", "data": rows}]
+            arrivals = arrival_report.ui_rows(arrival_rows(environment))
+            data["extended_stats"] = [
+                {"key": "throughput", "data": rows},
+                {"key": "arrivals", "data": arrivals},
+            ]
             response.set_data(json.dumps(data))
         return response

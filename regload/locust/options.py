@@ -15,6 +15,7 @@ from ..retry import NO_RETRIES, RetryPolicy
 from ..units import parse_size
 from ..wiring.connect import ClientSettings
 from ..wiring.retry_options import add_retry_arguments, retry_policy
+from .rates import ARRIVALS, Schedule, parse_rate
 
 TOKEN_CACHE_MODES = ("shared", "user", "off")
 _PULL, _PUSH = PullOptions(), PushOptions()
@@ -45,6 +46,10 @@ DEFAULTS: dict[str, Any] = {
     "no_check_existing": not _PUSH.check_existing,
     "connection_backoff": 1.0,
     "audit_file": "",
+    "pull_rate": "",
+    "push_rate": "",
+    "rate_stages": "",
+    "arrivals": "poisson",
     "check_fail_ratio": None,
     "check_percentile": [],
 }
@@ -105,6 +110,19 @@ def add_arguments(parser: Any) -> None:
         metavar="PATH",
         help="append a JSON line per image pushed (every process of this machine appends to PATH)",
     )
+    add(
+        "--pull-rate",
+        metavar="RATE",
+        help="open model: PULLs per second in total (all processes), or stages 30s:5,2m:50; empty: closed loop",
+    )
+    add("--push-rate", metavar="RATE", help="open model: PUSHes per second in total, or stages; empty: closed loop")
+    add(
+        "--rate-stages",
+        metavar="STAGES",
+        help="open model for both classes unless --pull-rate/--push-rate gives one its own: DURATION:RATE,…"
+        " ramps linearly to each RATE (30s:5,2m:50,1m:50,30s:0)",
+    )
+    add("--arrivals", choices=ARRIVALS, help="open model: poisson (exponential gaps) or uniform (evenly spaced)")
     add_retry_arguments(parser)
     add("--check-fail-ratio", type=float, help="exit non-zero when the failure ratio ends above this (e.g. 0.01)")
     add(
@@ -163,6 +181,13 @@ class LoadSettings:
     connection_backoff: float
     retry: RetryPolicy = NO_RETRIES
     audit_file: str | None = None
+    pull_rate: Schedule | None = None  # None: PullUser is a closed loop
+    push_rate: Schedule | None = None
+    arrivals: str = "poisson"
+
+    def rate(self, kind: str) -> Schedule | None:
+        """The open model's schedule of ``PULL`` or ``PUSH``, or None for a closed loop."""
+        return self.pull_rate if kind == "PULL" else self.push_rate
 
     def repository(self, index: int) -> str:
         return f"{self.repo_prefix}-{index % self.repos}"
@@ -220,4 +245,16 @@ def settings_from(options: Any) -> LoadSettings:
         connection_backoff=max(0.0, float(get("connection_backoff") or 0.0)),
         retry=retry_policy(options),
         audit_file=get("audit_file") or None,
+        pull_rate=_schedule(get("pull_rate"), get("rate_stages"), "--pull-rate"),
+        push_rate=_schedule(get("push_rate"), get("rate_stages"), "--push-rate"),
+        arrivals=get("arrivals"),
     )
+
+
+def _schedule(own: str, stages: str, what: str) -> Schedule | None:
+    """A class's own rate, else the shared --rate-stages, else None (a closed loop)."""
+    if str(own).strip():
+        return parse_rate(str(own), what)
+    if str(stages).strip():
+        return parse_rate(str(stages), "--rate-stages")
+    return None

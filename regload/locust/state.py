@@ -10,13 +10,18 @@ from gevent.event import Event
 
 from ..audit import AuditLog
 from ..auth import TokenCache
+from .open_model import ArrivalCounts, Arrivals, Share
 from .options import LoadSettings, settings_from
 from .pool import ImagePool
+from .rates import Schedule, ShapeRate
 
 SHARED_TOKENS = TokenCache()  # --token-cache shared: one cache for the users of this process
 POOL = ImagePool()
 POOL_READY = Event()  # set once seeding ended, whether it succeeded (POOL.error says)
 
+OPEN: dict[str, Arrivals] = {}  # the open model's schedules of this process, by kind
+SHARE = Share()  # this process's part of the total rates (a master tells its workers)
+WORKER_COUNTS: dict[str, ArrivalCounts] = {}  # on a master: what its workers counted, by kind
 _settings: dict[int, LoadSettings] = {}
 _audit_logs: dict[str, AuditLog] = {}
 
@@ -27,6 +32,16 @@ def settings_for(environment: Any) -> LoadSettings:
     if key not in _settings:
         _settings[key] = settings_from(environment.parsed_options)
     return _settings[key]
+
+
+def schedule_for(environment: Any, kind: str) -> Schedule | None:
+    """The open model's schedule of ``kind`` (``PULL``/``PUSH``): the ``arrival_shape`` of a user
+    class of that kind when one gives it, else the options' rate; None for a closed loop."""
+    for cls in environment.user_classes or ():
+        shape = getattr(cls, "arrival_shape", None)
+        if shape is not None and getattr(cls, "kind", None) == kind:
+            return ShapeRate(shape)
+    return settings_for(environment).rate(kind)
 
 
 def token_cache(mode: str) -> TokenCache:
@@ -49,3 +64,7 @@ def reset_for_test() -> None:
     POOL.reset()
     POOL_READY.clear()
     _settings.clear()
+    for arrivals in OPEN.values():
+        arrivals.stop()
+    OPEN.clear()
+    WORKER_COUNTS.clear()

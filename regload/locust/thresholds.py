@@ -29,13 +29,14 @@ class PercentileCheck:
         return cls(m.group(1), m.group(2), float(m.group(3)), float(m.group(4)))
 
 
-OPERATION_ROWS = (("image", "PULL"), ("image", "PUSH"))
+# Whole operations, and the open model's dropped arrivals: each one an operation that failed.
+OPERATION_ROWS = (("image", "PULL"), ("image", "PUSH"), ("dropped", "PULL"), ("dropped", "PUSH"))
 
 
 def observed_fail_ratio(stats: Any) -> tuple[str, float]:
-    """The share of whole image operations that failed. A failed pull is one failed operation,
-    though its failed request is in an endpoint row too; runs without operation rows (custom
-    scenarios) use the share of all requests."""
+    """The share of whole image operations that failed, a dropped arrival counted as one. A
+    failed pull is one failed operation, though its failed request is in an endpoint row too;
+    runs without operation rows (custom scenarios) use the share of all requests."""
     rows = [stats.entries[key] for key in OPERATION_ROWS if key in stats.entries]
     total = sum(r.num_requests for r in rows)
     if total:

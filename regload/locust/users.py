@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import gevent
 from locust import User, constant, task
+from locust.exception import StopUser
 
 from ..audit import AuditEntry
 from ..client import RegistryClient
@@ -29,11 +30,13 @@ from ..sources.synthetic import synthetic_image_of
 from ..wiring.connect import make_client
 from ..wiring.gevent_runner import GeventRunner
 from . import hooks  # noqa: F401  (registers regload's options and listeners with the user classes)
-from .observer import LocustObserver
+from .observer import CauseError, LocustObserver
+from .open_model import Arrivals
 from .options import LoadSettings
 from .pool import PoolImage
+from .rates import ArrivalShape
 from .seeding import TransportFactory, ensure_pool
-from .state import POOL, POOL_READY, audit_log, settings_for, token_cache
+from .state import OPEN, POOL, POOL_READY, SHARE, audit_log, schedule_for, settings_for, token_cache
 
 POOL_WAIT_SECONDS = 300.0
 
@@ -46,6 +49,10 @@ class RegistryUser(User):
     #: Makes each user's transport; None: the one the options select (``--registry-http2``).
     #: A scenario or a test gives its own, e.g. a function returning an in-memory transport.
     transport_factory: ClassVar[TransportFactory | None] = None
+    #: The operation this class's arrivals are (``PULL``, ``PUSH``), and a rate of one's own for
+    #: it: an object whose ``tick(elapsed)`` gives the total arrivals per second (``rates.ArrivalShape``).
+    kind: ClassVar[str | None] = None
+    arrival_shape: ClassVar[ArrivalShape | None] = None
     settings: LoadSettings
     client: RegistryClient
 
@@ -71,16 +78,36 @@ class RegistryUser(User):
     def reference(self, repository: str, reference: str) -> Reference:
         return Reference(self.registry, repository).with_reference(reference)
 
+    def arrival(self, kind: str) -> float:
+        """When this user's next ``kind`` (``PULL``/``PUSH``) operation starts, as ``perf_counter``:
+        with a rate set (the open model), the scheduled time of the next arrival, waited for idle;
+        without, now (a closed loop). Time the operation from it (``started=``). When the test
+        stops while the user waits, the user stops (``StopUser``): it has nothing left to do."""
+        arrivals = _arrivals(self.environment, kind, self.settings)
+        if arrivals is None:
+            return time.perf_counter()
+        scheduled = arrivals.next()
+        if scheduled is None:
+            raise StopUser()
+        return scheduled
+
     def pull_image(
-        self, repository: str, reference: str, *, head_first: bool | None = None, sink: Sink | None = None
+        self,
+        repository: str,
+        reference: str,
+        *,
+        head_first: bool | None = None,
+        sink: Sink | None = None,
+        started: float | None = None,
     ) -> PullResult | None:
         """Pull a whole image, verifying every blob (or only counting with --no-verify).
         ``head_first`` overrides ``--pull-head-first`` for this pull. ``sink`` is where the
-        image goes (a ``RootfsSink`` unpacks it as a node would); by default nothing is written."""
+        image goes (a ``RootfsSink`` unpacks it as a node would); by default nothing is written.
+        ``started``: when the pull was due (``arrival``), the start of its ``PULL image`` time."""
         s = self.settings
         head_first = s.head_first if head_first is None else head_first
         options = PullOptions(jobs=s.pull_jobs, verify=s.verify, head_first=head_first)
-        started = time.perf_counter()
+        started = time.perf_counter() if started is None else started
         try:
             ref = self.reference(repository, reference)
             result = pull(self.client, ref, sink or DiscardSink(), self.runner, options)
@@ -91,13 +118,16 @@ class RegistryUser(User):
         self.observer.operation("PULL", time.perf_counter() - started, result.bytes, None)
         return result
 
-    def push_image(self, image: SourceImage, repository: str, tag: str) -> PushResult | None:
-        """Push a whole image: ping, token, HEAD and upload each blob, then the manifest."""
+    def push_image(
+        self, image: SourceImage, repository: str, tag: str, *, started: float | None = None
+    ) -> PushResult | None:
+        """Push a whole image: ping, token, HEAD and upload each blob, then the manifest.
+        ``started``: when the push was due (``arrival``), the start of its ``PUSH image`` time."""
         s = self.settings
         options = PushOptions(
             upload_mode=s.upload_mode, chunk_size=s.chunk_size, jobs=s.push_jobs, check_existing=s.check_existing
         )
-        started = time.perf_counter()
+        started = time.perf_counter() if started is None else started
         try:
             ref = self.reference(repository, tag)
             result = push(self.client, ref, image, self.runner, options)
@@ -127,7 +157,9 @@ class RegistryUser(User):
 
 
 class PullUser(RegistryUser):
-    """Pulls whole images from the pool, one after another."""
+    """Pulls whole images from the pool: one after another, or at the arrivals of ``--pull-rate``."""
+
+    kind = "PULL"
 
     def on_start(self) -> None:
         ensure_pool(self.environment, type(self).transport_factory)  # once per process and test
@@ -142,20 +174,50 @@ class PullUser(RegistryUser):
             self.observer.operation("PULL", 0.0, 0, cause)
             gevent.sleep(1.0)
             return
+        started = self.arrival("PULL")
         image = POOL.pick(self.rng)
         if image is not None:
-            self.pull_image(image.repository, image.reference)
+            self.pull_image(image.repository, image.reference, started=started)
 
 
 class PushUser(RegistryUser):
-    """Pushes unique synthetic images (the registry cannot deduplicate them) to random repos."""
+    """Pushes unique synthetic images (the registry cannot deduplicate them) to random repos:
+    one after another, or at the arrivals of ``--push-rate``."""
+
+    kind = "PUSH"
 
     @task
     def push_unique(self) -> None:
+        started = self.arrival("PUSH")
         s = self.settings
         seed = self.rng.getrandbits(63)
         sizes = [s.push_layer_size.sample(self.rng) for _ in range(s.push_layers)]
         repository = s.repository(self.rng.randrange(s.repos))
         tag = f"push-{seed:016x}"
-        if self.push_image(synthetic_image_of(sizes, seed), repository, tag) and s.pull_pushed:
+        if self.push_image(synthetic_image_of(sizes, seed), repository, tag, started=started) and s.pull_pushed:
             POOL.add(PoolImage(repository, tag))
+
+
+def _arrivals(environment: Any, kind: str, settings: LoadSettings) -> Arrivals | None:
+    """This process's schedule of ``kind`` (started by the first user to ask), or None when
+    ``kind`` has no rate: a closed loop."""
+    arrivals = OPEN.get(kind)
+    if arrivals is None:
+        schedule = schedule_for(environment, kind)
+        if schedule is None:
+            return None
+
+        def dropped(kind: str) -> None:
+            # One failed request per dropped arrival, with no latency (locust rounds nothing here).
+            environment.events.request.fire(
+                request_type=kind,
+                name="dropped",
+                response_time=0.0,
+                response_length=0,
+                exception=CauseError("no idle user at the arrival time"),
+                context={},
+            )
+
+        arrivals = OPEN[kind] = Arrivals(kind, schedule, settings.arrivals, SHARE, dropped)
+        arrivals.start()
+    return arrivals

@@ -8,13 +8,16 @@ listeners set. ``run_scenario`` does that from a test.
 
 A scenario: ``argv`` (regload's and Locust's options, parsed by Locust's own parser, so the
 options exist only if importing the user classes registered them), ``users`` (class name →
-count: ``PullUser``, ``PushUser``), ``until`` (stats row → requests to wait for), ``timeout``
-(seconds), ``auth`` (the fake registry's: null, "basic" or "bearer"), ``fail_every`` (answer
-every n-th blob GET with 503, a registry fault the run must count and go through).
+count: ``PullUser``, ``PushUser``), ``until`` (stats row → requests to wait for) with
+``timeout`` (seconds), or ``duration`` (seconds to run, whatever happens), ``auth`` (the fake
+registry's: null, "basic" or "bearer"), ``fail_every`` (answer every n-th blob GET with 503, a
+registry fault the run must count and go through), ``delay`` (seconds the fake takes to answer
+each request), ``shape`` (arrivals per second, second by second: an ``arrival_shape``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -48,6 +51,7 @@ def _main(scenario: dict[str, Any]) -> dict[str, Any]:
     from locust.argument_parser import parse_options
     from locust.env import Environment
 
+    from regload.locust.open_hooks import arrival_rows
     from regload.locust.users import PullUser, PushUser  # as a locustfile of one's own would
     from regload.transports.memory import MemoryTransport
     from tests.support.fake_registry import BASE, FakeRegistry, error
@@ -57,6 +61,8 @@ def _main(scenario: dict[str, Any]) -> dict[str, Any]:
 
     def faults(request: Any, body: bytes) -> Any:
         nonlocal blob_gets
+        if scenario.get("delay"):
+            gevent.sleep(scenario["delay"])  # a slow registry: the user's greenlet waits
         every = scenario.get("fail_every")
         if every and request.method == "GET" and "/blobs/sha256:" in request.url:
             blob_gets += 1
@@ -71,9 +77,15 @@ def _main(scenario: dict[str, Any]) -> dict[str, Any]:
         # transport, so the fake's own record stays its first transport's; count from its state).
         return MemoryTransport(fake)
 
+    class Steps:  # an arrival shape of one's own: ``shape`` is the rate of each second
+        def tick(self, elapsed: float) -> float | None:
+            steps = scenario["shape"]
+            return steps[int(elapsed)] if elapsed < len(steps) else None
+
     bases = {"PullUser": PullUser, "PushUser": PushUser}
+    extra = {"arrival_shape": Steps()} if "shape" in scenario else {}
     wanted = [
-        type(name, (bases[name],), {"fixed_count": count, "transport_factory": transport})
+        type(name, (bases[name],), {"fixed_count": count, "transport_factory": transport, **extra})
         for name, count in scenario["users"].items()
     ]
     options = parse_options(args=scenario["argv"])
@@ -87,9 +99,12 @@ def _main(scenario: dict[str, Any]) -> dict[str, Any]:
         rows = {f"{e.method} {e.name}": e.num_requests for e in environment.stats.entries.values()}
         return all(rows.get(name, 0) >= count for name, count in scenario["until"].items())
 
-    with gevent.Timeout(scenario.get("timeout", 30), False):
-        while not reached():
-            gevent.sleep(0.02)
+    if "duration" in scenario:  # a run of fixed length (the open model's rates)
+        gevent.sleep(scenario["duration"])
+    else:
+        with gevent.Timeout(scenario.get("timeout", 30), False):
+            while not reached():
+                gevent.sleep(0.02)
     environment.events.quitting.fire(environment=environment, reverse=True)  # regload's report and checks
     runner.quit()
     return {
@@ -103,6 +118,12 @@ def _main(scenario: dict[str, Any]) -> dict[str, Any]:
         "tokens": len(fake.tokens),
         "blob_faults": blob_gets // scenario["fail_every"] if scenario.get("fail_every") else 0,
         "exit_code": environment.process_exit_code,
+        "arrivals": [dataclasses.asdict(row) for row in arrival_rows(environment)],
+        "image_times_ms": {
+            kind: entry.total_response_time / max(1, entry.num_requests)
+            for (name, kind), entry in environment.stats.entries.items()
+            if name == "image"
+        },
     }
 
 

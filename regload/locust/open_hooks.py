@@ -1,0 +1,117 @@
+"""Locust listeners of the open model: each process's share of the total rates, the schedules
+stopped with the test, and the workers' counts gathered on the master.
+
+The schedules start once every user is spawned: a single process then knows it holds the whole
+rate; a master tells its workers how many they are (a custom message, sent again whenever a
+worker joins or leaves), and worker ``i`` of ``n`` schedules ``1/n`` of each rate, its arrivals
+interleaved with the others'. Workers send what they counted with their stats reports.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import gevent
+from locust import events
+from locust.runners import MasterRunner, WorkerRunner
+
+from .arrival_report import ArrivalRow, arrival_row
+from .open_model import ArrivalCounts
+from .state import OPEN, SHARE, WORKER_COUNTS, schedule_for
+
+SHARE_MESSAGE = "regload_share"
+REPORT_KEY = "regload_arrivals"
+WATCH_INTERVAL = 1.0  # seconds between a master's looks at its worker count
+
+_run: dict[str, float] = {}  # perf_counter at this test's start and stop
+_watcher: gevent.Greenlet | None = None
+_environment: Any = None  # spawning_complete does not say which
+
+
+@events.init.add_listener
+def _on_init(environment: Any, **_: Any) -> None:
+    global _environment
+    _environment = environment
+    if isinstance(environment.runner, WorkerRunner):
+        environment.runner.register_message(SHARE_MESSAGE, _on_share)
+
+
+def _on_share(environment: Any, msg: Any, **_: Any) -> None:
+    SHARE.set(environment.runner.worker_index, int(msg.data["workers"]))
+
+
+@events.test_start.add_listener
+def _on_test_start(environment: Any, **_: Any) -> None:
+    _run.clear()
+    SHARE.reset()
+
+
+@events.spawning_complete.add_listener
+def _on_spawning_complete(**_: Any) -> None:
+    """Every user is spawned (on a master: on every worker). Fired again when the user count
+    changes mid-run: the schedules keep their origin."""
+    global _watcher
+    runner = _environment.runner if _environment is not None else None
+    if isinstance(runner, WorkerRunner):
+        return  # a worker learns it from its master
+    _run.setdefault("started", time.perf_counter())
+    if isinstance(runner, MasterRunner):
+        if _watcher is None:
+            _watcher = gevent.spawn(_tell_workers, runner)
+    else:
+        SHARE.set(0, 1)
+
+
+def _tell_workers(runner: Any) -> None:
+    told = None
+    while True:
+        count = runner.worker_count
+        if count != told and count > 0:
+            runner.send_message(SHARE_MESSAGE, {"workers": count})
+            told = count
+        gevent.sleep(WATCH_INTERVAL)
+
+
+@events.test_stopping.add_listener
+@events.test_stop.add_listener
+def _on_test_stop(environment: Any, **_: Any) -> None:
+    """``test_stopping`` comes before Locust stops the users: no arrival meets a user stopping."""
+    global _watcher
+    _run.setdefault("stopped", time.perf_counter())
+    for arrivals in OPEN.values():
+        arrivals.stop()  # no arrival (nor drop) while the users are being stopped
+    if _watcher is not None:
+        _watcher.kill(block=False)
+        _watcher = None
+
+
+@events.report_to_master.add_listener
+def _on_report_to_master(client_id: str, data: dict[str, Any], **_: Any) -> None:
+    data[REPORT_KEY] = {kind: arrivals.unreported.take() for kind, arrivals in OPEN.items()}
+
+
+@events.worker_report.add_listener
+def _on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
+    for kind, counts in data.get(REPORT_KEY, {}).items():
+        WORKER_COUNTS.setdefault(kind, ArrivalCounts()).merge(counts)
+
+
+def arrival_rows(environment: Any) -> list[ArrivalRow]:
+    """One row per kind with a rate whose users ran: this process's counts, or on a master its
+    workers'."""
+    if environment.parsed_options is None or "started" not in _run:
+        return []
+    run_elapsed = _run.get("stopped", time.perf_counter()) - _run["started"]
+    rows = []
+    for kind in ("PULL", "PUSH"):
+        schedule = schedule_for(environment, kind)
+        if schedule is None:
+            continue
+        if isinstance(environment.runner, MasterRunner):
+            if kind not in WORKER_COUNTS:
+                continue
+            rows.append(arrival_row(kind, schedule, WORKER_COUNTS[kind], run_elapsed))
+        elif kind in OPEN:
+            rows.append(arrival_row(kind, schedule, OPEN[kind].total, OPEN[kind].elapsed()))
+    return rows
