@@ -14,6 +14,7 @@ from .. import __version__, endpoints
 from ..audit import AuditEntry, AuditLog, check_writable
 from ..auth import Credentials
 from ..client import RegistryClient
+from ..concurrency import Runner
 from ..errors import CertificateError, ManifestError, RegloadError, UsageError
 from ..manifest import DEFAULT_PLATFORM, ImageManifest, Index, Platform
 from ..pull import PullOptions, fetch_manifest, platform_manifest, pull
@@ -23,7 +24,6 @@ from ..sinks import make_sink
 from ..sources import open_source
 from ..units import parse_size
 from ..wiring.connect import ClientSettings, make_client
-from ..wiring.gevent_runner import GeventRunner
 from ..wiring.retry_options import add_retry_arguments, retry_policy
 from .credentials import resolve_credentials
 from .progress import Progress, human_bytes
@@ -88,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "-j", "--jobs", type=int, default=PULL.jobs, help=f"layers fetched at once (default {PULL.jobs}, like docker)"
+    )
+    p.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="count the layers' bytes without checking their digests (the manifest and config are always"
+        " checked); not with --output",
     )
 
     s = sub.add_parser(
@@ -187,6 +193,14 @@ def connect(
     return make_client(ref.registry, settings)
 
 
+def gevent_runner() -> Runner:
+    """Layers side by side on greenlets. Imported when a command runs: ``--version`` and
+    ``--help`` load no gevent."""
+    from ..wiring.gevent_runner import GeventRunner
+
+    return GeventRunner()
+
+
 def _platform(text: str) -> Platform:
     try:
         return Platform.parse(text)
@@ -224,12 +238,15 @@ def _check_jobs(jobs: int) -> int:
 
 def cmd_pull(args: argparse.Namespace) -> dict[str, Any]:
     ref = _reference(args, args.reference)
-    options = PullOptions(platform=_platform(args.platform), jobs=_check_jobs(args.jobs))
+    if args.no_verify and args.output:
+        # An output is trusted as the image: nothing unverified is written where the user looks.
+        raise UsageError("--no-verify only counts bytes: it cannot write an --output")
+    options = PullOptions(platform=_platform(args.platform), jobs=_check_jobs(args.jobs), verify=not args.no_verify)
     sink = make_sink(args.format if args.output else None, args.output, ref.familiar_name, ref.tag)
     client = connect(args, ref)
     progress = Progress(f"pulling {ref}", enabled=None if not args.json else False)
     try:
-        result = pull(client, ref, sink, GeventRunner(), options, progress)
+        result = pull(client, ref, sink, gevent_runner(), options, progress)
     finally:
         progress.finish()
         client.close()
@@ -257,7 +274,7 @@ def cmd_push(args: argparse.Namespace) -> dict[str, Any]:
         client = connect(args, ref)
         progress = Progress(f"pushing {ref}", enabled=None if not args.json else False)
         try:
-            result = push(client, ref, image, GeventRunner(), options, progress)
+            result = push(client, ref, image, gevent_runner(), options, progress)
         finally:
             progress.finish()
             client.close()
@@ -344,7 +361,7 @@ def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
     credentials_for = credentials_source(args)
     # A registry recorded with http:// was reached over plain HTTP by the push that wrote the
     # file, at the user's request: the same is asked here.
-    return verify_command(args, lambda ref: connect(args, ref, credentials_for, recorded=True))
+    return verify_command(args, lambda ref: connect(args, ref, credentials_for, recorded=True), gevent_runner())
 
 
 def print_human(command: str, out: dict[str, Any]) -> None:
@@ -388,9 +405,14 @@ CLI_TLS_HINT = " (trust the registry's CA with --ca-cert FILE, or skip verificat
 COMMANDS = {"pull": cmd_pull, "push": cmd_push, "tags": cmd_tags, "inspect": cmd_inspect, "verify": cmd_verify}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, before_run: Callable[[], None] | None = None) -> int:
+    """Run one command. ``before_run`` is called once the arguments are parsed, before anything
+    is sent (the console script patches the standard library for gevent there: ``--version``,
+    ``--help`` and usage errors exit before, without loading a network stack)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if before_run is not None:
+        before_run()
     try:
         out = COMMANDS[args.command](args)
     except RegloadError as e:

@@ -8,10 +8,10 @@ from typing import Any
 
 from ..audit import read_audit_file
 from ..client import RegistryClient
+from ..concurrency import Runner
 from ..errors import UsageError
 from ..reference import Reference, Registry
 from ..verify import ERROR, INTACT, STATUSES, Verdict, verify_all
-from ..wiring.gevent_runner import GeventRunner
 
 
 def add_verify_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -27,7 +27,9 @@ def add_verify_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     v.add_argument("-j", "--jobs", type=int, default=4, help="images verified at once (default 4)")
 
 
-def verify_command(args: argparse.Namespace, connect: Callable[[Reference], RegistryClient]) -> dict[str, Any]:
+def verify_command(
+    args: argparse.Namespace, connect: Callable[[Reference], RegistryClient], runner: Runner
+) -> dict[str, Any]:
     """Verify every line of the audit file; ``connect`` makes the client of a registry (one per
     registry, shared by all its images). ``--registry`` checks them all in that registry instead."""
     entries = read_audit_file(args.audit_file)
@@ -40,7 +42,7 @@ def verify_command(args: argparse.Namespace, connect: Callable[[Reference], Regi
         for _, ref in targets:
             if ref.registry not in clients:
                 clients[ref.registry] = connect(ref)
-        verdicts = verify_all(targets, clients, GeventRunner(), args.jobs)
+        verdicts = verify_all(targets, clients, runner, args.jobs)
     finally:
         for client in clients.values():
             client.close()

@@ -1,0 +1,43 @@
+"""The console script loads a network stack only for a command that sends requests: ``--version``,
+``--help`` and usage errors answer without gevent's patching or an HTTP library."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+NETWORK = ["gevent", "geventhttpclient", "httpx", "ssl"]
+CHILD = """
+import json, sys
+from regload.cli.entry import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as e:
+    code = e.code
+loaded = [m for m in {network} if m in sys.modules]
+patched = "gevent.monkey" in sys.modules and sys.modules["gevent.monkey"].is_module_patched("socket")
+print(json.dumps({{"code": code, "loaded": loaded, "patched": patched}}), file=sys.stderr)
+"""
+
+
+def run(*args: str) -> dict:
+    script = CHILD.format(network=NETWORK)
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=60)
+    return json.loads(done.stderr.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["pull", "--help"], ["pull"], ["frobnicate"]])
+def test_answers_without_a_network_stack(args):
+    out = run(*args)
+    assert out["loaded"] == [] and not out["patched"], out
+    assert out["code"] in (0, 2)
+
+
+def test_a_command_that_sends_requests_is_patched_first():
+    out = run("tags", "127.0.0.1:1/nothing/here")  # connection refused: a clean failure, after patching
+    assert out["code"] == 1 and out["patched"], out
