@@ -23,6 +23,7 @@ from .state import OPEN, SHARE, WORKER_COUNTS, schedule_for
 SHARE_MESSAGE = "regload_share"
 REPORT_KEY = "regload_arrivals"
 WATCH_INTERVAL = 1.0  # seconds between a master's looks at its worker count
+RETELL_EVERY = 5  # looks between two tellings of an unchanged count
 
 _run: dict[str, float] = {}  # perf_counter at this test's start and stop
 _watcher: gevent.Greenlet | None = None
@@ -64,12 +65,15 @@ def _on_spawning_complete(**_: Any) -> None:
 
 
 def _tell_workers(runner: Any) -> None:
-    told = None
+    """At once, whenever the count changes, and every few seconds anyway: a worker that joined
+    may take its spawn message (and reset) after the first telling; to the others it is no change."""
+    told, ticks = None, 0
     while True:
         count = runner.worker_count
-        if count != told and count > 0:
+        if count > 0 and (count != told or ticks % RETELL_EVERY == 0):
             runner.send_message(SHARE_MESSAGE, {"workers": count})
             told = count
+        ticks += 1
         gevent.sleep(WATCH_INTERVAL)
 
 
