@@ -71,6 +71,7 @@ class _Layout:
 
     def __init__(self, root: str) -> None:
         self.root = root
+        self._blobs = BlobStore(os.path.join(root, "blobs"))
         if not os.path.isdir(root):
             raise SourceError(f"no such directory: {root}")
         try:
@@ -98,7 +99,7 @@ class _Layout:
         return index
 
     def path(self, digest: Digest) -> str:
-        return str(BlobStore(os.path.join(self.root, "blobs")).path(digest))
+        return str(self._blobs.path(digest))
 
     def read(self, desc: Descriptor, what: str, limit: int) -> bytes:
         """A small blob (manifest, config), read whole and verified."""
