@@ -46,7 +46,7 @@ def test_stopping_a_web_ui_run_stops_the_users_before_the_embedded_registry(tmp_
     url = f"http://127.0.0.1:{port}"
     try:
         storage = Path(re.search(r"\(storage (\S+)\)", locust.wait_for("started a local docker-registry", 30))[1])
-        locust.wait_for("Starting web interface at", timeout=30)
+        locust.wait_for_web_ui(port)
         post_swarm(url, users=4)
         deadline = time.monotonic() + 60
         while min(operations_done(url).get(kind, 0) for kind in ("PULL", "PUSH")) < 3:

@@ -78,8 +78,7 @@ def web_ui(registry_anon, tmp_path) -> Iterator[tuple[Locust, str]]:
     args = ["--host", registry_anon.url, "--web-host", "127.0.0.1", "--web-port", str(port), "--class-picker"]
     locust = Locust([*args, *SMALL_IMAGES], tmp_path, name="ui")
     try:
-        locust.wait_for("Starting web interface at", timeout=30)
-        yield locust, f"http://127.0.0.1:{port}"
+        yield locust, locust.wait_for_web_ui(port)
     finally:
         locust.kill()
 

@@ -163,14 +163,6 @@ def _http(url: str, data: dict[str, str] | None = None) -> dict:
         return json.load(response)
 
 
-def _reachable(url: str) -> bool:
-    try:
-        _http(url)
-    except OSError:  # URLError: not listening yet (Locust logs its address before it binds)
-        return False
-    return True
-
-
 def test_web_ui_takes_the_rate_at_each_run_and_shows_target_achieved_and_drops(slow_registry, tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -178,8 +170,7 @@ def test_web_ui_takes_the_rate_at_each_run_and_shows_target_achieved_and_drops(s
     args = ["--host", slow_registry.url, "--web-host", "127.0.0.1", "--web-port", str(port), "--pull-pool-size", "0"]
     locust = Locust([*args, *pool, "--arrivals", "uniform", "PullUser"], tmp_path, name="ui")
     try:
-        locust.wait_for("Starting web interface at", timeout=30)
-        wait_until(lambda: _reachable(f"{url}/stats/requests"), timeout=30, message="the web UI to listen")
+        locust.wait_for_web_ui(port)
         for rate, users in (("5", "10"), ("20", "1")):  # the second: one user cannot keep up
             form = {"user_count": users, "spawn_rate": users, "host": slow_registry.url, "pull_rate": rate}
             assert _http(f"{url}/swarm", form)["success"]

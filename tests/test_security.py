@@ -445,27 +445,6 @@ def wait_for_push(url: str, *, failed: bool, timeout: float = 40) -> dict[str, A
         time.sleep(0.5)
 
 
-def wait_for_log(locust: Locust, logfile: Path, text: str, timeout: float = 30) -> None:
-    """Wait for ``text`` in Locust's ``--logfile``."""
-    deadline = time.monotonic() + timeout
-    while not (logfile.exists() and text in logfile.read_text(errors="replace")):
-        assert locust.process.poll() is None, locust.output[-4000:]
-        assert time.monotonic() < deadline, f"no {text!r} in {logfile} within {timeout:g} s"
-        time.sleep(0.2)
-
-
-def wait_until_serving(url: str, timeout: float = 15) -> None:
-    """The web UI logs that it starts a moment before it accepts connections."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            fetch(url + "/worker-count")
-            return
-        except urllib.error.URLError:
-            assert time.monotonic() < deadline, f"nothing answers at {url}"
-            time.sleep(0.2)
-
-
 @pytest.mark.locust_run
 def test_web_ui_serves_no_password_and_the_users_still_get_it(registry_basic, tmp_path):
     """The password on the master's command line is in no page of the web UI; a run started from
@@ -484,8 +463,7 @@ def test_web_ui_serves_no_password_and_the_users_still_get_it(registry_basic, tm
     url = f"http://127.0.0.1:{port}"
     pages: list[tuple[str, str]] = []
     try:
-        wait_for_log(locust, tmp_path / "ui.log", "Starting web interface at")
-        wait_until_serving(url)
+        locust.wait_for_web_ui(port)
         status, index = fetch(url + "/")
         assert status == 200 and "registry_password" in index and "is_secret" in index, index[-2000:]
         assert '"default_value": "regload"' in index.replace('":"', '": "')  # other values are there

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -155,6 +156,20 @@ class Locust:
             if time.monotonic() > deadline:
                 raise AssertionError(f"no {pattern.pattern!r} within {timeout:g} s\n{self.output[-6000:]}")
             time.sleep(0.1)
+
+    def wait_for_web_ui(self, port: int, timeout: float = 30) -> str:
+        """Wait until the web UI accepts connections on ``port`` and return its URL. (Locust logs
+        "Starting web interface at" a moment before its server binds: a request sent right after
+        that line can be refused.)"""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return f"http://127.0.0.1:{port}"
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"nothing listens on port {port}\n{self.output[-6000:]}") from None
+                time.sleep(0.05)
 
     def terminate(self, timeout: float = 15) -> int:
         """SIGTERM, as Ctrl-C or ``docker stop`` would: locust writes its reports and quits."""
