@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Iterator
+
+# ISA-L's inflate (python-isal), a drop-in for zlib's decompressobj at about twice its speed.
+from isal import isal_zlib
 
 from .streams import CHUNK, Chunk, Readable
 
@@ -32,7 +34,7 @@ class Gunzip:
 
     def __init__(self, fail: Fail) -> None:
         self._fail = fail
-        self._d: zlib._Decompress | None = None
+        self._d: isal_zlib.Decompress | None = None
         self._members = 0
 
     def feed(self, data: Chunk) -> Iterator[bytes]:
@@ -43,7 +45,7 @@ class Gunzip:
                     rest = rest.lstrip(b"\0")
                     if not rest:
                         return
-                self._d = zlib.decompressobj(31)
+                self._d = isal_zlib.decompressobj(31)
             d = self._d
             out = self._inflate(d, rest)
             if out:
@@ -63,10 +65,10 @@ class Gunzip:
         if self._d is not None or not self._members:
             raise self._fail("gzip data is truncated")
 
-    def _inflate(self, d: zlib._Decompress, data: bytes) -> bytes:
+    def _inflate(self, d: isal_zlib.Decompress, data: bytes) -> bytes:
         try:
             return d.decompress(data, CHUNK)
-        except zlib.error as e:
+        except isal_zlib.error as e:  # type: ignore[misc]  # (its stub does not say it is an Exception)
             raise self._fail(f"invalid gzip data ({e})") from None
 
 

@@ -1,7 +1,7 @@
 """The transport interface: plain request and response values, and what a transport must do.
 
 The protocol core builds ``Request`` values and reads ``Response`` objects; it never imports an
-HTTP library. Transports (``regload.transports``) implement ``Transport`` on geventhttpclient,
+HTTP library. Transports (``regload.transports``) implement ``Transport`` on gevent sockets,
 httpx, or in memory for unit tests.
 """
 
@@ -105,8 +105,10 @@ class Response(Protocol):
     """A response whose body has not been read yet.
 
     ``read()`` returns the whole remaining body (for small documents); ``iter_bytes`` streams it
-    in chunks of at most ``chunk_size``. Either consumes the body; ``close()`` releases the
-    connection (discarding unread body) and is always safe to call twice.
+    in chunks of at most ``chunk_size``. A chunk may be a view of a buffer that the next chunk
+    overwrites: use it (hash it, write it) before asking for the next, or keep ``bytes(chunk)``.
+    Either consumes the body; ``close()`` releases the connection (discarding unread body) and
+    is always safe to call twice.
     """
 
     @property

@@ -11,7 +11,7 @@ import pytest
 
 pytestmark = pytest.mark.unit
 
-NETWORK = ["gevent", "geventhttpclient", "httpx", "ssl"]
+NETWORK = ["gevent", "geventhttpclient", "httptools", "httpx", "ssl"]
 CHILD = """
 import json, sys
 from regload.cli.entry import main

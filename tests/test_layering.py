@@ -52,7 +52,7 @@ ALLOWED = {
     "locust": CORE | {"transports", "wiring", "local_registry"},
     "__main__": {"cli"},
 }
-IO_LIBRARIES = {"gevent", "geventhttpclient", "httpx", "locust", "requests", "urllib3", "socket", "ssl"}
+IO_LIBRARIES = {"gevent", "geventhttpclient", "httptools", "httpx", "locust", "requests", "urllib3", "socket", "ssl"}
 
 
 def _layer(path: Path) -> str:

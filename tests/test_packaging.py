@@ -54,7 +54,7 @@ def test_pyproject_declares_the_console_script_and_runtime_dependencies():
         m = re.match(r"\s*([A-Za-z0-9_.-]+)\s*(?:\[([^\]]*)\])?", text)
         assert m, text
         requirements[m.group(1).lower()] = {e.strip() for e in (m.group(2) or "").split(",") if e.strip()}
-    for name in ("locust", "gevent", "geventhttpclient", "httpx"):
+    for name in ("locust", "gevent", "geventhttpclient", "httpx", "httptools", "isal"):
         assert name in requirements, f"{name} missing from [project] dependencies"
     assert "http2" in requirements["httpx"]
     assert "pyyaml" not in requirements  # only the tests read YAML

@@ -23,9 +23,9 @@ import pytest
 from regload.errors import RequestTimeout, TLSError, TransportError
 from regload.http import Request, Response, Transport, TransportOptions, add_query, resolve_url
 from regload.transports import make_transport
-from regload.transports.gevent_transport import GeventTransport
 from regload.transports.httpx_transport import HttpxTransport
 from regload.transports.memory import MemoryTransport
+from regload.transports.socket_transport import SocketTransport
 from regload.wiring.gevent_runner import GeventRunner
 from tests.support.registries import RegistryFixture
 
@@ -209,7 +209,7 @@ def server() -> Iterator[_Server]:
 
 
 TRANSPORTS: dict[str, Callable[[TransportOptions], Transport]] = {
-    "gevent": GeventTransport,
+    "socket": SocketTransport,
     "httpx": lambda options: HttpxTransport(options, http2=True),
 }
 
@@ -427,7 +427,7 @@ def test_half_read_response_never_reaches_the_next_request(make: Callable[..., T
 def test_no_hidden_retry_when_the_server_drops_the_request(
     make: Callable[..., Transport], server: _Server, method: str
 ) -> None:
-    # geventhttpclient's HTTPClient.request would send GET and PUT again on a new connection.
+    # geventhttpclient's HTTPClient.request (2.6.1) would send GET and PUT again on a new connection.
     transport = make()
     assert _body(_get(transport, f"{server.url}/bytes/5")) == _payload(5)  # a pooled connection
     before = server.drops
@@ -506,8 +506,8 @@ def test_unsupported_scheme(make: Callable[..., Transport]) -> None:
 
 
 @pytest.mark.unit
-def test_gevent_greenlets_share_the_pool(server: _Server) -> None:
-    transport = GeventTransport(TransportOptions(max_connections_per_host=4))
+def test_greenlets_share_the_bounded_pool(server: _Server) -> None:
+    transport = SocketTransport(TransportOptions(max_connections_per_host=4))
 
     def fetch(i: int) -> bool:
         return _body(_get(transport, f"{server.url}/bytes/{2000 + i}")) == _payload(2000 + i)
@@ -523,7 +523,7 @@ def test_gevent_greenlets_share_the_pool(server: _Server) -> None:
 
 @pytest.mark.unit
 def test_make_transport() -> None:
-    assert isinstance(make_transport(), GeventTransport)
+    assert isinstance(make_transport(), SocketTransport)
     transport = make_transport(TransportOptions(), http2=True)
     assert isinstance(transport, HttpxTransport)
     transport.close()

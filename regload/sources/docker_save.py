@@ -35,16 +35,16 @@ COMPRESSIONS = ("gzip", "none")
 def open_docker_save(
     path: str,
     compression: str = "gzip",
-    level: int = DEFAULT_LEVEL,
+    level: int | None = DEFAULT_LEVEL,
     *,
     select: str | None = None,
     tmpdir: str | None = None,
 ) -> SourceImage:
     """Open a ``docker save`` tarball: its first image, or the one tagged ``select``.
 
-    ``compression`` ``gzip`` pushes layers gzip-compressed at ``level`` (spooled once into
-    ``tmpdir``); ``none`` pushes them as the uncompressed tars they are. A layer that is
-    already gzip in the tarball is pushed as it is.
+    ``compression`` ``gzip`` pushes layers gzip-compressed (ISA-L, or zlib at ``level``; see
+    ``compress.py``), spooled once into ``tmpdir``; ``none`` pushes them as the uncompressed tars
+    they are. A layer that is already gzip in the tarball is pushed as it is.
     """
     if compression not in COMPRESSIONS:
         raise SourceError(f"invalid compression {compression!r}: expected gzip or none")
@@ -74,7 +74,14 @@ def open_docker_save(
 
 
 def _layer(
-    path: str, offset: int, size: int, diff_id: Digest, what: str, compression: str, level: int, tmpdir: str | None
+    path: str,
+    offset: int,
+    size: int,
+    diff_id: Digest,
+    what: str,
+    compression: str,
+    level: int | None,
+    tmpdir: str | None,
 ) -> BlobSource:
     head = _head(path, offset, size, tarfile.BLOCKSIZE)
     if sniff(head) == "gzip":  # compressed already: push it as it is

@@ -18,7 +18,7 @@ def open_source(
     spec: str,
     *,
     compression: str = "gzip",
-    level: int = DEFAULT_LEVEL,
+    level: int | None = DEFAULT_LEVEL,
     platform: Platform | str | None = None,
     tmpdir: str | None = None,
 ) -> SourceImage:

@@ -1,5 +1,5 @@
-"""Transports: ``regload.http.Transport`` on geventhttpclient (the default), httpx (HTTP/2,
-proxies) and in memory (unit tests)."""
+"""Transports: ``regload.http.Transport`` on gevent sockets and httptools (the default, HTTP/1.1),
+httpx (HTTP/2, proxies) and in memory (unit tests)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from regload.http import Transport, TransportOptions
 
 
 def make_transport(options: TransportOptions | None = None, http2: bool = False) -> Transport:
-    """The geventhttpclient transport, or the httpx one when HTTP/2 is wanted.
+    """The socket transport, or the httpx one when HTTP/2 is wanted.
 
     Imports are deferred: a process only loads the HTTP library it uses.
     """
@@ -16,6 +16,6 @@ def make_transport(options: TransportOptions | None = None, http2: bool = False)
         from regload.transports.httpx_transport import HttpxTransport
 
         return HttpxTransport(options, http2=True)
-    from regload.transports.gevent_transport import GeventTransport
+    from regload.transports.socket_transport import SocketTransport
 
-    return GeventTransport(options)
+    return SocketTransport(options)

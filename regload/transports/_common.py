@@ -114,6 +114,6 @@ def map_exception(exc: BaseException, where: str, phase: str, timeout: float) ->
         return TransportError(f"{where}: connection closed by peer while sending")
     if isinstance(exc, OSError):
         return TransportError(f"{where}: {(exc.strerror or str(exc) or type(exc).__name__).lower()}")
-    if isinstance(exc, HTTPException):  # geventhttpclient's HTTPParseError
+    if isinstance(exc, HTTPException):
         return TransportError(f"{where}: invalid HTTP response: {exc}")
     return TransportError(f"{where}: {type(exc).__name__}: {exc}")

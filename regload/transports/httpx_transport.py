@@ -1,6 +1,6 @@
 """HttpxTransport: httpx with HTTP/2 (negotiated by ALPN over TLS) and proxy support.
 
-Slower per request than ``GeventTransport``; use it for HTTP/2 registries or proxies. One shared
+Slower per request than ``SocketTransport``; use it for HTTP/2 registries or proxies. One shared
 ``httpx.Client`` and one SSL context (a new client per user would build a context each time).
 """
 
@@ -38,7 +38,7 @@ class HttpxTransport:
     """Transport on one shared ``httpx.Client``: no redirects, no retries, no auth.
 
     httpx limits connections per client, not per host: ``max_connections_per_host`` bounds the
-    whole pool. Waiting for a free connection has no time limit (as with geventhttpclient), so
+    whole pool. Waiting for a free connection has no time limit (as with the socket transport), so
     the wait shows up as latency rather than as an error.
     """
 
@@ -59,8 +59,8 @@ class HttpxTransport:
             limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
         )
         # The defaults would add Accept and Accept-Encoding: gzip. Blobs and manifests are
-        # digested as sent, so ask for no content coding (the geventhttpclient transport sends
-        # neither header either); a caller that wants one sets it per request.
+        # digested as sent, so ask for no content coding (the socket transport sends neither
+        # header either); a caller that wants one sets it per request.
         for name in ("Accept", "Accept-Encoding", "User-Agent"):
             del self._client.headers[name]
         self._defaults = default_headers(options)

@@ -26,6 +26,14 @@ Faults (``Fault.kind``; each applies to ``fraction`` of the requests its filter 
 - ``status_429``: answered ``429 TOOMANYREQUESTS`` with ``Retry-After: <retry_after>``.
 - ``wrong_digest``: forwarded; the answer's ``Docker-Content-Digest`` is replaced (added when
   missing) by another well-formed sha256 digest.
+- ``split``: forwarded; the answer (head and body, sized) is sent in two writes, apart in time,
+  cut ``keep`` bytes from its start (default the middle): run over every ``keep``, the client's
+  reads are split at every byte. A cut at or past the end is not applied.
+- ``rechunk``: forwarded; a sized body is sent in chunked coding instead, ``keep`` bytes per chunk
+  (default 7), each in a write of its own, every chunk line with extensions (one quoted, holding
+  ``;``) and the body followed by two trailer fields.
+- ``huge_head``: forwarded; the answer gets a ``X-Fault-Padding`` field of ``keep`` bytes (default
+  64 KiB).
 - ``redirect_blob``: a blob GET (``…/blobs/<digest>``) is answered ``307`` to the proxy's
   *storage listener*, on another host name (``127.0.0.2`` when it can be bound, else ``localhost``
   while the proxy is ``127.0.0.1``): a stand-in for object storage with pre-signed URLs. The
@@ -114,9 +122,14 @@ FAULT_KINDS = (
     "status_429",
     "wrong_digest",
     "redirect_blob",
+    "split",
+    "rechunk",
+    "huge_head",
 )
 _ANSWERED = ("status_500", "status_502", "status_503", "status_429")  # answered by the proxy itself
 _BODY_FAULTS = ("close_mid_body", "truncate", "corrupt")
+_WIRE_FAULTS = ("split", "rechunk")  # the sized answer is read whole, then sent re-cut
+_SPLIT_PAUSE = 0.005  # between the two writes of a split answer: the client reads them apart
 
 _BLOB_PATH = re.compile(r"/v2/.+/blobs/(sha256:[0-9a-f]{64})$")
 _STORAGE_PATH = re.compile(r"^/storage/([0-9a-f]{32})/(sha256:[0-9a-f]{64})$")
@@ -149,7 +162,9 @@ class Fault:
     path: str | None = None  # regex searched in the request target (path and query)
     seconds: float = 1.0  # delay
     retry_after: int = 1  # status_429
-    keep: int | None = None  # close_mid_body, truncate: body bytes sent; corrupt: offset of the byte
+    # close_mid_body, truncate: body bytes sent; corrupt: offset of the byte; split: offset of the
+    # cut; rechunk: chunk size; huge_head: size of the padding
+    keep: int | None = None
     after_request_bytes: int = 0  # reset: request body bytes read before the RST
     limit: int | None = None  # injected at most this many times
 
@@ -715,8 +730,8 @@ class FaultProxy:
         rframing = response_framing(head, method)
         if (
             fault is not None
-            and fault.kind in _BODY_FAULTS
-            and (rframing.empty or (fault.kind == "truncate" and rframing.kind != "length"))
+            and fault.kind in (*_BODY_FAULTS, *_WIRE_FAULTS)
+            and (rframing.empty or (fault.kind in ("truncate", *_WIRE_FAULTS) and rframing.kind != "length"))
         ):
             self._skipped(fault)
             fault = None
@@ -735,6 +750,16 @@ class FaultProxy:
         if not keep_alive:
             out.append(("Connection", "close"))
         upstream_reusable = head.start[0] == "HTTP/1.1" and not head.has_token("Connection", "close")
+        if fault is not None and fault.kind == "huge_head":
+            out.append(("X-Fault-Padding", "p" * (fault.keep if fault.keep is not None else 64 * 1024)))
+            self._injected(fault, endpoint)
+        if fault is not None and fault.kind in _WIRE_FAULTS:
+            start = f"HTTP/1.1 {head.start[1]} {head.start[2]}"
+            self._send_recut(conn, start, out, b"".join(iter_body(conn.up_rfile, rframing, BLOCK)), fault, endpoint)
+            self._event(endpoint, target, fault.kind, head.status)
+            if not upstream_reusable:
+                conn.drop_upstream()
+            return keep_alive
         conn.send(encode_head(f"HTTP/1.1 {head.start[1]} {head.start[2]}", out))
         self._event(endpoint, target, fault.kind if fault else None, head.status)
         body_fault = fault if fault is not None and fault.kind in _BODY_FAULTS else None
@@ -749,6 +774,33 @@ class FaultProxy:
         if rframing.kind == "close" or not upstream_reusable:
             conn.drop_upstream()
         return keep_alive
+
+    def _send_recut(
+        self, conn: _Connection, start: str, fields: list[tuple[str, str]], body: bytes, fault: Fault, endpoint: str
+    ) -> None:
+        """A ``split`` or ``rechunk`` answer: the same head and body, cut differently on the wire."""
+        # Counted before the answer leaves: a client that has read it may look at once.
+        if fault.kind == "rechunk":
+            self._injected(fault, endpoint)
+            fields = [(n, v) for n, v in fields if n.lower() != "content-length"] + [("Transfer-Encoding", "chunked")]
+            conn.send(encode_head(start, fields))
+            size = max(1, fault.keep if fault.keep is not None else 7)
+            for offset in range(0, len(body), size):
+                piece = body[offset : offset + size]
+                conn.send(b'%x;fault-proxy=1;note="a;b"\r\n' % len(piece) + piece + b"\r\n")
+            conn.send(b"0;last=1\r\nX-Fault-Trailer: done\r\nX-Fault-Checksum: 0\r\n\r\n")
+            return
+        wire = encode_head(start, fields) + body
+        cut = fault.keep if fault.keep is not None else len(wire) // 2
+        if not 0 < cut < len(wire):
+            self._skipped(fault)
+            conn.send(wire)
+            return
+        self._injected(fault, endpoint)
+        conn.send(wire[:cut])
+        if self._stopping.wait(_SPLIT_PAUSE):
+            raise _Closed
+        conn.send(wire[cut:])
 
     def _exchange(
         self, conn: _Connection, method: str, target: str, fields: list[tuple[str, str]], framing: Framing

@@ -1,0 +1,567 @@
+"""SocketTransport: HTTP/1.1 on gevent sockets and the httptools (llhttp) parser, the default.
+
+Each request costs what the wire needs and little more (``bench/per_request.py`` measures it
+beside a bare socket loop):
+
+- one pool per origin: a LIFO list of idle connections behind a bounded semaphore;
+- before an idle connection is reused, one ``recv(1, MSG_PEEK | MSG_DONTWAIT)`` on the raw socket
+  tells a live one (``EAGAIN``) from one the server closed or wrote to (``b""`` or a byte), with
+  no switch to the gevent hub (a ``select`` through gevent makes one per request);
+- the request head is one ``bytes`` join, sent in the same write as a small body;
+- llhttp (Node.js's parser) reads the head, calling back once per field;
+- a body of known length is read with ``recv_into`` into one buffer per response, handed out
+  as memoryview chunks of it: a chunk is valid until the next one is asked for.
+
+Nothing is sent twice: a write that fails is an error, once any answer the server gave before
+it closed (a 401, a 413) has been looked for. Redirects, retries and auth belong to the client.
+"""
+
+from __future__ import annotations
+
+import _socket
+import errno
+import re
+import socket
+import ssl
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import cast
+from urllib.parse import urlsplit
+
+import gevent.socket
+import gevent.ssl
+import httptools
+from gevent.lock import BoundedSemaphore
+
+from regload.errors import TransportError
+from regload.http import Headers, Request, Response, TransportOptions
+from regload.transports._common import (
+    body_length,
+    build_ssl_context,
+    default_headers,
+    describe,
+    label,
+    length_mismatch,
+    map_exception,
+    merge_headers,
+)
+
+_HEAD_READ = 16 * 1024  # the transport's buffer for response heads and parsed (chunked) bodies
+_MAX_HEAD = 1 << 20  # a response head larger than this is refused (Go's server default)
+_COALESCE = 64 * 1024  # a bytes body up to this size leaves in the same write as the head
+_MAX_BUFFER = 16 << 20  # a body that claims gigabytes gets buffers as its bytes arrive
+_TARGET_OK = re.compile(r"[\x21-\x7e\x80-\U0010ffff]*")
+_MAX_NAMES = 256  # error-message prefixes kept per origin (one per endpoint template)
+_PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
+# The C method itself: gevent's wrappers wait on EAGAIN, and the one under a TLS socket refuses
+# flags (it stands for the ``ssl.SSLSocket``); a peek at the TCP bytes needs neither.
+_raw_recv = _socket.socket.recv
+
+
+def _alive(sock: socket.socket) -> bool:
+    """An idle keep-alive socket can carry a request: the server has neither closed it nor
+    written to it: one system call on the raw socket, no switch to the hub."""
+    try:
+        _raw_recv(sock._sock, 1, _PEEK)  # type: ignore[attr-defined]
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False  # b"": closed by the server; a byte: unasked-for data
+
+
+class _Pool:
+    """The connections to one origin: at most ``size`` at once (a request waits for a free one,
+    with no time limit: the wait shows as latency), the idle ones reused last-in first-out."""
+
+    __slots__ = ("host", "port", "tls", "options", "idle", "slots", "closed")
+
+    def __init__(self, host: str, port: int, tls: gevent.ssl.SSLContext | None, options: TransportOptions) -> None:
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.options = options
+        self.idle: list[socket.socket] = []
+        self.slots = BoundedSemaphore(max(1, options.max_connections_per_host))
+        self.closed = False
+
+    def get(self) -> socket.socket:
+        self.slots.acquire()
+        try:
+            if self.closed:
+                raise TransportError("transport is closed")
+            idle = self.idle
+            while idle:
+                sock = idle.pop()
+                if _alive(sock):
+                    return sock
+                sock.close()
+            return self._connect()
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def _connect(self) -> socket.socket:
+        # Each address DNS gives is tried in turn (localhost: ::1, then 127.0.0.1); the TLS
+        # handshake is part of the connect and has its time limit.
+        sock = gevent.socket.create_connection((self.host, self.port), timeout=self.options.connect_timeout)
+        try:
+            # A head and then a body in two writes must not wait for a delayed ACK.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.tls is not None:
+                sock = cast(socket.socket, self.tls.wrap_socket(sock, server_hostname=self.host))
+            sock.settimeout(self.options.read_timeout)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def put(self, sock: socket.socket) -> None:
+        """Back in the pool, for the next request."""
+        if self.closed:
+            sock.close()
+        else:
+            self.idle.append(sock)
+        self.slots.release()
+
+    def discard(self, sock: socket.socket) -> None:
+        """Closed: its state is unknown (a body half read, a write cut short, a server close)."""
+        sock.close()
+        self.slots.release()
+
+    def close(self) -> None:
+        self.closed = True
+        for sock in self.idle:
+            sock.close()
+        self.idle.clear()
+
+
+class _Origin:
+    """A scheme, host and port: its pool, its Host header and its name in error messages."""
+
+    __slots__ = ("pool", "host_header", "host", "port", "names")
+
+    def __init__(self, pool: _Pool, host_header: str, host: str, port: int) -> None:
+        self.pool = pool
+        self.host_header = host_header
+        self.host = host
+        self.port = port
+        self.names: dict[tuple[str, str], str] = {}  # (method, name) -> error-message prefix
+
+    def where(self, request: Request) -> str:
+        """``describe(request, host, port)``, formatted once per endpoint, not per request."""
+        key = (request.method, request.name)
+        where = self.names.get(key)
+        if where is None:
+            where = describe(request, self.host, self.port)
+            if len(self.names) < _MAX_NAMES:
+                self.names[key] = where
+        return where
+
+
+class _Message:
+    """What llhttp reports of one response: the final head's fields in order, body bytes, and
+    whether anything came after the response (then the connection is never reused)."""
+
+    __slots__ = ("parser", "head_only", "fields", "body", "final", "complete", "garbage")
+
+    def __init__(self, head_only: bool) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.head_only = head_only  # the answer to a HEAD: no body follows, whatever it says
+        self.fields: list[tuple[str, str]] = []
+        self.body: deque[bytes | memoryview] = deque()
+        self.final = False  # the head of the final (non-1xx) response is complete
+        self.complete = False  # ... and so is its body
+        self.garbage = False
+
+    def on_message_begin(self) -> None:
+        if self.final:
+            self.garbage = True  # bytes after the end of the response
+        else:
+            self.fields = []  # an interim 1xx head is forgotten
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.fields.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        if self.parser.get_status_code() >= 200:
+            self.final = True
+            self.complete = self.head_only
+
+    def on_body(self, data: bytes) -> None:
+        if self.head_only:
+            self.garbage = True  # llhttp cannot be told that a HEAD answer has no body
+        else:
+            self.body.append(data)
+
+    def on_message_complete(self) -> None:
+        if self.final:
+            self.complete = True
+
+    def feed(self, data: memoryview, where: str) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            if not self.complete:
+                raise TransportError(f"{where}: the server switched protocols (status 101)") from exc
+            self.garbage = True
+        except httptools.HttpParserError as exc:
+            if not self.complete:
+                raise TransportError(f"{where}: invalid HTTP response: {exc}") from exc
+            self.garbage = True
+
+
+class _SendFailed(Exception):
+    """A socket write failed (kept apart from errors raised by the body iterator)."""
+
+    def __init__(self, cause: OSError) -> None:
+        super().__init__(cause)
+        self.cause = cause
+
+
+def _cooperative_context() -> gevent.ssl.SSLContext:
+    """What ``ssl.create_default_context()`` makes, as gevent's class (its sockets yield to other
+    greenlets whether or not the process is monkey-patched; ``gevent.ssl.create_default_context``
+    is the standard library's function and makes the blocking kind in an unpatched process)."""
+    context = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the host name
+    context.load_default_certs()
+    return context
+
+
+_TLS_CONTEXTS: dict[tuple[str | None, bool], gevent.ssl.SSLContext] = {}
+
+
+def _tls_context(options: TransportOptions) -> gevent.ssl.SSLContext:
+    """One client TLS context per CA file and verification mode, shared by the transports of a
+    process: loading the system CAs costs ~10 ms of CPU and ~1 MiB, which a Locust run would
+    otherwise pay once per user, all at spawn time."""
+    key = (options.ca_cert, options.insecure)
+    context = _TLS_CONTEXTS.get(key)
+    if context is None:
+        context = build_ssl_context(options, _cooperative_context)
+        context.set_alpn_protocols(["http/1.1"])  # all this transport speaks
+        _TLS_CONTEXTS[key] = context
+    return context
+
+
+class SocketTransport:
+    """HTTP/1.1 on gevent sockets: no redirects, no retries, no auth."""
+
+    def __init__(self, options: TransportOptions | None = None) -> None:
+        self._options = options or TransportOptions()
+        self._tls = _tls_context(self._options)
+        self._defaults = default_headers(self._options)
+        self._origins: dict[tuple[str, str], _Origin] = {}
+        self._closed = False
+        # Heads and parsed bodies are received here and parsed before anything else runs (no
+        # greenlet switch between the receive and the parse), so responses share it.
+        self._head_buffer = memoryview(bytearray(_HEAD_READ))
+
+    def send(self, request: Request) -> Response:
+        origin, target = self._route(request)
+        where = origin.where(request)
+        length = body_length(request, where)
+        head = self._head(request, origin, target, length, where)
+        pool = origin.pool
+        try:
+            sock = pool.get()
+        except TransportError as exc:
+            raise TransportError(f"{where}: {exc}") from exc
+        except Exception as exc:
+            raise map_exception(exc, where, "connect", self._options.connect_timeout) from exc
+        try:
+            try:
+                _write(sock, head, request, length, where)
+            except _SendFailed as failed:
+                # The server may have answered early (401, 413 ...) and closed: that answer is
+                # worth more than the broken pipe.
+                if failed.cause.errno in (errno.EPIPE, errno.ECONNRESET):
+                    try:
+                        return _SocketResponse(sock, pool, request, where, self, broken=True)
+                    except TransportError:
+                        pass
+                raise map_exception(failed.cause, where, "write", self._options.read_timeout) from failed.cause
+            return _SocketResponse(sock, pool, request, where, self, broken=False)
+        except BaseException:
+            pool.discard(sock)  # a response takes the socket over only once it is built
+            raise
+
+    def close(self) -> None:
+        self._closed = True
+        for origin in self._origins.values():
+            origin.pool.close()
+        self._origins.clear()
+
+    # -- request side ---------------------------------------------------------------------
+
+    def _route(self, request: Request) -> tuple[_Origin, str]:
+        scheme, netloc, path, query, _ = urlsplit(request.url)
+        origin = self._origins.get((scheme, netloc))
+        if origin is None:
+            origin = self._new_origin(request, scheme, netloc)
+        target = path or "/"
+        if query:
+            target += "?" + query
+        return origin, target
+
+    def _new_origin(self, request: Request, scheme: str, netloc: str) -> _Origin:
+        what = label(request)
+        if self._closed:
+            raise TransportError(f"{what}: transport is closed")
+        if scheme not in ("http", "https"):
+            raise TransportError(f"{what}: unsupported URL scheme {scheme!r}")
+        parts = urlsplit(f"{scheme}://{netloc}")
+        try:
+            port = parts.port or (443 if scheme == "https" else 80)
+        except ValueError as exc:
+            raise TransportError(f"{what}: invalid port in URL") from exc
+        host = parts.hostname
+        if not host:
+            raise TransportError(f"{what}: URL without a host")
+        tls = self._tls if scheme == "https" else None
+        host_header = netloc.rpartition("@")[2]  # never forward userinfo
+        origin = _Origin(_Pool(host, port, tls, self._options), host_header, host, port)
+        self._origins[(scheme, netloc)] = origin
+        return origin
+
+    def _head(self, request: Request, origin: _Origin, target: str, length: int | None, where: str) -> bytes:
+        if not _TARGET_OK.fullmatch(target):
+            raise TransportError(f"{where}: URL path or query contains spaces or control characters")
+        lines = [f"{request.method} {target} HTTP/1.1"]
+        if request.header("Host") is None:
+            lines.append("Host: " + origin.host_header)
+        lines.extend(f"{n}: {v}" for n, v in merge_headers(self._defaults, request))
+        if length is not None:
+            lines.append(f"Content-Length: {length}")
+        elif request.body is not None:
+            lines.append("Transfer-Encoding: chunked")
+        text = "\r\n".join(lines) + "\r\n\r\n"
+        # One C-speed scan instead of a check per field: a CR or LF inside a name or value
+        # (header injection, e.g. through a token) shows up as an extra line break.
+        if text.count("\n") != len(lines) + 1 or text.count("\r") != len(lines) + 1:
+            bad = [n for n, v in (*self._defaults, *request.headers) if "\r" in n + v or "\n" in n + v]
+            raise TransportError(f"{where}: header field {bad[0] if bad else request.method!r} contains a line break")
+        try:
+            return text.encode("latin-1")
+        except UnicodeEncodeError as exc:
+            raise TransportError(f"{where}: a header is not latin-1 text") from exc
+
+
+def _write(sock: socket.socket, head: bytes, request: Request, length: int | None, where: str) -> None:
+    """Send head and body. Socket failures come out as ``_SendFailed``; whatever the body
+    iterator raises (a source error) comes out as it is."""
+    body = request.body
+    try:
+        if body is None:
+            sock.sendall(head)
+            return
+        if isinstance(body, (bytes, bytearray, memoryview)):
+            if (length or 0) <= _COALESCE:
+                sock.sendall(head + body)
+            else:
+                sock.sendall(head)
+                sock.sendall(body)
+            return
+        sock.sendall(head)
+    except OSError as exc:
+        raise _SendFailed(exc) from exc
+    if length is None:
+        _write_chunked(sock, body)
+        return
+    sent = 0
+    for chunk in body:
+        size = memoryview(chunk).nbytes
+        if sent + size > length:
+            raise length_mismatch(where, sent + size, length)
+        try:
+            sock.sendall(chunk)
+        except OSError as exc:
+            raise _SendFailed(exc) from exc
+        sent += size
+    if sent != length:
+        raise length_mismatch(where, sent, length)
+
+
+def _write_chunked(sock: socket.socket, body: Iterable[bytes | memoryview]) -> None:
+    for chunk in body:
+        size = memoryview(chunk).nbytes
+        if not size:
+            continue  # an empty chunk would end the body
+        try:
+            if size <= _COALESCE:
+                sock.sendall(b"".join((b"%x\r\n" % size, chunk, b"\r\n")))
+            else:
+                sock.sendall(b"%x\r\n" % size)
+                sock.sendall(chunk)
+                sock.sendall(b"\r\n")
+        except OSError as exc:
+            raise _SendFailed(exc) from exc
+    try:
+        sock.sendall(b"0\r\n\r\n")
+    except OSError as exc:
+        raise _SendFailed(exc) from exc
+
+
+class _SocketResponse:
+    """A response on a pooled socket. The socket goes back to the pool as soon as the body has
+    been received in full (or right away when there is none); ``close()`` before that closes it,
+    so a half-read body never reaches the next request."""
+
+    __slots__ = (
+        "status",
+        "headers",
+        "url",
+        "http_version",
+        "_sock",
+        "_pool",
+        "_message",
+        "_pending",
+        "_remaining",
+        "_until_close",
+        "_keep_alive",
+        "_closed",
+        "_where",
+        "_timeout",
+        "_head_buffer",
+        "_buffer",
+    )
+
+    def __init__(
+        self, sock: socket.socket, pool: _Pool, request: Request, where: str, transport: SocketTransport, broken: bool
+    ) -> None:
+        self._sock: socket.socket | None = None  # set at the very end: send() owns it till then
+        self._pool = pool
+        self._where = where
+        self._timeout = transport._options.read_timeout
+        self._head_buffer = transport._head_buffer
+        self._buffer: memoryview | None = None  # for a body of known length, made on first use
+        self._closed = False
+        message = self._message = _Message(head_only=request.method == "HEAD")
+        self._read_head(sock, message)
+        parser = message.parser
+        self.status: int = parser.get_status_code()
+        self.headers = headers = Headers(message.fields)
+        self.url = request.url
+        self.http_version = "HTTP/" + parser.get_http_version()
+        self._pending = message.body
+        self._remaining: int | None = None  # body bytes still on the socket, when sized
+        # A body is chunked when chunked is the last coding; other codings end it at close.
+        chunked = headers.get("transfer-encoding", "").lower().rstrip().endswith("chunked")
+        sized = not chunked and "transfer-encoding" not in headers and "content-length" in headers
+        self._until_close = not message.complete and not chunked and not sized
+        if not message.complete and sized:
+            # llhttp checked the value; what came with the head is already in ``_pending``.
+            self._remaining = int(headers["content-length"]) - sum(len(b) for b in self._pending)
+        self._keep_alive = (
+            not broken
+            and self.http_version == "HTTP/1.1"
+            and not self._until_close
+            and not any("close" in v.lower() for v in headers.get_all("connection"))
+        )
+        self._sock = sock
+        if message.complete or self._remaining == 0:
+            self._release()
+
+    def _read_head(self, sock: socket.socket, message: _Message) -> None:
+        buffer = self._head_buffer
+        received = 0
+        try:
+            while not message.final:
+                n = sock.recv_into(buffer)
+                if not n:
+                    cause = "without a response" if not received else "mid-head"
+                    raise TransportError(f"{self._where}: server closed the connection {cause}")
+                received += n
+                message.feed(buffer[:n], self._where)
+                if received > _MAX_HEAD and not message.final:
+                    raise TransportError(f"{self._where}: response head larger than {_MAX_HEAD >> 10} KiB")
+        except Exception as exc:
+            raise map_exception(exc, self._where, "read", self._timeout) from exc
+
+    def _release(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        if self._keep_alive and not self._message.garbage:
+            self._pool.put(sock)
+        else:
+            self._pool.discard(sock)
+
+    def close(self) -> None:
+        self._closed = True
+        self._pending.clear()
+        sock, self._sock = self._sock, None
+        if sock is not None:  # body not fully received: this socket is not reusable
+            self._pool.discard(sock)
+
+    def __del__(self) -> None:
+        # Safety net for a response dropped without close(): free the pool slot.
+        sock = getattr(self, "_sock", None)
+        if sock is not None:
+            self._pool.discard(sock)
+
+    def read(self) -> bytes:
+        # Each chunk is copied before the next is read: they may share one buffer.
+        return b"".join([bytes(c) if type(c) is not bytes else c for c in self.iter_bytes(_MAX_BUFFER)])
+
+    def iter_bytes(self, chunk_size: int = 1 << 20) -> Iterator[bytes | memoryview]:
+        if self._closed:
+            raise TransportError(f"{self._where}: response body read after close()")
+        pending = self._pending
+        while True:
+            if pending:
+                chunk = pending.popleft()
+                if len(chunk) > chunk_size:
+                    view = memoryview(chunk)
+                    pending.appendleft(view[chunk_size:])
+                    chunk = view[:chunk_size]
+                yield chunk
+                continue
+            sock = self._sock
+            if sock is None:
+                return
+            try:
+                if self._remaining is None:
+                    self._receive_parsed(sock)
+                    continue
+                chunk = self._receive_sized(sock, chunk_size)
+            except Exception as exc:
+                self.close()
+                raise map_exception(exc, self._where, "read", self._timeout) from exc
+            except BaseException:  # killed or a gevent.Timeout mid-read: the body is lost
+                self.close()
+                raise
+            yield chunk
+
+    def _receive_sized(self, sock: socket.socket, chunk_size: int) -> memoryview:
+        """The next chunk, up to ``chunk_size`` bytes, straight from the socket into the
+        response's buffer (overwritten by the chunk after it)."""
+        remaining = cast(int, self._remaining)
+        size = min(chunk_size, remaining, _MAX_BUFFER)
+        buffer = self._buffer
+        if buffer is None or len(buffer) < size:
+            buffer = self._buffer = memoryview(bytearray(size))
+        got = 0
+        while got < size:
+            n = sock.recv_into(buffer[got:size])
+            if not n:
+                raise TransportError(f"{self._where}: connection closed with {remaining - got} body bytes missing")
+            got += n
+        self._remaining = remaining - size
+        if not self._remaining:
+            self._release()
+        return buffer[:size]
+
+    def _receive_parsed(self, sock: socket.socket) -> None:
+        """More of a chunked or close-delimited body, through the parser into ``_pending``."""
+        buffer = self._head_buffer
+        n = sock.recv_into(buffer)
+        message = self._message
+        if n:
+            message.feed(buffer[:n], self._where)
+        elif self._until_close:
+            message.complete = True  # EOF is the end of a body with no length
+        else:
+            raise TransportError(f"{self._where}: connection closed before the end of the body")
+        if message.complete:
+            self._release()
