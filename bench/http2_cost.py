@@ -1,5 +1,5 @@
-"""What ``--http2`` costs: the httpx transport (HTTP/2 over TLS) beside the default
-GeventTransport (HTTPS/1.1) on the same manifest GET loop against docker-registry with a test
+"""What ``--http2`` costs: the httpx transport (HTTP/2 over TLS) beside the default socket
+transport (HTTPS/1.1) on the same manifest GET loop against docker-registry with a test
 certificate, on loopback.
 
     /work/venv/bin/python bench/http2_cost.py             # 10 s per transport, 16 greenlets
@@ -96,7 +96,7 @@ def main() -> int:
                 f"{args.users} greenlets, {seconds:g} s each"
             )
             results = {}
-            for name, http2 in (("GeventTransport (HTTP/1.1)", False), ("httpx transport (--http2)", True)):
+            for name, http2 in (("socket transport (HTTP/1.1)", False), ("httpx transport (--http2)", True)):
                 spec = [registry.url, str(pki.ca_cert), http2, args.users, seconds, repository, tag]
                 out = subprocess.run(
                     [PYTHON, __file__, "--_worker", json.dumps(spec)],

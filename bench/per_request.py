@@ -1,5 +1,6 @@
-"""Per-request cost: regload's PullUser beside Locust's FastHttpUser and HttpUser and a bare
-geventhttpclient loop, all pulling the same tiny image from a static nginx on loopback.
+"""Per-request cost: regload's PullUser beside Locust's FastHttpUser and HttpUser, a bare
+geventhttpclient loop and a raw gevent-socket loop, all pulling the same tiny image from a static
+nginx on loopback.
 
     /work/venv/bin/python bench/per_request.py            # 3 rounds of 10 s per subject
     /work/venv/bin/python bench/per_request.py --short    # 1 round of 3 s per subject (CI)
@@ -9,9 +10,12 @@ issues the same GET sequence per image: ping, manifest (with docker's Accept hea
 layer. regload's PullUser also parses the manifest and verifies both blobs' digests and sizes.
 Subjects alternate round by round and each one's best round counts, so that a burst of load
 from elsewhere on a shared machine does not decide the ratio. Printed: requests/s and the
-client process's CPU µs per request (test start to stop) of each, and the ratios against
-issue 4's targets (regload ≥ 1.5× FastHttpUser, ≥ 5× HttpUser; the bare loop is the floor of
-the HTTP client, with no stats at all).
+client process's CPU µs per request (test start to stop) of each, and the ratios against the
+targets (regload ≥ 2.5× FastHttpUser, ≥ 5× HttpUser). The floor is the raw socket loop: gevent
+sockets sending fixed request bytes and reading each answer by its Content-Length, with no HTTP
+library, no stats and no checks; no Python HTTP client on gevent can be cheaper per request.
+The floor of anything inside Locust is "Locust stats alone": a user that sends nothing and only
+reports its four requests per pull, as every Locust user does.
 """
 
 from __future__ import annotations
@@ -35,8 +39,53 @@ from bench.common import (  # noqa: E402
     verdict,
 )
 
-TARGET_FAST = 1.5
+TARGET_FAST = 2.5
 TARGET_HTTP = 5.0
+
+
+def socket_loop(url: str, paths: list[str], users: int, seconds: float) -> dict[str, float]:
+    """The floor: one gevent socket per greenlet, the request bytes built once, each answer read
+    to the end of its head and then by its Content-Length (nginx always sends one here)."""
+    from urllib.parse import urlsplit
+
+    import gevent
+    import gevent.socket
+
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    requests = []
+    for path in paths:
+        accept = f"Accept: {ACCEPT}\r\n" if "/manifests/" in path else ""
+        requests.append(f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n{accept}\r\n".encode())
+    counts = [0] * users
+    deadline = time.perf_counter() + seconds
+
+    def worker(i: int) -> None:
+        sock = gevent.socket.create_connection((host, port))
+        buffer = b""
+        n = 0
+        while time.perf_counter() < deadline:
+            for request in requests:
+                sock.sendall(request)
+                while (end := buffer.find(b"\r\n\r\n")) < 0:
+                    buffer += sock.recv(65536)
+                start = buffer.find(b"Content-Length: ", 0, end) + 16
+                length = int(buffer[start : buffer.find(b"\r\n", start)])
+                total = end + 4 + length
+                while len(buffer) < total:
+                    buffer += sock.recv(65536)
+                buffer = buffer[total:]
+                n += 1
+        sock.close()
+        counts[i] = n
+
+    cpu = time.process_time()
+    started = time.perf_counter()
+    gevent.joinall([gevent.spawn(worker, i) for i in range(users)])
+    elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu
+    n = sum(counts)
+    return {"requests": n, "seconds": elapsed, "rps": n / elapsed, "cpu_us": cpu / n * 1e6 if n else 0.0}
 
 
 def bare_loop(url: str, paths: list[str], users: int, seconds: float) -> dict[str, float]:
@@ -69,9 +118,10 @@ def bare_loop(url: str, paths: list[str], users: int, seconds: float) -> dict[st
     return {"requests": n, "seconds": elapsed, "rps": n / elapsed, "cpu_us": cpu / n * 1e6 if n else 0.0}
 
 
-def run_bare(url: str, paths: tuple[str, ...], users: int, seconds: float) -> dict[str, float]:
+def run_loop(kind: str, url: str, paths: tuple[str, ...], users: int, seconds: float) -> dict[str, float]:
+    """``bare_loop`` or ``socket_loop`` in a process of its own (as each Locust run is)."""
     out = subprocess.run(
-        [PYTHON, __file__, "--_bare", json.dumps([url, list(paths), users, seconds])],
+        [PYTHON, __file__, "--_loop", json.dumps([kind, url, list(paths), users, seconds])],
         capture_output=True,
         text=True,
         timeout=seconds * 3 + 30,
@@ -87,21 +137,25 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, help="rounds; each subject's best counts (default 3, --short 1)")
     parser.add_argument("--users", type=int, default=16, help="concurrent users/greenlets (default 16)")
     parser.add_argument(
-        "--only", choices=("regload", "fasthttp", "http", "bare"), action="append", help="run only these"
+        "--only",
+        choices=("regload", "fasthttp", "http", "bare", "socket", "stats"),
+        action="append",
+        help="run only these",
     )
     parser.add_argument(
         "--regload-path",
         help="also run a PullUser importing regload from this directory (e.g. an export of another commit)",
     )
-    parser.add_argument("--_bare", help=argparse.SUPPRESS)
+    parser.add_argument("--_loop", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args._bare:
-        url, paths, users, seconds = json.loads(args._bare)
-        print(json.dumps(bare_loop(url, paths, users, seconds)))
+    if args._loop:
+        kind, url, paths, users, seconds = json.loads(args._loop)
+        loop = socket_loop if kind == "socket" else bare_loop
+        print(json.dumps(loop(url, paths, users, seconds)))
         return 0
     seconds = args.seconds or (3.0 if args.short else 10.0)
     rounds = args.rounds or (1 if args.short else 3)
-    subjects = args.only or ["regload", "fasthttp", "http", "bare"]
+    subjects = args.only or ["regload", "fasthttp", "http", "bare", "socket", "stats"]
     if args.regload_path:
         subjects.insert(subjects.index("regload") + 1 if "regload" in subjects else 0, "other")
     results: dict[str, float] = {}
@@ -124,20 +178,23 @@ def main() -> int:
                 ["--pull-image", f"{image.repository}:{image.tag}", "--pull-pool-size", "0"],
             ),
             "http": (LOCUSTFILES / "http_pull.py", ["HttpPull"], []),
+            "stats": (LOCUSTFILES / "stats_only.py", ["StatsOnly"], []),
         }
         labels = {
             "regload": "regload PullUser",
             "fasthttp": "Locust FastHttpUser",
             "http": "Locust HttpUser",
             "bare": "bare geventhttpclient",
+            "socket": "raw socket loop",
+            "stats": "Locust stats alone",
             "other": "PullUser --regload-path",
         }
         for round_ in range(1, rounds + 1):
             if rounds > 1:
                 header(f"round {round_}/{rounds}")
             for name in subjects:
-                if name == "bare":
-                    bare = run_bare(server.url, image.paths, args.users, seconds)
+                if name in ("bare", "socket"):
+                    bare = run_loop(name, server.url, image.paths, args.users, seconds)
                     rps, cpu_us, note = bare["rps"], bare["cpu_us"], f"({bare['requests']} requests)"
                 else:
                     locustfile, classes, extra = runs[name]
@@ -160,19 +217,36 @@ def main() -> int:
     reg = results.get("regload")
     if reg:
         header("ratios")
-        pairs = (("fasthttp", TARGET_FAST), ("http", TARGET_HTTP), ("bare", None), ("other", None))
+        pairs = (
+            ("fasthttp", TARGET_FAST),
+            ("http", TARGET_HTTP),
+            ("bare", None),
+            ("socket", None),
+            ("stats", None),
+            ("other", None),
+        )
         for name, target in pairs:
             base = results.get(name)
             if not base:
                 continue
             ratio = reg / base
             goal = f"target ≥ {target:g}×: {verdict(ratio, target)}" if target else "the floor"
+            if name == "bare":
+                goal = "an HTTP library alone"
+            if name == "stats":
+                goal = "the floor inside Locust"
             if name == "other":
                 goal = "this tree / --regload-path"
             line = f"regload / {labels[name]:<22} {ratio:5.2f}× req/s  ({goal})"
             if cpu.get(name) and cpu.get("regload"):
                 line += f";  CPU per request: {cpu[name] / cpu['regload']:4.2f}× less"
             print(line)
+    floor = [cpu.get(name) for name in ("socket", "stats")]
+    if cpu.get("fasthttp") and all(floor):
+        # A client inside Locust pays at least both floors: the sockets' system calls and the
+        # stats. Parsing, checks and the pull flow come on top.
+        ceiling = cpu["fasthttp"] / sum(f for f in floor if f)
+        print(f"ceiling for any client inside Locust: FastHttpUser CPU / (raw socket + Locust stats) = {ceiling:.2f}×")
     return 0 if ok else 1
 
 

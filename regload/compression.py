@@ -11,7 +11,8 @@ from .streams import CHUNK, Chunk, Readable
 
 # Magic numbers: gzip (RFC 1952 section 2.3.1), zstd (RFC 8878 section 3.1.1), bzip2, xz. A media
 # type is not trusted for this: registries and builders mislabel layers, so the bytes decide.
-MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
+GZIP_MAGIC = b"\x1f\x8b"
+MAGIC = {GZIP_MAGIC: "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
 SNIFF_SIZE = 6  # bytes that hold any of them
 
 
@@ -45,6 +46,10 @@ class Gunzip:
                     rest = rest.lstrip(b"\0")
                     if not rest:
                         return
+                # ISA-L reports a wrong header only once it has all of it (10 bytes): look at
+                # the magic number at once, as zlib does.
+                if len(rest) >= 2 and not rest.startswith(GZIP_MAGIC):
+                    raise self._fail("invalid gzip data (not a gzip member: wrong magic number)")
                 self._d = isal_zlib.decompressobj(31)
             d = self._d
             out = self._inflate(d, rest)

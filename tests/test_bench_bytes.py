@@ -42,11 +42,19 @@ def line(out: str, label: str) -> str:
 def test_pull_bytes_short() -> None:
     out = run_bench("pull_bytes.py")
     assert "one layer of 67108864 bytes" in out
-    for label in ("curl -o /dev/null", "regload pull (layer, verified)", "regload pull (whole image, wall)"):
+    labels = (
+        "curl -o /dev/null",
+        "sha256 of as many bytes",
+        "regload pull (layer, verified)",
+        "regload pull --no-verify",
+    )
+    for label in (*labels, "regload pull (whole image, wall)"):
         assert re.search(FIGURE, line(out, label)), out
     for label in ("skopeo copy", "podman pull"):
         assert re.search(FIGURE, line(out, label)) or "skipped: " in line(out, label), out
     assert re.search(RATIO, line(out, "regload pull / curl")), out
+    assert re.search(RATIO, line(out, "regload pull / min(curl, sha256)")), out
+    assert re.search(RATIO, line(out, "regload pull --no-verify / curl")), out
     line(out, "regload pull vs skopeo")
     line(out, "regload pull vs podman")
 
@@ -65,3 +73,21 @@ def test_push_bytes_short() -> None:
     assert re.search(FIGURE, skopeo) or "skipped: " in skopeo, out
     assert re.search(RATIO, line(out, "regload streamed, no HEAD / curl")), out
     line(out, "regload streamed, no HEAD vs skopeo")
+
+
+def test_real_image_short() -> None:
+    """A docker save tarball (a small tree with --short) pushed and pulled by regload and
+    skopeo, each run against a registry of its own."""
+    out = run_bench("real_image.py")
+    whole = r"best +[0-9.]+ s +median +[0-9.]+ s +\[n=1\]"
+    for label in (
+        "regload push docker-archive: (ISA-L)",
+        "regload push --compression-level 6",
+        "regload pull --format oci",
+    ):
+        assert re.search(whole, line(out, label)), out
+    for label in ("skopeo copy docker-archive:", "skopeo copy docker:// oci:"):
+        assert re.search(whole, line(out, label)) or "skipped: " in line(out, label), out
+    assert re.search(r"ISA-L level 2 \(regload's default\) +[0-9]+ MB/s +ratio +[0-9.]+", out), out
+    line(out, "regload push vs skopeo copy docker-archive:")
+    line(out, "regload pull --format oci vs skopeo copy oci:")

@@ -25,7 +25,7 @@ from regload.errors import SourceError
 from regload.manifest import Platform, build_manifest
 from regload.sources import open_source
 from regload.sources.base import CHUNK, BlobSource, SourceImage
-from regload.sources.compress import SpooledBlob, gzip_chunks
+from regload.sources.compress import BLOCK, SpooledBlob, gzip_chunks
 from regload.sources.docker_save import open_docker_save
 from regload.sources.noise import noise
 from regload.sources.oci_layout import open_oci_layout, parse_layout_arg
@@ -141,6 +141,67 @@ def test_gzip_chunks_is_deterministic_and_valid() -> None:
     assert first[4:8] == b"\0\0\0\0"  # mtime 0, no file name flag
     assert first[3] == 0
     assert gzip.decompress(first) == b"".join(data)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("size", [0, 1, BLOCK - 1, BLOCK, 3 * BLOCK + 12_345])
+def test_isal_blocks_are_the_same_bytes_on_any_number_of_threads(size: int) -> None:
+    """The default (ISA-L) gzip: blocks compressed apart, each primed with the 32 KiB before
+    it. One thread, a stdlib pool and gevent's native threads give the same bytes, which every
+    gzip reader (zlib, gzip, regload's ISA-L reader) decodes to the input, with the pieces of the
+    input cut anywhere."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from regload.wiring.gevent_runner import threaded_map
+
+    data = (os.urandom(size // 2) + b"layer " * (size // 12))[:size]
+    pieces = [data[i : i + 70_001] for i in range(0, len(data), 70_001)]
+    serial = b"".join(gzip_chunks(pieces))
+    with ThreadPoolExecutor(3) as pool:
+        assert b"".join(gzip_chunks(iter(pieces), map_blocks=pool.map)) == serial
+    assert b"".join(gzip_chunks(iter(pieces), map_blocks=threaded_map)) == serial
+    assert serial[:4] == b"\x1f\x8b\x08\x00" and serial[4:8] == b"\0\0\0\0"  # no name, mtime 0
+    assert gzip.decompress(serial) == data and zlib.decompress(serial, 31) == data
+    gunzip = Gunzip(lambda reason: SourceError(reason))
+    assert b"".join(gunzip.feed(serial)) == data
+    gunzip.finish()
+    if size > BLOCK:  # the priming works: repeated text across a block boundary still compresses
+        assert len(serial) < len(data) * 0.75
+
+
+@pytest.mark.unit
+def test_threaded_compression_raises_a_source_error_to_its_caller(capfd: pytest.CaptureFixture[str]) -> None:
+    """A failure reading the input (a diff_id that does not match) reaches the caller as the
+    source's own error, with nothing printed by gevent; a caller that stops early stops the
+    reading of the input."""
+    from regload.wiring.gevent_runner import threaded_map
+
+    def broken() -> Iterable[bytes]:
+        yield b"x" * BLOCK
+        yield b"y" * BLOCK
+        raise SourceError("layer 1: content has digest sha256:aaa, not its diff_id sha256:bbb")
+
+    with pytest.raises(SourceError, match="not its diff_id"):
+        list(gzip_chunks(broken(), map_blocks=threaded_map))
+    read: list[int] = []
+    closed: list[bool] = []
+
+    def endless() -> Iterable[bytes]:
+        try:
+            while True:
+                read.append(1)
+                yield os.urandom(BLOCK)
+        finally:
+            closed.append(True)  # a file source closes its file here
+
+    stream = gzip_chunks(endless(), map_blocks=threaded_map)
+    next(stream), next(stream)  # the header, the first block
+    stream.close()
+    import gevent
+
+    gevent.sleep(0.05)
+    assert closed and len(read) <= 8, read  # a bounded read-ahead; the input closed with the output
+    assert capfd.readouterr().err == ""
 
 
 @pytest.mark.unit

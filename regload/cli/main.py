@@ -22,6 +22,7 @@ from ..push import UPLOAD_MODES, PushOptions, push
 from ..reference import Reference, Registry, parse_reference, parse_repository
 from ..sinks import make_sink
 from ..sources import open_source
+from ..sources.compress import BlockMap
 from ..units import parse_size
 from ..wiring.connect import ClientSettings, make_client
 from ..wiring.retry_options import add_retry_arguments, retry_policy
@@ -208,6 +209,13 @@ def gevent_runner() -> Runner:
     return GeventRunner()
 
 
+def native_threads() -> BlockMap:
+    """Compression blocks on every core (imported when a command runs, as ``gevent_runner``)."""
+    from ..wiring.gevent_runner import threaded_map
+
+    return threaded_map
+
+
 def _platform(text: str) -> Platform:
     try:
         return Platform.parse(text)
@@ -275,7 +283,11 @@ def cmd_push(args: argparse.Namespace) -> dict[str, Any]:
     if args.audit_file:
         check_writable(args.audit_file)
     image = open_source(
-        args.source, compression=args.compression, level=args.compression_level, platform=_platform(args.platform)
+        args.source,
+        compression=args.compression,
+        level=args.compression_level,
+        platform=_platform(args.platform),
+        map_blocks=native_threads(),
     )
     try:
         client = connect(args, ref)

@@ -24,7 +24,7 @@ from ..digest import Digest
 from ..errors import InvalidDigest, SourceError
 from ..streams import Chunk, StreamCheck, checked
 from .base import BlobSource, BytesBlob, SourceImage
-from .compress import DEFAULT_LEVEL, SpooledBlob, check_level
+from .compress import DEFAULT_LEVEL, BlockMap, SpooledBlob, check_level
 from .files import DigestCheck, FileBlob, read_range
 
 MAX_JSON = 64 << 20  # manifest.json or a config larger than this is not a docker save
@@ -39,12 +39,14 @@ def open_docker_save(
     *,
     select: str | None = None,
     tmpdir: str | None = None,
+    map_blocks: BlockMap = map,
 ) -> SourceImage:
     """Open a ``docker save`` tarball: its first image, or the one tagged ``select``.
 
     ``compression`` ``gzip`` pushes layers gzip-compressed (ISA-L, or zlib at ``level``; see
-    ``compress.py``), spooled once into ``tmpdir``; ``none`` pushes them as the uncompressed tars
-    they are. A layer that is already gzip in the tarball is pushed as it is.
+    ``compress.py``; ISA-L's blocks through ``map_blocks``), spooled once into ``tmpdir``;
+    ``none`` pushes them as the uncompressed tars they are. A layer that is already gzip in the
+    tarball is pushed as it is.
     """
     if compression not in COMPRESSIONS:
         raise SourceError(f"invalid compression {compression!r}: expected gzip or none")
@@ -66,7 +68,7 @@ def open_docker_save(
     for i, (name, diff_id) in enumerate(zip(names, diff_ids, strict=True)):
         what = f"{path}: layer {i + 1} of {len(names)} ({name})"
         offset, size = tar.locate(name, f"layer {i + 1}")
-        blob = _layer(path, offset, size, diff_id, what, compression, level, tmpdir)
+        blob = _layer(path, offset, size, diff_id, what, compression, level, tmpdir, map_blocks)
         layers.append(blob)
         if isinstance(blob, SpooledBlob):
             image.cleanup.append(blob.close)
@@ -82,6 +84,7 @@ def _layer(
     compression: str,
     level: int | None,
     tmpdir: str | None,
+    map_blocks: BlockMap,
 ) -> BlobSource:
     head = _head(path, offset, size, tarfile.BLOCKSIZE)
     if sniff(head) == "gzip":  # compressed already: push it as it is
@@ -97,7 +100,7 @@ def _layer(
     def content() -> Iterator[Chunk]:
         return checked(read_range(path, offset, size, what), DigestCheck(diff_id, size, what, kind="diff_id"))
 
-    return SpooledBlob(mt.DOCKER_LAYER_GZIP, content, level=level, tmpdir=tmpdir, what=what)
+    return SpooledBlob(mt.DOCKER_LAYER_GZIP, content, level=level, tmpdir=tmpdir, what=what, map_blocks=map_blocks)
 
 
 class _GzipDiffIdCheck:

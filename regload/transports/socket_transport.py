@@ -56,6 +56,8 @@ _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 # The C method itself: gevent's wrappers wait on EAGAIN, and the one under a TLS socket refuses
 # flags (it stands for the ``ssl.SSLSocket``); a peek at the TCP bytes needs neither.
 _raw_recv = _socket.socket.recv
+_raw_send = _socket.socket.send
+_PLAIN = gevent.socket.socket  # a TCP socket (a TLS one is a subclass: its bytes must go through it)
 
 
 def _alive(sock: socket.socket) -> bool:
@@ -347,22 +349,37 @@ class SocketTransport:
             raise TransportError(f"{where}: a header is not latin-1 text") from exc
 
 
+def _send(sock: socket.socket, data: bytes | memoryview) -> None:
+    """``sock.sendall(data)``. On a TCP socket, one ``send`` first: a head or a small body fits in
+    the socket's buffer, and gevent's ``sendall`` costs a ``getsockopt`` call on every use."""
+    if type(sock) is _PLAIN:
+        try:
+            sent = _raw_send(sock._sock, data)  # type: ignore[attr-defined]
+        except BlockingIOError:
+            sent = 0
+        view = memoryview(data).cast("B")
+        if sent == len(view):
+            return
+        data = view[sent:]
+    sock.sendall(data)
+
+
 def _write(sock: socket.socket, head: bytes, request: Request, length: int | None, where: str) -> None:
     """Send head and body. Socket failures come out as ``_SendFailed``; whatever the body
     iterator raises (a source error) comes out as it is."""
     body = request.body
     try:
         if body is None:
-            sock.sendall(head)
+            _send(sock, head)
             return
         if isinstance(body, (bytes, bytearray, memoryview)):
             if (length or 0) <= _COALESCE:
-                sock.sendall(head + body)
+                _send(sock, head + body)
             else:
-                sock.sendall(head)
-                sock.sendall(body)
+                _send(sock, head)
+                _send(sock, body)
             return
-        sock.sendall(head)
+        _send(sock, head)
     except OSError as exc:
         raise _SendFailed(exc) from exc
     if length is None:
@@ -374,7 +391,7 @@ def _write(sock: socket.socket, head: bytes, request: Request, length: int | Non
         if sent + size > length:
             raise length_mismatch(where, sent + size, length)
         try:
-            sock.sendall(chunk)
+            _send(sock, chunk)
         except OSError as exc:
             raise _SendFailed(exc) from exc
         sent += size
@@ -389,15 +406,15 @@ def _write_chunked(sock: socket.socket, body: Iterable[bytes | memoryview]) -> N
             continue  # an empty chunk would end the body
         try:
             if size <= _COALESCE:
-                sock.sendall(b"".join((b"%x\r\n" % size, chunk, b"\r\n")))
+                _send(sock, b"".join((b"%x\r\n" % size, chunk, b"\r\n")))
             else:
-                sock.sendall(b"%x\r\n" % size)
-                sock.sendall(chunk)
-                sock.sendall(b"\r\n")
+                _send(sock, b"%x\r\n" % size)
+                _send(sock, chunk)
+                _send(sock, b"\r\n")
         except OSError as exc:
             raise _SendFailed(exc) from exc
     try:
-        sock.sendall(b"0\r\n\r\n")
+        _send(sock, b"0\r\n\r\n")
     except OSError as exc:
         raise _SendFailed(exc) from exc
 
@@ -456,7 +473,7 @@ class _SocketResponse:
             not broken
             and self.http_version == "HTTP/1.1"
             and not self._until_close
-            and not any("close" in v.lower() for v in headers.get_all("connection"))
+            and ("connection" not in headers or not any("close" in v.lower() for v in headers.get_all("connection")))
         )
         self._sock = sock
         if message.complete or self._remaining == 0:
@@ -501,6 +518,9 @@ class _SocketResponse:
             self._pool.discard(sock)
 
     def read(self) -> bytes:
+        pending = self._pending
+        if self._sock is None and len(pending) == 1 and type(pending[0]) is bytes and not self._closed:
+            return cast(bytes, pending.popleft())  # the usual small answer: it came with its head
         # Each chunk is copied before the next is read: they may share one buffer.
         return b"".join([bytes(c) if type(c) is not bytes else c for c in self.iter_bytes(_MAX_BUFFER)])
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar, cast
 
 import gevent
 from gevent.event import Event
 from gevent.pool import Pool
+from gevent.threadpool import ThreadPool
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -58,3 +60,32 @@ class GeventRunner:
         if errors:
             raise errors[min(errors)]
         return results  # type: ignore[return-value]
+
+
+_THREADS: list[ThreadPool] = []  # one pool of native threads per process, made on first use
+
+
+def threaded_map(fn: Callable[[T], R], items: Iterator[T]) -> Iterator[R]:
+    """``map(fn, items)`` in native threads, one per core, results in order, a few items read
+    ahead: for work that releases the GIL (ISA-L compression). The calling greenlet waits
+    cooperatively; the items are read by a greenlet of its thread. An error reading the items
+    is raised here, to the caller (in gevent's reader greenlet the hub would print it as a
+    traceback); a caller that stops early stops the reading."""
+    if not _THREADS:
+        _THREADS.append(ThreadPool(max(1, os.cpu_count() or 1)))
+    pool = _THREADS[0]
+    failures: list[Exception] = []
+
+    def guarded() -> Iterator[T]:
+        try:
+            yield from items
+        except Exception as exc:  # noqa: BLE001 - raised again below, in the caller
+            failures.append(exc)
+
+    results = pool.imap(fn, guarded(), maxsize=2 * pool.maxsize)
+    try:
+        yield from cast(Iterator[R], results)
+    finally:
+        results.kill()  # a no-op once every item is read
+    if failures:
+        raise failures[0]
