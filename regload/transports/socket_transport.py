@@ -32,6 +32,7 @@ import gevent.socket
 import gevent.ssl
 import httptools
 from gevent.lock import BoundedSemaphore
+from gevent.monkey import get_original
 
 from regload.errors import TransportError
 from regload.http import Headers, Request, Response, TransportOptions
@@ -46,7 +47,7 @@ from regload.transports._common import (
     merge_headers,
 )
 
-_HEAD_READ = 16 * 1024  # the transport's buffer for response heads and parsed (chunked) bodies
+_HEAD_READ = 64 * 1024  # the buffer that response heads and parsed (chunked) bodies are read into
 _MAX_HEAD = 1 << 20  # a response head larger than this is refused (Go's server default)
 _COALESCE = 64 * 1024  # a bytes body up to this size leaves in the same write as the head
 _MAX_BUFFER = 16 << 20  # a body that claims gigabytes gets buffers as its bytes arrive
@@ -58,6 +59,22 @@ _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 _raw_recv = _socket.socket.recv
 _raw_send = _socket.socket.send
 _PLAIN = gevent.socket.socket  # a TCP socket (a TLS one is a subclass: its bytes must go through it)
+
+
+_os_thread_id = get_original("_thread", "get_ident")  # the patched one tells greenlets apart
+_HEAD_BUFFERS: dict[int, memoryview] = {}
+
+
+def _head_buffer() -> memoryview:
+    """The receive buffer of this OS thread, shared by every response: a head (or a piece of a
+    chunked body) is parsed as soon as it is received, with no greenlet switch in between, so
+    nothing in the buffer outlives the next receive. One per thread, not per transport: a
+    Locust process has a transport per user, and 1,000 users would hold 1,000 buffers."""
+    ident = _os_thread_id()
+    buffer = _HEAD_BUFFERS.get(ident)
+    if buffer is None:
+        buffer = _HEAD_BUFFERS[ident] = memoryview(bytearray(_HEAD_READ))
+    return buffer
 
 
 def _alive(sock: socket.socket) -> bool:
@@ -165,10 +182,13 @@ class _Message:
     """What llhttp reports of one response: the final head's fields in order, body bytes, and
     whether anything came after the response (then the connection is never reused)."""
 
-    __slots__ = ("parser", "head_only", "fields", "body", "final", "complete", "garbage")
+    __slots__ = ("_feeding", "head_only", "fields", "body", "final", "complete", "garbage")
 
     def __init__(self, head_only: bool) -> None:
-        self.parser = httptools.HttpResponseParser(self)
+        # The parser (the response's) holds this object for its callbacks; this object holds
+        # the parser only while it feeds it, so that no reference cycle is left to the garbage
+        # collector (a cycle per response made a Locust process of 1,000 users larger and slower).
+        self._feeding: httptools.HttpResponseParser | None = None
         self.head_only = head_only  # the answer to a HEAD: no body follows, whatever it says
         self.fields: list[tuple[str, str]] = []
         self.body: deque[bytes | memoryview] = deque()
@@ -186,7 +206,7 @@ class _Message:
         self.fields.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
-        if self.parser.get_status_code() >= 200:
+        if cast(httptools.HttpResponseParser, self._feeding).get_status_code() >= 200:
             self.final = True
             self.complete = self.head_only
 
@@ -200,9 +220,10 @@ class _Message:
         if self.final:
             self.complete = True
 
-    def feed(self, data: memoryview, where: str) -> None:
+    def feed(self, parser: httptools.HttpResponseParser, data: memoryview, where: str) -> None:
+        self._feeding = parser
         try:
-            self.parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             if not self.complete:
                 raise TransportError(f"{where}: the server switched protocols (status 101)") from exc
@@ -211,6 +232,8 @@ class _Message:
             if not self.complete:
                 raise TransportError(f"{where}: invalid HTTP response: {exc}") from exc
             self.garbage = True
+        finally:
+            self._feeding = None
 
 
 class _SendFailed(Exception):
@@ -255,9 +278,6 @@ class SocketTransport:
         self._defaults = default_headers(self._options)
         self._origins: dict[tuple[str, str], _Origin] = {}
         self._closed = False
-        # Heads and parsed bodies are received here and parsed before anything else runs (no
-        # greenlet switch between the receive and the parse), so responses share it.
-        self._head_buffer = memoryview(bytearray(_HEAD_READ))
 
     def send(self, request: Request) -> Response:
         origin, target = self._route(request)
@@ -432,6 +452,7 @@ class _SocketResponse:
         "_sock",
         "_pool",
         "_message",
+        "_parser",
         "_pending",
         "_remaining",
         "_until_close",
@@ -439,7 +460,6 @@ class _SocketResponse:
         "_closed",
         "_where",
         "_timeout",
-        "_head_buffer",
         "_buffer",
     )
 
@@ -450,12 +470,11 @@ class _SocketResponse:
         self._pool = pool
         self._where = where
         self._timeout = transport._options.read_timeout
-        self._head_buffer = transport._head_buffer
         self._buffer: memoryview | None = None  # for a body of known length, made on first use
         self._closed = False
         message = self._message = _Message(head_only=request.method == "HEAD")
+        parser = self._parser = httptools.HttpResponseParser(message)
         self._read_head(sock, message)
-        parser = message.parser
         self.status: int = parser.get_status_code()
         self.headers = headers = Headers(message.fields)
         self.url = request.url
@@ -480,7 +499,7 @@ class _SocketResponse:
             self._release()
 
     def _read_head(self, sock: socket.socket, message: _Message) -> None:
-        buffer = self._head_buffer
+        buffer = _head_buffer()
         received = 0
         try:
             while not message.final:
@@ -489,7 +508,7 @@ class _SocketResponse:
                     cause = "without a response" if not received else "mid-head"
                     raise TransportError(f"{self._where}: server closed the connection {cause}")
                 received += n
-                message.feed(buffer[:n], self._where)
+                message.feed(self._parser, buffer[:n], self._where)
                 if received > _MAX_HEAD and not message.final:
                     raise TransportError(f"{self._where}: response head larger than {_MAX_HEAD >> 10} KiB")
         except Exception as exc:
@@ -574,11 +593,11 @@ class _SocketResponse:
 
     def _receive_parsed(self, sock: socket.socket) -> None:
         """More of a chunked or close-delimited body, through the parser into ``_pending``."""
-        buffer = self._head_buffer
+        buffer = _head_buffer()
         n = sock.recv_into(buffer)
         message = self._message
         if n:
-            message.feed(buffer[:n], self._where)
+            message.feed(self._parser, buffer[:n], self._where)
         elif self._until_close:
             message.complete = True  # EOF is the end of a body with no length
         else:
