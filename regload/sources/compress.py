@@ -94,8 +94,10 @@ def _deflate_block(job: Job) -> bytes:
     """One block as raw deflate that ends on a byte boundary (sync flush), not the last block.
     ISA-L releases the GIL while it compresses: blocks in threads use several cores."""
     before, block = job
-    z = isal_zlib.compressobj(ISAL_LEVEL, isal_zlib.DEFLATED, -15, zdict=before) if before else None
-    z = z or isal_zlib.compressobj(ISAL_LEVEL, isal_zlib.DEFLATED, -15)
+    if before:
+        z = isal_zlib.compressobj(ISAL_LEVEL, isal_zlib.DEFLATED, -15, zdict=before)
+    else:  # the first block: nothing before it
+        z = isal_zlib.compressobj(ISAL_LEVEL, isal_zlib.DEFLATED, -15)
     return z.compress(block) + z.flush(isal_zlib.Z_SYNC_FLUSH)
 
 

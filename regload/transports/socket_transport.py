@@ -487,7 +487,10 @@ class _SocketResponse:
         self._until_close = not message.complete and not chunked and not sized
         if not message.complete and sized:
             # llhttp checked the value; what came with the head is already in ``_pending``.
-            self._remaining = int(headers["content-length"]) - sum(len(b) for b in self._pending)
+            try:
+                self._remaining = int(headers["content-length"]) - sum(len(b) for b in self._pending)
+            except ValueError:
+                raise TransportError(f"{where}: invalid Content-Length in the response") from None
         self._keep_alive = (
             not broken
             and self.http_version == "HTTP/1.1"
