@@ -26,9 +26,9 @@ Faults (``Fault.kind``; each applies to ``fraction`` of the requests its filter 
 - ``status_429``: answered ``429 TOOMANYREQUESTS`` with ``Retry-After: <retry_after>``.
 - ``wrong_digest``: forwarded; the answer's ``Docker-Content-Digest`` is replaced (added when
   missing) by another well-formed sha256 digest.
-- ``split``: forwarded; the answer (head and body, sized) is sent in two writes, apart in time,
-  cut ``keep`` bytes from its start (default the middle): run over every ``keep``, the client's
-  reads are split at every byte. A cut at or past the end is not applied.
+- ``split``: forwarded; the answer (head and body, sized or none, as to a HEAD) is sent in two
+  writes, apart in time, cut ``keep`` bytes from its start (default the middle): run over every
+  ``keep``, the client's reads are split at every byte. A cut at or past the end is not applied.
 - ``rechunk``: forwarded; a sized body is sent in chunked coding instead, ``keep`` bytes per chunk
   (default 7), each in a write of its own, every chunk line with extensions (one quoted, holding
   ``;``) and the body followed by two trailer fields.
@@ -728,10 +728,10 @@ class FaultProxy:
         conn.last_status = head.status
         assert conn.up_rfile is not None
         rframing = response_framing(head, method)
-        if (
-            fault is not None
-            and fault.kind in (*_BODY_FAULTS, *_WIRE_FAULTS)
-            and (rframing.empty or (fault.kind in ("truncate", *_WIRE_FAULTS) and rframing.kind != "length"))
+        if fault is not None and (
+            (fault.kind in (*_BODY_FAULTS, "rechunk") and rframing.empty)
+            or (fault.kind in ("truncate", "rechunk") and rframing.kind != "length")
+            or (fault.kind == "split" and not (rframing.empty or rframing.kind == "length"))
         ):
             self._skipped(fault)
             fault = None
