@@ -9,7 +9,6 @@ from __future__ import annotations
 import socket
 import ssl
 from collections.abc import Callable, Iterable, Iterator
-from http.client import HTTPException
 
 from regload.errors import CertificateError, RequestTimeout, TLSError, TransportError, UsageError
 from regload.http import Request, TransportOptions
@@ -114,6 +113,4 @@ def map_exception(exc: BaseException, where: str, phase: str, timeout: float) ->
         return TransportError(f"{where}: connection closed by peer while sending")
     if isinstance(exc, OSError):
         return TransportError(f"{where}: {(exc.strerror or str(exc) or type(exc).__name__).lower()}")
-    if isinstance(exc, HTTPException):
-        return TransportError(f"{where}: invalid HTTP response: {exc}")
     return TransportError(f"{where}: {type(exc).__name__}: {exc}")
