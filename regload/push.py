@@ -14,7 +14,7 @@ from .digest import Digest, Tally
 from .errors import DigestMismatch, ProtocolError, RegistryError, UsageError
 from .manifest import Descriptor, build_manifest
 from .reference import Reference
-from .sources.base import BlobSource, SourceImage, StreamDigestedBlob
+from .sources.base import BlobSource, CompressedWhileSent, SourceImage, StreamDigestedBlob
 from .streams import Count, checked
 
 UPLOAD_MODES = ("monolithic", "streamed", "chunked", "single-post")
@@ -61,9 +61,17 @@ def push_blob(
 ) -> BlobPushed:
     """Push one blob unless the registry has it already or can mount it."""
     desc = blob.known_descriptor()
-    if desc is None and (
-        options.check_existing or options.mount_from or options.upload_mode in ("monolithic", "single-post")
-    ):
+    needs_digest = bool(options.mount_from) or options.upload_mode in ("monolithic", "single-post")
+    if desc is None and options.check_existing and not needs_digest and isinstance(blob, CompressedWhileSent):
+        # As docker does (moby distribution/push_v2.go, pushDescriptor.Upload): a layer whose compressed
+        # digest is not known yet is compressed while it uploads, not compressed first to ask
+        # for it; a digest an earlier run found for the same content is asked for first.
+        likely = blob.likely_descriptor()
+        if likely is not None:
+            size = endpoints.head_blob(client, ref, likely.digest, endpoints.push_scope(ref))
+            if size is not None and size in (likely.size, -1):
+                return BlobPushed(likely, "exists", 0)
+    elif desc is None and (options.check_existing or needs_digest):
         desc = blob.descriptor()  # these paths need the digest before sending any data
     if desc is not None and options.check_existing:
         size = endpoints.head_blob(client, ref, desc.digest, endpoints.push_scope(ref))

@@ -74,3 +74,21 @@ class TallyReader:
         """Read to the end (a tar reader stops at the end-of-archive marker; a digest does not)."""
         while self.read(CHUNK):
             pass
+
+
+def checked_beside(
+    pipe: Callable[[Callable[[Chunk], Chunk], Iterator[Chunk]], Iterable[Chunk]],
+    chunks: Iterable[Chunk],
+    checks: list[StreamCheck],
+) -> Iterator[Chunk]:
+    """``checked``, with the checks' updates run by ``pipe`` (one chunk at a time, in order,
+    beside the caller: a hash on another core). The chunks must not share a buffer."""
+
+    def update(chunk: Chunk) -> Chunk:
+        for c in checks:
+            c.update(chunk)
+        return chunk
+
+    yield from pipe(update, iter(chunks))
+    for c in checks:
+        c.check()

@@ -3,6 +3,7 @@ extracted trees match what umoci unpacks, byte for byte."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -77,9 +78,20 @@ def test_skopeo_docker_archive_pushed_by_regload(registry_anon, rich_image, rich
     archive = tmp_path / "image.tar"
     skopeo_copy(rich_image.ref, f"docker-archive:{archive}:interop/archive:v1")
     ref = image_ref(registry_anon, "interop/archive", "v1")
-    push = regload("push", str(archive), ref, "--json")
+    cache = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    push = regload("push", str(archive), ref, "--json", env=cache)
     assert push.code == 0, push.output
-    assert all(b["mediaType"].endswith("gzip") for b in push.json["blobs"][:-1])
+    layers = push.json["blobs"][:-1]
+    assert all(b["mediaType"].endswith("gzip") for b in layers)
+    # No digest was known: each layer was compressed while it uploaded, and what it compressed
+    # to is remembered, so that a second push asks the registry first and skips every layer.
+    assert [b["action"] for b in layers] == ["uploaded"] * len(layers)
+    remembered = json.loads((tmp_path / "cache" / "regload" / "gzip-digests.json").read_text())
+    assert sorted(d for d, _ in remembered.values()) == sorted(b["digest"] for b in layers)
+    again = regload("push", str(archive), image_ref(registry_anon, "interop/archive", "v2"), "--json", env=cache)
+    assert again.code == 0, again.output
+    assert [b["action"] for b in again.json["blobs"]] == ["exists"] * len(push.json["blobs"])
+    assert again.json["manifest_digest"] == push.json["manifest_digest"]
     back = tmp_path / "back"
     skopeo_copy(registry_anon.docker_ref("interop/archive", "v1"), f"oci:{back}:v1", registry=registry_anon)
     unpacked = unpack(back, "v1", tmp_path / "bundle")

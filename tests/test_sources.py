@@ -21,16 +21,20 @@ import pytest
 from regload import mediatypes as mt
 from regload import ustar
 from regload.compression import Gunzip
+from regload.digest import Digest
 from regload.errors import SourceError
 from regload.manifest import Platform, build_manifest
 from regload.sources import open_source
 from regload.sources.base import CHUNK, BlobSource, SourceImage
 from regload.sources.compress import BLOCK, SpooledBlob, gzip_chunks
+from regload.sources.digest_cache import DigestCache
 from regload.sources.docker_save import open_docker_save
+from regload.sources.files import DigestCheck
 from regload.sources.noise import noise
 from regload.sources.oci_layout import open_oci_layout, parse_layout_arg
 from regload.sources.pathref import split_path_ref
 from regload.sources.synthetic import MTIME, SyntheticSpec, parse_synthetic, synthetic_image
+from regload.streams import StreamCheck
 from tests.support.skopeo import INSTALL_HINT, skopeo_copy, skopeo_manifest
 
 # --- helpers -------------------------------------------------------------------------------
@@ -152,14 +156,18 @@ def test_isal_blocks_are_the_same_bytes_on_any_number_of_threads(size: int) -> N
     input cut anywhere."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from regload.wiring.gevent_runner import threaded_map
+    from regload.wiring.gevent_runner import NativeThreads
 
     data = (os.urandom(size // 2) + b"layer " * (size // 12))[:size]
     pieces = [data[i : i + 70_001] for i in range(0, len(data), 70_001)]
     serial = b"".join(gzip_chunks(pieces))
     with ThreadPoolExecutor(3) as pool:
-        assert b"".join(gzip_chunks(iter(pieces), map_blocks=pool.map)) == serial
-    assert b"".join(gzip_chunks(iter(pieces), map_blocks=threaded_map)) == serial
+
+        class Executor:
+            map = pipe = staticmethod(pool.map)
+
+        assert b"".join(gzip_chunks(iter(pieces), threads=Executor())) == serial
+    assert b"".join(gzip_chunks(iter(pieces), threads=NativeThreads())) == serial
     assert serial[:4] == b"\x1f\x8b\x08\x00" and serial[4:8] == b"\0\0\0\0"  # no name, mtime 0
     assert gzip.decompress(serial) == data and zlib.decompress(serial, 31) == data
     gunzip = Gunzip(lambda reason: SourceError(reason))
@@ -188,7 +196,7 @@ def test_threaded_compression_raises_a_source_error_to_its_caller(capfd: pytest.
     """A failure reading the input (a diff_id that does not match) reaches the caller as the
     source's own error, with nothing printed by gevent; a caller that stops early stops the
     reading of the input."""
-    from regload.wiring.gevent_runner import threaded_map
+    from regload.wiring.gevent_runner import NativeThreads
 
     def broken() -> Iterable[bytes]:
         yield b"x" * BLOCK
@@ -196,7 +204,7 @@ def test_threaded_compression_raises_a_source_error_to_its_caller(capfd: pytest.
         raise SourceError("layer 1: content has digest sha256:aaa, not its diff_id sha256:bbb")
 
     with pytest.raises(SourceError, match="not its diff_id"):
-        list(gzip_chunks(broken(), map_blocks=threaded_map))
+        list(gzip_chunks(broken(), threads=NativeThreads()))
     read: list[int] = []
     closed: list[bool] = []
 
@@ -208,13 +216,32 @@ def test_threaded_compression_raises_a_source_error_to_its_caller(capfd: pytest.
         finally:
             closed.append(True)  # a file source closes its file here
 
-    stream = gzip_chunks(endless(), map_blocks=threaded_map)
+    stream = gzip_chunks(endless(), threads=NativeThreads())
     next(stream), next(stream)  # the header, the first block
     stream.close()
     import gevent
 
     gevent.sleep(0.05)
     assert closed and len(read) <= 8, read  # a bounded read-ahead; the input closed with the output
+    assert capfd.readouterr().err == ""
+
+
+@pytest.mark.unit
+def test_native_threads_raise_a_worker_error_to_the_caller(capfd: pytest.CaptureFixture[str]) -> None:
+    """An error raised by the mapped function in a worker thread (a hash beside the compressors
+    finding a diff_id too long) reaches the caller, in order, with nothing printed by gevent."""
+    from regload.wiring.gevent_runner import NativeThreads
+
+    def hash_piece(n: int) -> int:
+        if n == 3:
+            raise SourceError("layer 1: 3 bytes, expected 2")
+        return n
+
+    for run in (NativeThreads().map, NativeThreads().pipe):
+        seen: list[int] = []
+        with pytest.raises(SourceError, match="expected 2"):
+            seen.extend(run(hash_piece, iter(range(10))))
+        assert seen == [0, 1, 2]
     assert capfd.readouterr().err == ""
 
 
@@ -242,6 +269,48 @@ def test_spooled_blob_compresses_once_and_cleans_up(tmp_path: Path) -> None:
     blob.close()
     assert list(tmp_path.iterdir()) == []
     assert read_all(blob) == data  # compresses again, to the same bytes
+
+
+@pytest.mark.unit
+def test_spooled_blob_streams_until_its_digest_is_asked_for_and_remembers_it(tmp_path: Path) -> None:
+    """Without a spool, ``open()`` compresses while it is read (no file) and records the digest
+    at the end of a complete pass, in the cache too; a blob of the same content in a later run
+    finds it there (``likely_descriptor``) before any pass. A pass that fails its check (a
+    wrong diff_id) records nothing, in the blob or in the cache."""
+    content = [b"x" * 5000, b"y" * 5000]
+    diff_id = Digest.of(b"".join(content))
+    cache = DigestCache(tmp_path / "cache.json")
+
+    def blob(expected: Digest) -> SpooledBlob:
+        def checks() -> list[StreamCheck]:
+            return [DigestCheck(expected, None, "layer 1", kind="diff_id")]
+
+        return SpooledBlob(
+            mt.DOCKER_LAYER_GZIP,
+            lambda: content,
+            checks=checks,
+            tmpdir=str(tmp_path),
+            cache=cache,
+            cache_key=str(expected),
+        )
+
+    wrong = blob(Digest.of(b"other"))
+    assert_one_line_error(lambda: read_all(wrong), "layer 1", "not its diff_id")
+    assert wrong.known_descriptor() is None and not (tmp_path / "cache.json").exists()
+
+    first = blob(diff_id)
+    assert first.known_descriptor() is None and first.likely_descriptor() is None
+    data = read_all(first)
+    assert [p.name for p in tmp_path.iterdir()] == ["cache.json"]  # streamed: no spool file
+    desc = first.known_descriptor()
+    assert desc is not None and str(desc.digest) == sha(data) and desc.size == len(data)
+    assert gzip.decompress(data) == b"".join(content)
+
+    later = DigestCache(tmp_path / "cache.json")  # another run reads the file
+    again = SpooledBlob(mt.DOCKER_LAYER_GZIP, lambda: content, cache=later, cache_key=str(diff_id))
+    assert again.known_descriptor() is None and again.likely_descriptor() == desc
+    other_encoder = SpooledBlob(mt.DOCKER_LAYER_GZIP, lambda: content, level=6, cache=later, cache_key=str(diff_id))
+    assert other_encoder.likely_descriptor() is None  # zlib's bytes are not ISA-L's
 
 
 def gunzip(what: str) -> Gunzip:

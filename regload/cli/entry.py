@@ -1,19 +1,23 @@
-"""Console-script entry point. gevent must patch the standard library before anything sends a
-request, so that the httpx transport's sockets cooperate with concurrent layer transfers: it does
-once the arguments are parsed, so that ``--version``, ``--help`` and usage errors load no network
-stack (patching alone costs a good part of the start-up)."""
+"""Console-script entry point. Only the httpx transport (``--http2``) needs the standard library
+patched for gevent, so that its sockets cooperate with concurrent layer transfers: the default
+transport is written on gevent's own sockets, and the client's pauses and the compression
+threads are gevent's too (``wiring``). Patching costs a good part of the start-up (each patch
+asks every installed package for gevent plugins), so it is done for ``--http2`` only, once the
+arguments are parsed: ``--version``, ``--help`` and usage errors load no network stack."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 
 from .main import main as run
 
 
-def _patch_for_gevent() -> None:
-    from gevent import monkey
+def _patch_for_gevent(args: argparse.Namespace) -> None:
+    if getattr(args, "http2", False):
+        from gevent import monkey
 
-    monkey.patch_all()
+        monkey.patch_all()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

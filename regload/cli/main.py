@@ -22,7 +22,8 @@ from ..push import UPLOAD_MODES, PushOptions, push
 from ..reference import Reference, Registry, parse_reference, parse_repository
 from ..sinks import make_sink
 from ..sources import open_source
-from ..sources.compress import BlockMap
+from ..sources.compress import Threads
+from ..sources.digest_cache import DigestCache
 from ..units import parse_size
 from ..wiring.connect import ClientSettings, make_client
 from ..wiring.retry_options import add_retry_arguments, retry_policy
@@ -209,11 +210,11 @@ def gevent_runner() -> Runner:
     return GeventRunner()
 
 
-def native_threads() -> BlockMap:
-    """Compression blocks on every core (imported when a command runs, as ``gevent_runner``)."""
-    from ..wiring.gevent_runner import threaded_map
+def native_threads() -> Threads:
+    """Compression and hashing on every core (imported when a command runs, as ``gevent_runner``)."""
+    from ..wiring.gevent_runner import NativeThreads
 
-    return threaded_map
+    return NativeThreads()
 
 
 def _platform(text: str) -> Platform:
@@ -287,7 +288,8 @@ def cmd_push(args: argparse.Namespace) -> dict[str, Any]:
         compression=args.compression,
         level=args.compression_level,
         platform=_platform(args.platform),
-        map_blocks=native_threads(),
+        threads=native_threads(),
+        cache=DigestCache.default(),
     )
     try:
         client = connect(args, ref)
@@ -424,14 +426,15 @@ CLI_TLS_HINT = " (trust the registry's CA with --ca-cert FILE, or skip verificat
 COMMANDS = {"pull": cmd_pull, "push": cmd_push, "tags": cmd_tags, "inspect": cmd_inspect, "verify": cmd_verify}
 
 
-def main(argv: Sequence[str] | None = None, *, before_run: Callable[[], None] | None = None) -> int:
-    """Run one command. ``before_run`` is called once the arguments are parsed, before anything
-    is sent (the console script patches the standard library for gevent there: ``--version``,
-    ``--help`` and usage errors exit before, without loading a network stack)."""
+def main(argv: Sequence[str] | None = None, *, before_run: Callable[[argparse.Namespace], None] | None = None) -> int:
+    """Run one command. ``before_run`` is called with the parsed arguments, before anything is
+    sent (the console script patches the standard library for gevent there when ``--http2``
+    asks for it: ``--version``, ``--help`` and usage errors exit before, without loading a
+    network stack)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if before_run is not None:
-        before_run()
+        before_run(args)
     try:
         out = COMMANDS[args.command](args)
     except RegloadError as e:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ..digest import Digest
 from ..manifest import Descriptor
@@ -54,6 +54,15 @@ class StreamDigestedBlob:
 
     def open(self) -> Iterator[bytes | memoryview]:
         raise NotImplementedError
+
+
+@runtime_checkable
+class CompressedWhileSent(Protocol):
+    """A blob whose digest is learnt only by compressing it (a docker-save layer). The push
+    sends it as it compresses instead of compressing it twice, and asks the registry for it
+    first only when ``likely_descriptor()`` answers (a digest an earlier run found)."""
+
+    def likely_descriptor(self) -> Descriptor | None: ...
 
 
 @dataclass

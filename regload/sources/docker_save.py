@@ -22,9 +22,10 @@ from .. import mediatypes as mt
 from ..compression import SNIFF_SIZE, Gunzip, sniff
 from ..digest import Digest
 from ..errors import InvalidDigest, SourceError
-from ..streams import Chunk, StreamCheck, checked
+from ..streams import Chunk, StreamCheck
 from .base import BlobSource, BytesBlob, SourceImage
-from .compress import DEFAULT_LEVEL, BlockMap, SpooledBlob, check_level
+from .compress import DEFAULT_LEVEL, INLINE, SpooledBlob, Threads, check_level
+from .digest_cache import DigestCache
 from .files import DigestCheck, FileBlob, read_range
 
 MAX_JSON = 64 << 20  # manifest.json or a config larger than this is not a docker save
@@ -39,12 +40,15 @@ def open_docker_save(
     *,
     select: str | None = None,
     tmpdir: str | None = None,
-    map_blocks: BlockMap = map,
+    threads: Threads = INLINE,
+    cache: DigestCache | None = None,
 ) -> SourceImage:
     """Open a ``docker save`` tarball: its first image, or the one tagged ``select``.
 
     ``compression`` ``gzip`` pushes layers gzip-compressed (ISA-L, or zlib at ``level``; see
-    ``compress.py``; ISA-L's blocks through ``map_blocks``), spooled once into ``tmpdir``;
+    ``compress.py``; its heavy steps on ``threads``; what each layer compressed to remembered in
+    ``cache``), compressed while it uploads, or spooled once into ``tmpdir`` when its digest is
+    needed first;
     ``none`` pushes them as the uncompressed tars they are. A layer that is already gzip in the
     tarball is pushed as it is.
     """
@@ -68,7 +72,7 @@ def open_docker_save(
     for i, (name, diff_id) in enumerate(zip(names, diff_ids, strict=True)):
         what = f"{path}: layer {i + 1} of {len(names)} ({name})"
         offset, size = tar.locate(name, f"layer {i + 1}")
-        blob = _layer(path, offset, size, diff_id, what, compression, level, tmpdir, map_blocks)
+        blob = _layer(path, offset, size, diff_id, what, compression, level, tmpdir, threads, cache)
         layers.append(blob)
         if isinstance(blob, SpooledBlob):
             image.cleanup.append(blob.close)
@@ -84,7 +88,8 @@ def _layer(
     compression: str,
     level: int | None,
     tmpdir: str | None,
-    map_blocks: BlockMap,
+    threads: Threads,
+    cache: DigestCache | None,
 ) -> BlobSource:
     head = _head(path, offset, size, tarfile.BLOCKSIZE)
     if sniff(head) == "gzip":  # compressed already: push it as it is
@@ -98,9 +103,22 @@ def _layer(
         return FileBlob(mt.DOCKER_LAYER_TAR, path, offset=offset, size=size, digest=diff_id, what=what, kind="diff_id")
 
     def content() -> Iterator[Chunk]:
-        return checked(read_range(path, offset, size, what), DigestCheck(diff_id, size, what, kind="diff_id"))
+        return read_range(path, offset, size, what)
 
-    return SpooledBlob(mt.DOCKER_LAYER_GZIP, content, level=level, tmpdir=tmpdir, what=what, map_blocks=map_blocks)
+    def diff_id_check() -> list[StreamCheck]:
+        return [DigestCheck(diff_id, size, what, kind="diff_id")]
+
+    return SpooledBlob(
+        mt.DOCKER_LAYER_GZIP,
+        content,
+        checks=diff_id_check,
+        level=level,
+        tmpdir=tmpdir,
+        what=what,
+        threads=threads,
+        cache=cache,
+        cache_key=str(diff_id),
+    )
 
 
 class _GzipDiffIdCheck:

@@ -7,7 +7,8 @@ import os
 from ..errors import ManifestError, SourceError
 from ..manifest import Platform
 from .base import SourceImage
-from .compress import DEFAULT_LEVEL, BlockMap
+from .compress import DEFAULT_LEVEL, INLINE, Threads
+from .digest_cache import DigestCache
 from .docker_save import open_docker_save
 from .oci_layout import open_oci_layout, parse_layout_arg
 from .pathref import split_path_ref
@@ -21,7 +22,8 @@ def open_source(
     level: int | None = DEFAULT_LEVEL,
     platform: Platform | str | None = None,
     tmpdir: str | None = None,
-    map_blocks: BlockMap = map,
+    threads: Threads = INLINE,
+    cache: DigestCache | None = None,
 ) -> SourceImage:
     """Open what ``spec`` names:
 
@@ -29,8 +31,8 @@ def open_source(
     - ``oci:DIR[:REF]`` or an existing directory ``DIR[:REF]``: an OCI image layout;
     - ``docker-archive:FILE[:TAG]`` or an existing file ``FILE[:TAG]``: a ``docker save`` tarball.
 
-    ``compression``, ``level``, ``tmpdir`` (for spool files) and ``map_blocks`` (see
-    ``compress.py``) apply to tarballs, ``platform``
+    ``compression``, ``level``, ``tmpdir`` (for spool files) and ``threads`` and ``cache``
+    (see ``compress.py``) apply to tarballs, ``platform``
     to layouts whose image is an index. ``close()`` the result when done.
     """
     if isinstance(platform, str):
@@ -42,12 +44,12 @@ def open_source(
         return open_oci_layout(path, ref, platform)
     if spec.startswith("docker-archive:"):
         path, tag = split_path_ref(spec[15:], os.path.isfile)
-        return open_docker_save(path, compression, level, select=tag, tmpdir=tmpdir, map_blocks=map_blocks)
+        return open_docker_save(path, compression, level, select=tag, tmpdir=tmpdir, threads=threads, cache=cache)
     path, ref = split_path_ref(spec, os.path.exists)
     if os.path.isdir(path):
         return open_oci_layout(path, ref, platform)
     if os.path.exists(path):
-        return open_docker_save(path, compression, level, select=ref, tmpdir=tmpdir, map_blocks=map_blocks)
+        return open_docker_save(path, compression, level, select=ref, tmpdir=tmpdir, threads=threads, cache=cache)
     raise SourceError(
         f"no such file or directory: {spec} (SOURCE is a docker save tarball, an OCI layout directory[:REF]"
         " or synthetic:layers=N,size=S,seed=K)"

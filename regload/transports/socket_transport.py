@@ -274,7 +274,9 @@ class SocketTransport:
 
     def __init__(self, options: TransportOptions | None = None) -> None:
         self._options = options or TransportOptions()
-        self._tls = _tls_context(self._options)
+        # Loading the system's CAs costs ~20 ms: that is done for the first https origin; a CA
+        # file given is loaded now, so that a bad one is refused before anything is sent.
+        self._tls = _tls_context(self._options) if self._options.ca_cert else None
         self._defaults = default_headers(self._options)
         self._origins: dict[tuple[str, str], _Origin] = {}
         self._closed = False
@@ -340,7 +342,11 @@ class SocketTransport:
         host = parts.hostname
         if not host:
             raise TransportError(f"{what}: URL without a host")
-        tls = self._tls if scheme == "https" else None
+        tls = None
+        if scheme == "https":
+            if self._tls is None:
+                self._tls = _tls_context(self._options)
+            tls = self._tls
         host_header = netloc.rpartition("@")[2]  # never forward userinfo
         origin = _Origin(_Pool(host, port, tls, self._options), host_header, host, port)
         self._origins[(scheme, netloc)] = origin

@@ -54,8 +54,16 @@ def make_client(
             max_connections_per_host=settings.connections_per_host,
         )
         transport = make_transport(options, http2=settings.http2)
+    import gevent  # here, not at import: the CLI's --version and --help load no gevent
+
     plain_http = registry.scheme == "http" and settings.plain_http
     auth = Authenticator(settings.credentials, tokens, plain_http=plain_http)
     return RegistryClient(
-        registry, transport, auth=auth, headers=settings.headers, observer=observer, retry=settings.retry
+        registry,
+        transport,
+        auth=auth,
+        headers=settings.headers,
+        observer=observer,
+        retry=settings.retry,
+        sleep=gevent.sleep,  # a retry's pause lets the other transfers go on, patched or not
     )

@@ -62,18 +62,29 @@ class GeventRunner:
         return results  # type: ignore[return-value]
 
 
-_THREADS: list[ThreadPool] = []  # one pool of native threads per process, made on first use
+class NativeThreads:
+    """``regload.sources.compress.Threads`` on gevent's pools of native threads: ``map`` on one
+    thread per core, ``pipe`` on one thread of its own. For work that releases the GIL (ISA-L,
+    hashlib, file writes): the calling greenlet waits cooperatively, and the items are read by a
+    greenlet of its thread, a few ahead. An error reading the items, or raised by ``fn``, is
+    raised here, to the caller (raised in gevent's reader greenlet or in a worker, the hub would
+    print it as a traceback); a caller that stops early stops the reading."""
+
+    _wide: ThreadPool | None = None  # made on first use, one of each per process
+    _single: ThreadPool | None = None
+
+    def map(self, fn: Callable[[T], R], items: Iterator[T]) -> Iterator[R]:
+        if NativeThreads._wide is None:
+            NativeThreads._wide = ThreadPool(max(1, os.cpu_count() or 1))
+        return _imap(NativeThreads._wide, fn, items)
+
+    def pipe(self, fn: Callable[[T], R], items: Iterator[T]) -> Iterator[R]:
+        if NativeThreads._single is None:
+            NativeThreads._single = ThreadPool(1)
+        return _imap(NativeThreads._single, fn, items)
 
 
-def threaded_map(fn: Callable[[T], R], items: Iterator[T]) -> Iterator[R]:
-    """``map(fn, items)`` in native threads, one per core, results in order, a few items read
-    ahead: for work that releases the GIL (ISA-L compression). The calling greenlet waits
-    cooperatively; the items are read by a greenlet of its thread. An error reading the items
-    is raised here, to the caller (in gevent's reader greenlet the hub would print it as a
-    traceback); a caller that stops early stops the reading."""
-    if not _THREADS:
-        _THREADS.append(ThreadPool(max(1, os.cpu_count() or 1)))
-    pool = _THREADS[0]
+def _imap(pool: ThreadPool, fn: Callable[[T], R], items: Iterator[T]) -> Iterator[R]:
     failures: list[Exception] = []
 
     def guarded() -> Iterator[T]:
@@ -82,9 +93,18 @@ def threaded_map(fn: Callable[[T], R], items: Iterator[T]) -> Iterator[R]:
         except Exception as exc:  # noqa: BLE001 - raised again below, in the caller
             failures.append(exc)
 
-    results = pool.imap(fn, guarded(), maxsize=2 * pool.maxsize)
+    def call(item: T) -> tuple[bool, R | Exception]:
+        try:
+            return True, fn(item)
+        except Exception as exc:  # noqa: BLE001 - raised again below, in the caller
+            return False, exc
+
+    results = pool.imap(call, guarded(), maxsize=2 * pool.maxsize)
     try:
-        yield from cast(Iterator[R], results)
+        for ok, value in cast(Iterator[tuple[bool, R | Exception]], results):
+            if not ok:
+                raise cast(Exception, value)
+            yield cast(R, value)
     finally:
         results.kill()  # a no-op once every item is read
     if failures:

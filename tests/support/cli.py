@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,9 @@ def image_ref(registry: RegistryFixture, repository: str, tag: str = "latest") -
     return name if (registry.tls or registry.prefix) else f"{registry.host}/{name}"
 
 
+_CACHE_HOME = tempfile.mkdtemp(prefix="regload-test-cache-")
+
+
 def regload(
     *args: str,
     registry: RegistryFixture | None = None,
@@ -63,7 +67,9 @@ def regload(
         cmd += connection_args(registry)
         if registry.username and stdin is None:
             stdin = registry.password
-    full_env = {**os.environ, "DOCKER_CONFIG": "/nonexistent-regload-test", **(env or {})}
+    # The push's cache of compressed digests goes to a directory of the test session's own.
+    defaults = {"DOCKER_CONFIG": "/nonexistent-regload-test", "XDG_CACHE_HOME": _CACHE_HOME}
+    full_env = {**os.environ, **defaults, **(env or {})}
     done = subprocess.run(
         cmd,
         input=stdin or "",
