@@ -1,14 +1,14 @@
-"""Streaming gzip for push sources: deterministic compression, and blobs compressed once into a
-spool file. (Decompression is ``regload.compression.Gunzip``.)
+"""Streaming gzip for push sources: deterministic compression, and blobs compressed while they
+are sent or once into a spool file. (Decompression is ``regload.compression.Gunzip``.)
 
 By default layers are compressed by ISA-L's igzip (python-isal) at ``ISAL_LEVEL``, in blocks
 of ``BLOCK`` bytes, each primed with the 32 KiB before it and ended by a sync flush (as pigz
 does), so that blocks can be compressed at once on several cores (``Threads.map``) and the
-bytes are the same however many. The hashes of a spooled blob (its diff_id check, its digest)
-and the spool's writes run beside that, one at a time, in order (``Threads.pipe``): hashing
-on the thread that feeds the compressors would leave them waiting. On a Debian rootfs layer one
-core does about 14x zlib at docker's level 6, for a blob about 7 % larger (``bench/real_image.py`` prints the figures).
-``--compression-level 1-9`` asks for zlib at that level instead, in one stream, byte for byte
+bytes are the same however many. A blob's hashes (its diff_id check, its digest) and a spool's
+writes run beside that, one at a time, in order (``Threads.pipe``): hashing on the thread that
+feeds the compressors would leave them waiting. On a Debian rootfs layer one core does about
+14x zlib at docker's level 6, for a blob about 7 % larger (``bench/real_image.py`` prints the
+figures). ``--compression-level 1-9`` asks for zlib at that level instead, in one stream, byte for byte
 what earlier versions pushed.
 
 Nothing here holds a whole blob in memory.
