@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,7 +50,8 @@ def image_ref(registry: RegistryFixture, repository: str, tag: str = "latest") -
     return name if (registry.tls or registry.prefix) else f"{registry.host}/{name}"
 
 
-_CACHE_HOME = tempfile.mkdtemp(prefix="regload-test-cache-")
+_CACHE_HOME = tempfile.mkdtemp(prefix="regload-test-cache-")  # the push's digest cache, this session's own
+atexit.register(shutil.rmtree, _CACHE_HOME, True)
 
 
 def regload(
@@ -67,7 +70,6 @@ def regload(
         cmd += connection_args(registry)
         if registry.username and stdin is None:
             stdin = registry.password
-    # The push's cache of compressed digests goes to a directory of the test session's own.
     defaults = {"DOCKER_CONFIG": "/nonexistent-regload-test", "XDG_CACHE_HOME": _CACHE_HOME}
     full_env = {**os.environ, **defaults, **(env or {})}
     done = subprocess.run(
