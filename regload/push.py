@@ -4,7 +4,7 @@ asked, otherwise uploaded in the chosen mode), then the manifest by its exact by
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from . import endpoints
@@ -15,7 +15,7 @@ from .errors import DigestMismatch, ProtocolError, RegistryError, UsageError
 from .manifest import Descriptor, build_manifest
 from .reference import Reference
 from .sources.base import BlobSource, CompressedWhileSent, SourceImage, StreamDigestedBlob
-from .streams import Count, checked
+from .streams import Count, checked, regrouped
 
 UPLOAD_MODES = ("monolithic", "streamed", "chunked", "single-post")
 DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
@@ -124,18 +124,6 @@ def push_blob(
     return BlobPushed(desc, "uploaded", sent.size)
 
 
-def _chunks_of(stream: Iterable[bytes | memoryview], size: int) -> Iterator[bytes]:
-    """Regroup a stream into chunks of exactly ``size`` bytes (the last one shorter)."""
-    buf = bytearray()
-    for piece in stream:
-        buf += piece
-        while len(buf) >= size:
-            yield bytes(buf[:size])
-            del buf[:size]
-    if buf:
-        yield bytes(buf)
-
-
 def _upload_chunks(
     client: RegistryClient,
     ref: Reference,
@@ -147,7 +135,7 @@ def _upload_chunks(
     ``OCI-Chunk-Min-Length`` (but the last). On 416 the registry and we disagree on the offset:
     GET the session status and resend from the registry's offset when the data is still held."""
     size = max(chunk_size, session.min_chunk)
-    for chunk in _chunks_of(stream, size):
+    for chunk in regrouped(stream, size):
         start = session.offset
         try:
             session = endpoints.patch_upload(client, ref, session, chunk, len(chunk), content_range=True)

@@ -92,3 +92,19 @@ def checked_beside(
     yield from pipe(update, iter(chunks))
     for c in checks:
         c.check()
+
+
+def regrouped(chunks: Iterable[Chunk], size: int) -> Iterator[bytes]:
+    """The stream re-cut into pieces of exactly ``size`` bytes (the last one shorter); a chunk
+    that is one piece already is passed on without joining."""
+    pending = bytearray()
+    for chunk in chunks:
+        if not pending and len(chunk) == size:
+            yield bytes(chunk)
+            continue
+        pending += chunk
+        while len(pending) >= size:
+            yield bytes(pending[:size])
+            del pending[:size]
+    if pending:
+        yield bytes(pending)

@@ -105,13 +105,15 @@ def test_big_image_pulls_to_oci_and_docker_archive_within_256_descriptors(
         entry = json.load(tar.extractfile("manifest.json"))[0]  # type: ignore[arg-type]
         assert [_sha256_of(tar, name) for name in entry["Layers"]] == list(big_image.diff_ids)
 
-    again = f"{registry_anon.host}/{REPOSITORY}-again:v1"
-    run = regload("push", str(archive), again, "--compression", "none", max_open_files=LIMIT, timeout=600)
-    assert run.code == 0, run.output
-    out = tmp_path / "rootfs"
-    run = regload("pull", again, "--output", str(out), max_open_files=LIMIT, timeout=600)
-    assert run.code == 0, run.output
-    assert_same_tree(big_tree, snapshot_tree(out))
+    # As it is, and gzip-compressed (the default: compressed while it uploads).
+    for compression in ("none", "gzip"):
+        again = f"{registry_anon.host}/{REPOSITORY}-again-{compression}:v1"
+        run = regload("push", str(archive), again, "--compression", compression, max_open_files=LIMIT, timeout=600)
+        assert run.code == 0, run.output
+        out = tmp_path / f"rootfs-{compression}"
+        run = regload("pull", again, "--output", str(out), max_open_files=LIMIT, timeout=600)
+        assert run.code == 0, run.output
+        assert_same_tree(big_tree, snapshot_tree(out))
 
 
 @pytest.mark.registry

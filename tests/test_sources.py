@@ -688,6 +688,26 @@ def test_spooled_compression_memory(tmp_path: Path) -> None:
     assert peak < 16 << 20, peak
 
 
+@pytest.mark.unit
+def test_streamed_compression_on_native_threads_memory() -> None:
+    """A layer compressed while it is read, the default way (blocks on every core, hashes
+    beside them), from a source much faster than the compressors: the read-ahead of each stage
+    is bounded, so 256 MiB pass in a few MiB."""
+    from regload.wiring.gevent_runner import NativeThreads
+
+    block = bytearray(os.urandom(BLOCK // 2) + b"layer " * (BLOCK // 12))[:BLOCK]
+    blob = SpooledBlob(mt.DOCKER_LAYER_GZIP, lambda: (block for _ in range(256)), threads=NativeThreads())
+    tracemalloc.start()
+    try:
+        size = sum(len(piece) for piece in blob.open())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    desc = blob.known_descriptor()
+    assert desc is not None and desc.size == size > 0
+    assert peak < 16 << 20, peak  # ~12 MiB; unbounded read-ahead: over 17
+
+
 # --- OCI layout ------------------------------------------------------------------------------
 
 

@@ -31,7 +31,7 @@ from isal import isal_zlib
 from ..digest import Tally
 from ..errors import SourceError
 from ..manifest import Descriptor
-from ..streams import Chunk, StreamCheck, checked_beside
+from ..streams import Chunk, StreamCheck, checked_beside, regrouped
 from .base import StreamDigestedBlob
 from .digest_cache import DigestCache
 from .files import read_range
@@ -107,7 +107,7 @@ def _isal_gzip(chunks: Iterable[Chunk], threads: Threads) -> Iterator[bytes]:
     def jobs() -> Iterator[Job]:
         nonlocal crc, size
         before = b""
-        for block in _blocks(chunks):
+        for block in regrouped(chunks, BLOCK):
             crc = isal_zlib.crc32(block, crc)
             size += len(block)
             yield before, block
@@ -128,21 +128,6 @@ def _deflate_block(job: Job) -> bytes:
     else:  # the first block: nothing before it
         z = isal_zlib.compressobj(ISAL_LEVEL, isal_zlib.DEFLATED, -15)
     return z.compress(block) + z.flush(isal_zlib.Z_SYNC_FLUSH)
-
-
-def _blocks(chunks: Iterable[Chunk]) -> Iterator[bytes]:
-    """The stream re-cut into ``BLOCK``-byte pieces (the last one shorter)."""
-    pending = bytearray()
-    for chunk in chunks:
-        if not pending and len(chunk) == BLOCK:
-            yield bytes(chunk)
-            continue
-        pending += chunk
-        while len(pending) >= BLOCK:
-            yield bytes(pending[:BLOCK])
-            del pending[:BLOCK]
-    if pending:
-        yield bytes(pending)
 
 
 def encoder_name(level: int | None) -> str:
