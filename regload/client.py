@@ -220,6 +220,9 @@ class RegistryClient:
         with self.send(request, expect=(200, 401), answer_challenge=False) as response:
             if response.status == 401:
                 self._auth.learn(response)
+            # Read to the end (``{}`` from distribution): a body left unread, even one still on its
+            # way, would cost the connection, and the next request a new one.
+            read_bounded(response, MAX_ERROR_BODY, until_error=True)
             return response.status
 
     def prepare(self, scopes: tuple[str, ...]) -> None:

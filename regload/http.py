@@ -61,7 +61,11 @@ class Headers(Mapping[str, str]):
 
     def get_all(self, name: str) -> list[str]:
         lname = name.lower()
-        return [value for n, value in self._fields if n.lower() == lname] if lname in self._index else []
+        if lname not in self._index:
+            return []
+        if len(self._index) == len(self._fields):  # no name appears twice
+            return [self._index[lname]]
+        return [value for n, value in self._fields if n.lower() == lname]
 
     def __repr__(self) -> str:
         return f"Headers({sorted(self._index)})"

@@ -151,9 +151,29 @@ class Schema1Manifest:
 Manifest = ImageManifest | Index | Schema1Manifest
 
 
+# A load test parses the same few manifests over and over (every pull of a pool image). A parsed
+# image manifest or index is immutable and depends only on its arguments, so it is kept.
+_PARSED_MAX = 512
+_PARSED_BYTES_MAX = 64 * 1024  # larger manifests are parsed each time
+_parsed: dict[tuple[bytes, str | None, Digest | None], ImageManifest | Index] = {}
+
+
 def parse_manifest(raw: bytes, media_type: str | None, digest: Digest | None = None) -> Manifest:
     """Parse manifest bytes. ``media_type`` is the response's Content-Type (may be absent or
     generic); the document's own ``mediaType`` wins when present."""
+    key = (raw, media_type, digest)
+    known = _parsed.get(key) if len(raw) <= _PARSED_BYTES_MAX else None
+    if known is not None:
+        return known
+    manifest = _parse(raw, media_type, digest)
+    if len(raw) <= _PARSED_BYTES_MAX and isinstance(manifest, (ImageManifest, Index)):
+        if len(_parsed) >= _PARSED_MAX:
+            _parsed.clear()
+        _parsed[key] = manifest
+    return manifest
+
+
+def _parse(raw: bytes, media_type: str | None, digest: Digest | None) -> Manifest:
     if len(raw) > MAX_MANIFEST_BYTES:
         raise ManifestError(f"manifest is {len(raw)} bytes, more than the {MAX_MANIFEST_BYTES} allowed")
     doc = _json_object(raw, "manifest")

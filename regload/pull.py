@@ -36,15 +36,35 @@ class PullOptions:
 
 @dataclass
 class PullResult:
-    reference: str
-    manifest_digest: str
-    media_type: str
-    index_digest: str | None
-    platform: str | None
-    config_digest: str | None
-    layers: list[dict[str, object]]
+    """What a pull fetched. The strings of its report are made only when asked for
+    (``to_json``): a load test's users, pulling thousands of times a second, count bytes only."""
+
+    ref: Reference
+    manifest: ImageManifest | Schema1Manifest
+    index: Index | None
+    chosen: Descriptor | None  # the index entry pulled, when the reference is an index
+    config_desc: Descriptor | None
+    layers: list[Descriptor]
     bytes: int
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def manifest_digest(self) -> str:
+        return str(self.manifest.digest)
+
+    def to_json(self) -> dict[str, object]:
+        chosen = self.chosen
+        return {
+            "reference": str(self.ref),
+            "manifest_digest": self.manifest_digest,
+            "media_type": self.manifest.media_type,
+            "index_digest": str(self.index.digest) if self.index else None,
+            "platform": str(chosen.platform) if chosen and chosen.platform else None,
+            "config_digest": str(self.config_desc.digest) if self.config_desc else None,
+            "layers": [{"digest": str(d.digest), "size": d.size, "mediaType": d.media_type} for d in self.layers],
+            "bytes": self.bytes,
+            "timings": self.timings,
+        }
 
 
 def fetch_manifest(
@@ -175,7 +195,7 @@ def pull(
 
         t = clock()
         blobs = sink.blob_store()
-        unique = list({d.digest: d for d in layers}.values())
+        unique = layers if len(layers) < 2 else list({d.digest: d for d in layers}.values())
         sizes = runner.map(
             lambda desc: fetch_layer(client, ref, desc, blobs, options.verify, progress), unique, max(1, options.jobs)
         )
@@ -197,14 +217,5 @@ def pull(
         sink.abort()
         raise
     timings["total"] = clock() - started
-    return PullResult(
-        reference=str(ref),
-        manifest_digest=str(manifest.digest),
-        media_type=manifest.media_type,
-        index_digest=str(index.digest) if index else None,
-        platform=str(chosen.platform) if chosen and chosen.platform else None,
-        config_digest=str(config_desc.digest) if config_desc else None,
-        layers=[{"digest": str(d.digest), "size": d.size, "mediaType": d.media_type} for d in layers],
-        bytes=sum(sizes) + (len(config) if config and isinstance(manifest, ImageManifest) else 0),
-        timings=timings,
-    )
+    config_bytes = len(config) if config and isinstance(manifest, ImageManifest) else 0
+    return PullResult(ref, manifest, index, chosen, config_desc, layers, sum(sizes) + config_bytes, timings)

@@ -31,6 +31,7 @@ _DOMAIN_RE = re.compile(
     r"|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?\Z"
 )
 MAX_NAME_LENGTH = 255
+_URL_SAFE = re.compile(r"[A-Za-z0-9_.:-]+")  # what ``quote(text, safe=":")`` leaves as it is
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +114,10 @@ class Reference:
         return Reference(self.registry, self.repository, reference, None)
 
     def manifest_url(self, reference: str | None = None) -> str:
-        return self.registry.url(f"{self.repository}/manifests/{quote(reference or self.reference, safe=':')}")
+        reference = reference or self.reference
+        if not _URL_SAFE.fullmatch(reference):  # a valid tag or digest never needs quoting
+            reference = quote(reference, safe=":")
+        return self.registry.url(f"{self.repository}/manifests/{reference}")
 
     def blob_url(self, digest: Digest) -> str:
         return self.registry.url(f"{self.repository}/blobs/{digest}")

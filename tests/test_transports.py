@@ -8,10 +8,13 @@ same tests; the in-memory transport and the gevent runner have their own at the 
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import random
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -115,6 +118,23 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.drops += 1
         self.close_connection = True
 
+    def _closing(self, size: str) -> None:  # an answer kept alive by its framing, then a close
+        self._send(200, _payload(int(size)))
+        self.wfile.flush()
+        self.connection.shutdown(socket.SHUT_RDWR)  # the FIN leaves now
+        self.close_connection = True
+        self.server.stirred.set()
+
+    def _chatty(self, size: str) -> None:  # an answer, then bytes nobody asked for, left open
+        self._send(200, _payload(int(size)))
+        self.wfile.flush()
+        # Once the client has read the answer: bytes in the same segment as the answer are
+        # another case (the socket transport's parser sees them; httpcore keeps them buffered).
+        self.server.answer_read.wait(5)
+        self.wfile.write(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+        self.wfile.flush()
+        self.server.stirred.set()
+
     def _redirect(self) -> None:
         self._send(302, b"", (("Location", "/bytes/10"),))
 
@@ -189,6 +209,8 @@ class _Server(ThreadingHTTPServer):
         self.connections = 0
         self.drops = 0
         self.hold = _Hold()  # tests that use /slow or /stall set a fresh one
+        self.stirred = threading.Event()  # /closing and /chatty touched an idle connection
+        self.answer_read = threading.Event()  # /chatty's answer has reached the client
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # clients that time out or close early break pipes here: expected
@@ -396,6 +418,47 @@ def test_keep_alive_reuses_one_connection(make: Callable[..., Transport], server
         json.loads(_body(_get(transport, f"{server.url}/echo", "PUT", body=iter([b"x" * 100]), content_length=100)))
 
     assert _connections_during(server, run) == 1
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("route", ["closing", "chatty"])
+@pytest.mark.parametrize("pause", ["yielding", "blocking"])
+def test_an_idle_connection_the_server_closed_or_wrote_to_is_not_reused(
+    make: Callable[..., Transport], server: _Server, route: str, pause: str
+) -> None:
+    # "yielding": the event loop runs while the connection is idle, so its watch sees the FIN or
+    # the bytes; "blocking": the loop has not polled since, so the check must look at the socket.
+    transport = make()
+
+    def run() -> None:
+        server.stirred.clear()
+        server.answer_read.clear()
+        assert _body(_get(transport, f"{server.url}/{route}/100")) == _payload(100)
+        server.answer_read.set()
+        assert server.stirred.wait(5)
+        (gevent.sleep if pause == "yielding" else time.sleep)(0.05)
+        response = _get(transport, f"{server.url}/bytes/7")
+        assert response.status == 200 and _body(response) == _payload(7)
+
+    assert _connections_during(server, run) == 2
+
+
+@pytest.mark.unit
+def test_a_transport_dropped_with_idle_connections_leaves_the_event_loop_sound(server: _Server) -> None:
+    # An idle connection is watched by the event loop. Dropped without close(), it must stop
+    # that watch before its descriptor is closed: a watch left on the number the kernel gives
+    # the next socket would hide that socket from the loop, and its reads would wait forever.
+    for _ in range(5):
+        transport = SocketTransport(TransportOptions(read_timeout=5))
+        assert _body(_get(transport, f"{server.url}/bytes/10")) == _payload(10)
+        del transport
+        gc.collect()
+    fresh = SocketTransport(TransportOptions(read_timeout=5))
+    started = time.monotonic()
+    for _ in range(5):
+        assert _body(_get(fresh, f"{server.url}/bytes/10")) == _payload(10)
+    assert time.monotonic() - started < 2
+    fresh.close()
 
 
 @pytest.mark.unit

@@ -266,7 +266,7 @@ def cmd_pull(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         progress.finish()
         client.close()
-    out = asdict(result)
+    out = result.to_json()
     out["http"] = sorted(client.http_versions)
     out["output"] = {"path": args.output, "format": args.format} if args.output else None
     return out

@@ -20,6 +20,7 @@ POOL = ImagePool()
 POOL_READY = Event()  # set once seeding ended, whether it succeeded (POOL.error says)
 
 OPEN: dict[str, Arrivals] = {}  # the open model's schedules of this process, by kind
+CLOSED: set[str] = set()  # the kinds found to have no rate in this test: closed loops
 SHARE = Share()  # this process's part of the total rates (a master tells its workers)
 WORKER_COUNTS: dict[str, ArrivalCounts] = {}  # on a master: what its workers counted, by kind
 _settings: dict[int, LoadSettings] = {}
@@ -67,4 +68,5 @@ def reset_for_test() -> None:
     for arrivals in OPEN.values():
         arrivals.stop()
     OPEN.clear()
+    CLOSED.clear()
     WORKER_COUNTS.clear()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import gevent
@@ -36,9 +37,13 @@ from .options import LoadSettings
 from .pool import PoolImage
 from .rates import ArrivalShape
 from .seeding import TransportFactory, ensure_pool
-from .state import OPEN, POOL, POOL_READY, SHARE, audit_log, schedule_for, settings_for, token_cache
+from .state import CLOSED, OPEN, POOL, POOL_READY, SHARE, audit_log, schedule_for, settings_for, token_cache
 
 POOL_WAIT_SECONDS = 300.0
+_DISCARD = DiscardSink()  # it holds nothing: one for every pull that keeps nothing
+# Every pull of a pool image needs its Reference (immutable): parsed once per process.
+_REFERENCES_MAX = 16_384
+_REFERENCES: dict[tuple[str, str, str], Reference] = {}
 
 
 class RegistryUser(User):
@@ -74,9 +79,18 @@ class RegistryUser(User):
             transport=factory() if factory is not None else None,
         )
         self.runner = GeventRunner()
+        s = self.settings
+        self._pull_options = PullOptions(jobs=s.pull_jobs, verify=s.verify, head_first=s.head_first)
 
     def reference(self, repository: str, reference: str) -> Reference:
-        return Reference(self.registry, repository).with_reference(reference)
+        key = (self.registry.base_url, repository, reference)
+        ref = _REFERENCES.get(key)
+        if ref is None:
+            ref = Reference(self.registry, repository).with_reference(reference)
+            if len(_REFERENCES) >= _REFERENCES_MAX:
+                _REFERENCES.clear()
+            _REFERENCES[key] = ref
+        return ref
 
     def arrival(self, kind: str) -> float:
         """When this user's next ``kind`` (``PULL``/``PUSH``) operation starts, as ``perf_counter``:
@@ -104,13 +118,13 @@ class RegistryUser(User):
         ``head_first`` overrides ``--pull-head-first`` for this pull. ``sink`` is where the
         image goes (a ``RootfsSink`` unpacks it as a node would); by default nothing is written.
         ``started``: when the pull was due (``arrival``), the start of its ``PULL image`` time."""
-        s = self.settings
-        head_first = s.head_first if head_first is None else head_first
-        options = PullOptions(jobs=s.pull_jobs, verify=s.verify, head_first=head_first)
+        options = self._pull_options
+        if head_first is not None and head_first != options.head_first:
+            options = replace(options, head_first=head_first)
         started = time.perf_counter() if started is None else started
         try:
             ref = self.reference(repository, reference)
-            result = pull(self.client, ref, sink or DiscardSink(), self.runner, options)
+            result = pull(self.client, ref, sink or _DISCARD, self.runner, options)
         except Exception as e:
             self.observer.operation("PULL", time.perf_counter() - started, 0, e)
             self._after_failure(e)
@@ -203,8 +217,11 @@ def _arrivals(environment: Any, kind: str, settings: LoadSettings) -> Arrivals |
     ``kind`` has no rate: a closed loop."""
     arrivals = OPEN.get(kind)
     if arrivals is None:
+        if kind in CLOSED:
+            return None
         schedule = schedule_for(environment, kind)
         if schedule is None:
+            CLOSED.add(kind)  # until the next test (the web UI may set a rate then)
             return None
 
         def dropped(kind: str) -> None:

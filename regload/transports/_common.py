@@ -42,6 +42,8 @@ def default_headers(options: TransportOptions) -> tuple[tuple[str, str], ...]:
 
 def merge_headers(defaults: tuple[tuple[str, str], ...], request: Request) -> list[tuple[str, str]]:
     """Defaults first, unless the request sets the same field; framing fields dropped."""
+    if not request.headers:
+        return list(defaults)  # most registry requests (blob GETs, the ping) set none
     own = {name.lower() for name, _ in request.headers}
     merged = [(n, v) for n, v in defaults if n.lower() not in own]
     merged.extend((n, v) for n, v in request.headers if n.lower() not in FRAMING_HEADERS)

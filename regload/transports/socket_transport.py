@@ -23,6 +23,7 @@ import errno
 import re
 import socket
 import ssl
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import cast
@@ -31,6 +32,7 @@ from urllib.parse import urlsplit
 import gevent.socket
 import gevent.ssl
 import httptools
+from gevent import get_hub, getcurrent
 from gevent.lock import BoundedSemaphore
 from gevent.monkey import get_original
 
@@ -53,12 +55,16 @@ _COALESCE = 64 * 1024  # a bytes body up to this size leaves in the same write a
 _MAX_BUFFER = 16 << 20  # a body that claims gigabytes gets buffers as its bytes arrive
 _TARGET_OK = re.compile(r"[\x21-\x7e\x80-\U0010ffff]*")
 _MAX_NAMES = 256  # error-message prefixes kept per origin (one per endpoint template)
+_MAX_HEADS = 1024  # request heads kept per origin (then forgotten all at once)
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 # The C method itself: gevent's wrappers wait on EAGAIN, and the one under a TLS socket refuses
 # flags (it stands for the ``ssl.SSLSocket``); a peek at the TCP bytes needs neither.
 _raw_recv = _socket.socket.recv
+_raw_recv_into = _socket.socket.recv_into
 _raw_send = _socket.socket.send
 _PLAIN = gevent.socket.socket  # a TCP socket (a TLS one is a subclass: its bytes must go through it)
+_FRESH = 0.001  # s: an event loop that polled this recently has seen what an idle socket got
+_now = time.time  # the event loop's clock (``loop.now()``) is wall-clock time
 
 
 _os_thread_id = get_original("_thread", "get_ident")  # the patched one tells greenlets apart
@@ -77,16 +83,118 @@ def _head_buffer() -> memoryview:
     return buffer
 
 
-def _alive(sock: socket.socket) -> bool:
-    """An idle keep-alive socket can carry a request: the server has neither closed it nor
-    written to it: one system call on the raw socket, no switch to the hub."""
-    try:
-        _raw_recv(sock._sock, 1, _PEEK)  # type: ignore[attr-defined]
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    return False  # b"": closed by the server; a byte: unasked-for data
+class _IdleWatch:
+    """The event loop's eye on a connection while it sits idle in the pool: anything readable
+    there (the server's FIN or RST, or bytes nobody asked for) makes it unfit for a request.
+    An io watcher of its own on the socket's descriptor, not holding the loop open (``ref``)."""
+
+    __slots__ = ("watcher", "stirred")
+
+    def __init__(self, loop: object, fd: int) -> None:
+        self.watcher = loop.io(fd, 1, ref=False)  # type: ignore[attr-defined]  # 1: EV_READ
+        self.stirred = False
+
+    def start(self) -> None:
+        self.stirred = False
+        self.watcher.start(_stirred, self)
+
+    def stop(self) -> bool:
+        """Stop watching; True when the socket stirred while idle (or is about to be told so)."""
+        watcher = self.watcher
+        stirred = self.stirred or watcher.pending  # triggered in this loop pass, not yet called back
+        watcher.stop()
+        return stirred
+
+
+def _stirred(watch: _IdleWatch) -> None:
+    watch.stirred = True
+    watch.watcher.stop()  # level-triggered: once is enough
+
+
+class _Connection:
+    """A pooled socket and its reads. On a TCP socket a read goes straight to the C method, and
+    a wait for bytes reuses one timer of the connection's: gevent's own ``recv_into`` allocates
+    a ``Timeout`` for every wait (~2 µs, most of a small request's cost above the system calls).
+    A TLS socket reads through gevent's ``SSLSocket``, which knows what OpenSSL has buffered."""
+
+    __slots__ = ("sock", "_raw", "_timer", "_hub", "_idle")
+
+    def __init__(self, sock: socket.socket, read_timeout: float | None) -> None:
+        self.sock = sock
+        self._raw = sock._sock if type(sock) is _PLAIN else None  # type: ignore[attr-defined]
+        self._hub = get_hub()
+        self._timer = self._hub.loop.timer(read_timeout) if read_timeout is not None else None
+        self._idle: _IdleWatch | None = None
+
+    def park(self) -> None:
+        """Idle in the pool from now on, watched by the event loop."""
+        if self._idle is None:
+            self._idle = _IdleWatch(self._hub.loop, self.sock.fileno())
+        self._idle.start()
+
+    def alive(self) -> bool:
+        """A parked keep-alive socket can carry a request: the server has neither closed it nor
+        written to it. The event loop's watch tells, with no system call, as long as the loop
+        polled a moment ago (it does whenever every greenlet waits: under load, all the time);
+        after a longer stretch of work in Python, one peek at the raw socket tells, still with
+        no switch to the hub."""
+        if cast(_IdleWatch, self._idle).stop():
+            return False
+        if _now() - self._hub.loop.now() < _FRESH:
+            return True
+        try:
+            _raw_recv(self.sock._sock, 1, _PEEK)  # type: ignore[attr-defined]
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        return False  # b"": closed by the server; a byte: unasked-for data
+
+    def recv_into(self, view: memoryview, wait_first: bool = False) -> int:
+        """``socket.recv_into``, waiting cooperatively. ``wait_first``: the bytes cannot be there
+        yet (an answer to a request just sent), so the hub is asked first, with no read that
+        would only fail with ``EAGAIN``."""
+        raw = self._raw
+        if raw is None:
+            return self.sock.recv_into(view)
+        if not wait_first:
+            try:
+                return _raw_recv_into(raw, view)
+            except BlockingIOError:
+                pass
+        while True:
+            self._wait_readable()
+            try:
+                return _raw_recv_into(raw, view)
+            except BlockingIOError:  # woken with nothing to read (another reader, a spurious wake-up)
+                continue
+
+    def _wait_readable(self) -> None:
+        watcher = self.sock._read_event  # type: ignore[attr-defined]
+        timer = self._timer
+        if timer is None:
+            self._hub.wait(watcher)
+            return
+        # ``update``: the loop's clock may be stale after a long stretch of work in Python.
+        timer.start(getcurrent().throw, TimeoutError, update=True)
+        try:
+            self._hub.wait(watcher)
+        finally:
+            timer.stop()
+
+    def close(self) -> None:
+        # The watchers first: libev must not watch a descriptor number the kernel may reuse.
+        if self._idle is not None:
+            self._idle.watcher.close()
+            self._idle = None
+        if self._timer is not None:
+            self._timer.close()
+        self.sock.close()
+
+    def __del__(self) -> None:
+        # A pool dropped without close() (a transport left to the garbage collector).
+        if getattr(self, "_idle", None) is not None:
+            self.close()
 
 
 class _Pool:
@@ -100,22 +208,22 @@ class _Pool:
         self.port = port
         self.tls = tls
         self.options = options
-        self.idle: list[socket.socket] = []
+        self.idle: list[_Connection] = []
         self.slots = BoundedSemaphore(max(1, options.max_connections_per_host))
         self.closed = False
 
-    def get(self) -> socket.socket:
+    def get(self) -> _Connection:
         self.slots.acquire()
         try:
             if self.closed:
                 raise TransportError("transport is closed")
             idle = self.idle
             while idle:
-                sock = idle.pop()
-                if _alive(sock):
-                    return sock
-                sock.close()
-            return self._connect()
+                conn = idle.pop()
+                if conn.alive():
+                    return conn
+                conn.close()
+            return _Connection(self._connect(), self.options.read_timeout)
         except BaseException:
             self.slots.release()
             raise
@@ -135,37 +243,39 @@ class _Pool:
             raise
         return sock
 
-    def put(self, sock: socket.socket) -> None:
+    def put(self, conn: _Connection) -> None:
         """Back in the pool, for the next request."""
         if self.closed:
-            sock.close()
+            conn.close()
         else:
-            self.idle.append(sock)
+            conn.park()
+            self.idle.append(conn)
         self.slots.release()
 
-    def discard(self, sock: socket.socket) -> None:
+    def discard(self, conn: _Connection) -> None:
         """Closed: its state is unknown (a body half read, a write cut short, a server close)."""
-        sock.close()
+        conn.close()
         self.slots.release()
 
     def close(self) -> None:
         self.closed = True
-        for sock in self.idle:
-            sock.close()
+        for conn in self.idle:
+            conn.close()
         self.idle.clear()
 
 
 class _Origin:
     """A scheme, host and port: its pool, its Host header and its name in error messages."""
 
-    __slots__ = ("pool", "host_header", "host", "port", "names")
+    __slots__ = ("pool", "host_line", "host", "port", "names", "heads")
 
     def __init__(self, pool: _Pool, host_header: str, host: str, port: int) -> None:
         self.pool = pool
-        self.host_header = host_header
+        self.host_line = "Host: " + host_header
         self.host = host
         self.port = port
         self.names: dict[tuple[str, str], str] = {}  # (method, name) -> error-message prefix
+        self.heads: dict[tuple[object, ...], bytes] = {}  # request heads as sent, by what makes them
 
     def where(self, request: Request) -> str:
         """``describe(request, host, port)``, formatted once per endpoint, not per request."""
@@ -279,6 +389,7 @@ class SocketTransport:
         self._tls = _tls_context(self._options) if self._options.ca_cert else None
         self._defaults = default_headers(self._options)
         self._origins: dict[tuple[str, str], _Origin] = {}
+        self._prefixes: dict[str, _Origin] = {}  # "scheme://netloc" as the URLs spell it
         self._closed = False
 
     def send(self, request: Request) -> Response:
@@ -288,26 +399,26 @@ class SocketTransport:
         head = self._head(request, origin, target, length, where)
         pool = origin.pool
         try:
-            sock = pool.get()
+            conn = pool.get()
         except TransportError as exc:
             raise TransportError(f"{where}: {exc}") from exc
         except Exception as exc:
             raise map_exception(exc, where, "connect", self._options.connect_timeout) from exc
         try:
             try:
-                _write(sock, head, request, length, where)
+                _write(conn.sock, head, request, length, where)
             except _SendFailed as failed:
                 # The server may have answered early (401, 413 ...) and closed: that answer is
                 # worth more than the broken pipe.
                 if failed.cause.errno in (errno.EPIPE, errno.ECONNRESET):
                     try:
-                        return _SocketResponse(sock, pool, request, where, self, broken=True)
+                        return _SocketResponse(conn, pool, request, where, self, broken=True)
                     except TransportError:
                         pass
                 raise map_exception(failed.cause, where, "write", self._options.read_timeout) from failed.cause
-            return _SocketResponse(sock, pool, request, where, self, broken=False)
+            return _SocketResponse(conn, pool, request, where, self, broken=False)
         except BaseException:
-            pool.discard(sock)  # a response takes the socket over only once it is built
+            pool.discard(conn)  # a response takes the connection over only once it is built
             raise
 
     def close(self) -> None:
@@ -315,17 +426,27 @@ class SocketTransport:
         for origin in self._origins.values():
             origin.pool.close()
         self._origins.clear()
+        self._prefixes.clear()
 
     # -- request side ---------------------------------------------------------------------
 
     def _route(self, request: Request) -> tuple[_Origin, str]:
-        scheme, netloc, path, query, _ = urlsplit(request.url)
+        url = request.url
+        # The usual URL, "scheme://netloc/path?query", split by one search instead of urlsplit.
+        cut = url.find("/", url.find("://") + 3)
+        if cut > 0 and "#" not in url:
+            origin = self._prefixes.get(url[:cut])
+            if origin is not None:
+                return origin, url[cut:]
+        scheme, netloc, path, query, _ = urlsplit(url)
         origin = self._origins.get((scheme, netloc))
         if origin is None:
             origin = self._new_origin(request, scheme, netloc)
         target = path or "/"
         if query:
             target += "?" + query
+        if cut > 0 and url[:cut] == f"{scheme}://{netloc}" and url[cut:] == target:
+            self._prefixes[url[:cut]] = origin
         return origin, target
 
     def _new_origin(self, request: Request, scheme: str, netloc: str) -> _Origin:
@@ -353,12 +474,24 @@ class SocketTransport:
         return origin
 
     def _head(self, request: Request, origin: _Origin, target: str, length: int | None, where: str) -> bytes:
+        # A load test sends the same few requests over and over (the same pool images' paths):
+        # their heads are built and checked once.
+        key = (request.method, target, request.headers, length, request.body is None)
+        head = origin.heads.get(key)
+        if head is None:
+            head = self._new_head(request, origin, target, length, where)
+            if len(origin.heads) >= _MAX_HEADS:
+                origin.heads.clear()
+            origin.heads[key] = head
+        return head
+
+    def _new_head(self, request: Request, origin: _Origin, target: str, length: int | None, where: str) -> bytes:
         if not _TARGET_OK.fullmatch(target):
             raise TransportError(f"{where}: URL path or query contains spaces or control characters")
         lines = [f"{request.method} {target} HTTP/1.1"]
-        if request.header("Host") is None:
-            lines.append("Host: " + origin.host_header)
-        lines.extend(f"{n}: {v}" for n, v in merge_headers(self._defaults, request))
+        if not request.headers or request.header("Host") is None:
+            lines.append(origin.host_line)
+        lines += [f"{n}: {v}" for n, v in merge_headers(self._defaults, request)]
         if length is not None:
             lines.append(f"Content-Length: {length}")
         elif request.body is not None:
@@ -455,7 +588,7 @@ class _SocketResponse:
         "headers",
         "url",
         "http_version",
-        "_sock",
+        "_conn",
         "_pool",
         "_message",
         "_parser",
@@ -470,9 +603,9 @@ class _SocketResponse:
     )
 
     def __init__(
-        self, sock: socket.socket, pool: _Pool, request: Request, where: str, transport: SocketTransport, broken: bool
+        self, conn: _Connection, pool: _Pool, request: Request, where: str, transport: SocketTransport, broken: bool
     ) -> None:
-        self._sock: socket.socket | None = None  # set at the very end: send() owns it till then
+        self._conn: _Connection | None = None  # set at the very end: send() owns it till then
         self._pool = pool
         self._where = where
         self._timeout = transport._options.read_timeout
@@ -480,39 +613,41 @@ class _SocketResponse:
         self._closed = False
         message = self._message = _Message(head_only=request.method == "HEAD")
         parser = self._parser = httptools.HttpResponseParser(message)
-        self._read_head(sock, message)
+        self._read_head(conn, message)
         self.status: int = parser.get_status_code()
         self.headers = headers = Headers(message.fields)
         self.url = request.url
         self.http_version = "HTTP/" + parser.get_http_version()
         self._pending = message.body
         self._remaining: int | None = None  # body bytes still on the socket, when sized
+        coding, length = headers.get("transfer-encoding"), headers.get("content-length")
+        connection = headers.get("connection")
         # A body is chunked when chunked is the last coding; other codings end it at close.
-        chunked = headers.get("transfer-encoding", "").lower().rstrip().endswith("chunked")
-        sized = not chunked and "transfer-encoding" not in headers and "content-length" in headers
+        chunked = coding is not None and coding.lower().rstrip().endswith("chunked")
+        sized = coding is None and length is not None
         self._until_close = not message.complete and not chunked and not sized
         if not message.complete and sized:
             # llhttp checked the value; what came with the head is already in ``_pending``.
             try:
-                self._remaining = int(headers["content-length"]) - sum(len(b) for b in self._pending)
+                self._remaining = int(cast(str, length)) - sum(len(b) for b in self._pending)
             except ValueError:
                 raise TransportError(f"{where}: invalid Content-Length in the response") from None
         self._keep_alive = (
             not broken
             and self.http_version == "HTTP/1.1"
             and not self._until_close
-            and ("connection" not in headers or not any("close" in v.lower() for v in headers.get_all("connection")))
+            and (connection is None or not any("close" in v.lower() for v in headers.get_all("connection")))
         )
-        self._sock = sock
+        self._conn = conn
         if message.complete or self._remaining == 0:
             self._release()
 
-    def _read_head(self, sock: socket.socket, message: _Message) -> None:
+    def _read_head(self, conn: _Connection, message: _Message) -> None:
         buffer = _head_buffer()
         received = 0
         try:
             while not message.final:
-                n = sock.recv_into(buffer)
+                n = conn.recv_into(buffer, wait_first=not received)
                 if not n:
                     cause = "without a response" if not received else "mid-head"
                     raise TransportError(f"{self._where}: server closed the connection {cause}")
@@ -524,30 +659,30 @@ class _SocketResponse:
             raise map_exception(exc, self._where, "read", self._timeout) from exc
 
     def _release(self) -> None:
-        sock, self._sock = self._sock, None
-        if sock is None:
+        conn, self._conn = self._conn, None
+        if conn is None:
             return
         if self._keep_alive and not self._message.garbage:
-            self._pool.put(sock)
+            self._pool.put(conn)
         else:
-            self._pool.discard(sock)
+            self._pool.discard(conn)
 
     def close(self) -> None:
         self._closed = True
         self._pending.clear()
-        sock, self._sock = self._sock, None
-        if sock is not None:  # body not fully received: this socket is not reusable
-            self._pool.discard(sock)
+        conn, self._conn = self._conn, None
+        if conn is not None:  # body not fully received: this connection is not reusable
+            self._pool.discard(conn)
 
     def __del__(self) -> None:
         # Safety net for a response dropped without close(): free the pool slot.
-        sock = getattr(self, "_sock", None)
-        if sock is not None:
-            self._pool.discard(sock)
+        conn = getattr(self, "_conn", None)
+        if conn is not None:
+            self._pool.discard(conn)
 
     def read(self) -> bytes:
         pending = self._pending
-        if self._sock is None and len(pending) == 1 and type(pending[0]) is bytes and not self._closed:
+        if self._conn is None and len(pending) == 1 and type(pending[0]) is bytes and not self._closed:
             return cast(bytes, pending.popleft())  # the usual small answer: it came with its head
         # Each chunk is copied before the next is read: they may share one buffer.
         return b"".join([bytes(c) if type(c) is not bytes else c for c in self.iter_bytes(_MAX_BUFFER)])
@@ -565,14 +700,14 @@ class _SocketResponse:
                     chunk = view[:chunk_size]
                 yield chunk
                 continue
-            sock = self._sock
-            if sock is None:
+            conn = self._conn
+            if conn is None:
                 return
             try:
                 if self._remaining is None:
-                    self._receive_parsed(sock)
+                    self._receive_parsed(conn)
                     continue
-                chunk = self._receive_sized(sock, chunk_size)
+                chunk = self._receive_sized(conn, chunk_size)
             except Exception as exc:
                 self.close()
                 raise map_exception(exc, self._where, "read", self._timeout) from exc
@@ -581,7 +716,7 @@ class _SocketResponse:
                 raise
             yield chunk
 
-    def _receive_sized(self, sock: socket.socket, chunk_size: int) -> memoryview:
+    def _receive_sized(self, conn: _Connection, chunk_size: int) -> memoryview:
         """The next chunk, up to ``chunk_size`` bytes, straight from the socket into the
         response's buffer (overwritten by the chunk after it)."""
         remaining = cast(int, self._remaining)
@@ -591,7 +726,7 @@ class _SocketResponse:
             buffer = self._buffer = memoryview(bytearray(size))
         got = 0
         while got < size:
-            n = sock.recv_into(buffer[got:size])
+            n = conn.recv_into(buffer[got:size])
             if not n:
                 raise TransportError(f"{self._where}: connection closed with {remaining - got} body bytes missing")
             got += n
@@ -600,10 +735,10 @@ class _SocketResponse:
             self._release()
         return buffer[:size]
 
-    def _receive_parsed(self, sock: socket.socket) -> None:
+    def _receive_parsed(self, conn: _Connection) -> None:
         """More of a chunked or close-delimited body, through the parser into ``_pending``."""
         buffer = _head_buffer()
-        n = sock.recv_into(buffer)
+        n = conn.recv_into(buffer)
         message = self._message
         if n:
             message.feed(self._parser, buffer[:n], self._where)
