@@ -15,7 +15,8 @@ targets (regload ≥ 2.5× FastHttpUser, ≥ 5× HttpUser). The floor is the raw
 sockets sending fixed request bytes and reading each answer by its Content-Length, with no HTTP
 library, no stats and no checks; no Python HTTP client on gevent can be cheaper per request.
 The floor of anything inside Locust is "Locust stats alone": a user that sends nothing and only
-reports its four requests per pull, as every Locust user does.
+reports its four requests per pull, as every Locust user does. "regload flow, no Locust" is
+regload's pull flow in greenlets of its own: PullUser's figure minus it is the Locust side.
 """
 
 from __future__ import annotations
@@ -118,10 +119,46 @@ def bare_loop(url: str, paths: list[str], users: int, seconds: float) -> dict[st
     return {"requests": n, "seconds": elapsed, "rps": n / elapsed, "cpu_us": cpu / n * 1e6 if n else 0.0}
 
 
-def run_loop(kind: str, url: str, paths: tuple[str, ...], users: int, seconds: float) -> dict[str, float]:
-    """``bare_loop`` or ``socket_loop`` in a process of its own (as each Locust run is)."""
+def flow_loop(url: str, image: str, users: int, seconds: float) -> dict[str, float]:
+    """regload's pull flow with no Locust: ``users`` greenlets, each with its client (as each
+    PullUser has), pulling ``image`` (``repository:tag``) over and over, every digest checked,
+    nothing observed. PullUser minus this is what the Locust side costs."""
+    import gevent
+
+    from regload.pull import PullOptions, pull
+    from regload.reference import Reference, Registry
+    from regload.sinks.discard import DiscardSink
+    from regload.wiring.connect import ClientSettings, make_client
+    from regload.wiring.gevent_runner import GeventRunner
+
+    registry = Registry.from_url(url)
+    repository, _, tag = image.rpartition(":")
+    ref = Reference(registry, repository).with_reference(tag)
+    counts = [0] * users
+    deadline = time.perf_counter() + seconds
+
+    def worker(i: int) -> None:
+        client = make_client(registry, ClientSettings(plain_http=True))
+        n = 0
+        while time.perf_counter() < deadline:
+            pull(client, ref, DiscardSink(), GeventRunner(), PullOptions())
+            n += 4  # ping, manifest, config, layer
+        client.close()
+        counts[i] = n
+
+    cpu = time.process_time()
+    started = time.perf_counter()
+    gevent.joinall([gevent.spawn(worker, i) for i in range(users)], raise_error=True)
+    elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu
+    n = sum(counts)
+    return {"requests": n, "seconds": elapsed, "rps": n / elapsed, "cpu_us": cpu / n * 1e6 if n else 0.0}
+
+
+def run_loop(kind: str, url: str, paths: tuple[str, ...], users: int, seconds: float, image: str) -> dict[str, float]:
+    """``bare_loop``, ``socket_loop`` or ``flow_loop`` in a process of its own (as each Locust run is)."""
     out = subprocess.run(
-        [PYTHON, __file__, "--_loop", json.dumps([kind, url, list(paths), users, seconds])],
+        [PYTHON, __file__, "--_loop", json.dumps([kind, url, list(paths), users, seconds, image])],
         capture_output=True,
         text=True,
         timeout=seconds * 3 + 30,
@@ -138,7 +175,7 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=16, help="concurrent users/greenlets (default 16)")
     parser.add_argument(
         "--only",
-        choices=("regload", "fasthttp", "http", "bare", "socket", "stats"),
+        choices=("regload", "flow", "fasthttp", "http", "bare", "socket", "stats"),
         action="append",
         help="run only these",
     )
@@ -149,13 +186,16 @@ def main() -> int:
     parser.add_argument("--_loop", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._loop:
-        kind, url, paths, users, seconds = json.loads(args._loop)
-        loop = socket_loop if kind == "socket" else bare_loop
-        print(json.dumps(loop(url, paths, users, seconds)))
+        kind, url, paths, users, seconds, image = json.loads(args._loop)
+        if kind == "flow":
+            result = flow_loop(url, image, users, seconds)
+        else:
+            result = (socket_loop if kind == "socket" else bare_loop)(url, paths, users, seconds)
+        print(json.dumps(result))
         return 0
     seconds = args.seconds or (3.0 if args.short else 10.0)
     rounds = args.rounds or (1 if args.short else 3)
-    subjects = args.only or ["regload", "fasthttp", "http", "bare", "socket", "stats"]
+    subjects = args.only or ["regload", "flow", "fasthttp", "http", "bare", "socket", "stats"]
     if args.regload_path:
         subjects.insert(subjects.index("regload") + 1 if "regload" in subjects else 0, "other")
     results: dict[str, float] = {}
@@ -182,6 +222,7 @@ def main() -> int:
         }
         labels = {
             "regload": "regload PullUser",
+            "flow": "regload flow, no Locust",
             "fasthttp": "Locust FastHttpUser",
             "http": "Locust HttpUser",
             "bare": "bare geventhttpclient",
@@ -193,8 +234,9 @@ def main() -> int:
             if rounds > 1:
                 header(f"round {round_}/{rounds}")
             for name in subjects:
-                if name in ("bare", "socket"):
-                    bare = run_loop(name, server.url, image.paths, args.users, seconds)
+                if name in ("bare", "socket", "flow"):
+                    image_ref = f"{image.repository}:{image.tag}"
+                    bare = run_loop(name, server.url, image.paths, args.users, seconds, image_ref)
                     rps, cpu_us, note = bare["rps"], bare["cpu_us"], f"({bare['requests']} requests)"
                 else:
                     locustfile, classes, extra = runs[name]
@@ -220,6 +262,7 @@ def main() -> int:
         pairs = (
             ("fasthttp", TARGET_FAST),
             ("http", TARGET_HTTP),
+            ("flow", None),
             ("bare", None),
             ("socket", None),
             ("stats", None),
@@ -233,6 +276,8 @@ def main() -> int:
             goal = f"target ≥ {target:g}×: {verdict(ratio, target)}" if target else "the floor"
             if name == "bare":
                 goal = "an HTTP library alone"
+            if name == "flow":
+                goal = "what Locust's side costs"
             if name == "stats":
                 goal = "the floor inside Locust"
             if name == "other":

@@ -37,7 +37,15 @@ OCTET_STREAM = "application/octet-stream"
 
 
 def pull_scope(ref: Reference) -> tuple[str, ...]:
-    return (repository_scope(ref.repository, "pull"),)
+    scope = _PULL_SCOPES.get(ref.repository)
+    if scope is None:
+        if len(_PULL_SCOPES) >= 4096:
+            _PULL_SCOPES.clear()
+        scope = _PULL_SCOPES[ref.repository] = (repository_scope(ref.repository, "pull"),)
+    return scope
+
+
+_PULL_SCOPES: dict[str, tuple[str, ...]] = {}  # every request of a pull names its scope
 
 
 def push_scope(ref: Reference, *mount_from: str) -> tuple[str, ...]:
@@ -72,13 +80,9 @@ def get_manifest(client: RegistryClient, ref: Reference, reference: str | None =
 
 def _check_manifest_digest(data: bytes, digest: Digest, reference: str, header: str | None) -> None:
     """``digest`` is the sha256 of ``data``; other algorithms are computed when asked for."""
-
-    def actual(algorithm: str) -> Digest:
-        return digest if algorithm == digest.algorithm else Digest.of(data, algorithm)
-
     if reference.startswith(("sha256:", "sha512:")):
         wanted = Digest.parse(reference)
-        got = actual(wanted.algorithm)
+        got = _digest_as(data, digest, wanted.algorithm)
         if got != wanted:
             raise DigestMismatch(f"manifest {wanted.short}: content has digest {got.short}")
     if header:
@@ -86,8 +90,12 @@ def _check_manifest_digest(data: bytes, digest: Digest, reference: str, header: 
             said = Digest.parse(header)
         except InvalidDigest:
             raise ProtocolError(f"{GET_MANIFEST}: invalid Docker-Content-Digest header") from None
-        if actual(said.algorithm) != said:
+        if _digest_as(data, digest, said.algorithm) != said:
             raise DigestMismatch(f"manifest: Docker-Content-Digest {said.short} does not match its content")
+
+
+def _digest_as(data: bytes, digest: Digest, algorithm: str) -> Digest:
+    return digest if algorithm == digest.algorithm else Digest.of(data, algorithm)
 
 
 @dataclass(frozen=True, slots=True)

@@ -155,13 +155,13 @@ Manifest = ImageManifest | Index | Schema1Manifest
 # image manifest or index is immutable and depends only on its arguments, so it is kept.
 _PARSED_MAX = 512
 _PARSED_BYTES_MAX = 64 * 1024  # larger manifests are parsed each time
-_parsed: dict[tuple[bytes, str | None, Digest | None], ImageManifest | Index] = {}
+_parsed: dict[tuple[bytes, str | None, str | None, str | None], ImageManifest | Index] = {}
 
 
 def parse_manifest(raw: bytes, media_type: str | None, digest: Digest | None = None) -> Manifest:
     """Parse manifest bytes. ``media_type`` is the response's Content-Type (may be absent or
     generic); the document's own ``mediaType`` wins when present."""
-    key = (raw, media_type, digest)
+    key = (raw, media_type, digest.algorithm, digest.hex) if digest else (raw, media_type, None, None)
     known = _parsed.get(key) if len(raw) <= _PARSED_BYTES_MAX else None
     if known is not None:
         return known

@@ -41,12 +41,20 @@ def run_bench(script: str, *args: str, timeout: float) -> str:
 @needs_nginx
 def test_per_request_short() -> None:
     out = run_bench("per_request.py", timeout=240)
-    labels = ("regload PullUser", "Locust FastHttpUser", "Locust HttpUser", "bare geventhttpclient", "raw socket loop")
+    labels = (
+        "regload PullUser",
+        "regload flow, no Locust",
+        "Locust FastHttpUser",
+        "Locust HttpUser",
+        "bare geventhttpclient",
+        "raw socket loop",
+    )
     for label in (*labels, "Locust stats alone"):
         assert re.search(rf"{label}\s+{NUMBER} req/s\s+{NUMBER} µs CPU/req", out), out
     assert re.search(rf"regload / Locust FastHttpUser\s+{NUMBER}× req/s", out), out
     assert re.search(rf"regload / Locust HttpUser\s+{NUMBER}× req/s", out), out
     assert re.search(rf"regload / bare geventhttpclient\s+{NUMBER}× req/s", out), out
+    assert re.search(rf"regload / regload flow, no Locust\s+{NUMBER}× req/s .*what Locust's side costs", out), out
     assert re.search(rf"regload / raw socket loop\s+{NUMBER}× req/s .*the floor", out), out
     assert re.search(rf"ceiling for any client inside Locust: .* = {NUMBER}×", out), out
     assert re.search(r"regload PullUser .*\(\d+ requests, 0 failures, methods GET,PULL\)", out), out
