@@ -153,8 +153,8 @@ Manifest = ImageManifest | Index | Schema1Manifest
 
 # A load test parses the same few manifests over and over (every pull of a pool image). A parsed
 # image manifest or index is immutable and depends only on its arguments, so it is kept.
-_PARSED_MAX = 512
-_PARSED_BYTES_MAX = 64 * 1024  # larger manifests are parsed each time
+_PARSED_MAX = 256
+_PARSED_BYTES_MAX = 16 * 1024  # larger manifests are parsed each time (the cache stays under 4 MiB)
 _parsed: dict[tuple[bytes, str | None, str | None, str | None], ImageManifest | Index] = {}
 
 

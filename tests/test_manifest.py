@@ -30,6 +30,16 @@ def test_image_manifest_keeps_bytes():
     assert m.layers[0].size == 20
 
 
+def test_parsed_manifests_are_kept_by_bytes_type_and_digest():
+    raw = json.dumps(manifest_doc(), indent=3).encode()
+    first = parse_manifest(raw, None)
+    assert parse_manifest(raw, None) is first  # a load test's repeated pulls parse it once
+    given = Digest.parse(D1)
+    assert parse_manifest(raw, None, given).digest == given  # what was asked for, not the kept one
+    assert parse_manifest(raw, mt.DOCKER_MANIFEST) is not first
+    assert parse_manifest(raw, None).digest == Digest.of(raw)
+
+
 def test_media_type_from_content_type_or_shape():
     doc = manifest_doc()
     del doc["mediaType"]

@@ -34,7 +34,7 @@ from . import hooks  # noqa: F401  (registers regload's options and listeners wi
 from .observer import CauseError, LocustObserver
 from .open_model import Arrivals
 from .options import LoadSettings
-from .pool import PoolImage
+from .pool import MAX_POOL, PoolImage
 from .rates import ArrivalShape
 from .seeding import TransportFactory, ensure_pool
 from .state import CLOSED, OPEN, POOL, POOL_READY, SHARE, audit_log, schedule_for, settings_for, token_cache
@@ -42,7 +42,7 @@ from .state import CLOSED, OPEN, POOL, POOL_READY, SHARE, audit_log, schedule_fo
 POOL_WAIT_SECONDS = 300.0
 _DISCARD = DiscardSink()  # it holds nothing: one for every pull that keeps nothing
 # Every pull of a pool image needs its Reference (immutable): parsed once per process.
-_REFERENCES_MAX = 16_384
+_REFERENCES_MAX = MAX_POOL
 _REFERENCES: dict[tuple[str, str, str], Reference] = {}
 
 
