@@ -144,7 +144,7 @@ class _Connection:
         polled a moment ago (it does whenever every greenlet waits: under load, all the time);
         after a longer stretch of work in Python, one peek at the raw socket tells, still with
         no switch to the hub."""
-        if cast(_IdleWatch, self._idle).stop():
+        if self._idle.stop():  # type: ignore[union-attr]  # parked before it is asked
             return False
         if _now() - self._hub.loop.now() < _FRESH:
             return True
@@ -321,7 +321,7 @@ class _Message:
         self.fields.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
-        if cast(httptools.HttpResponseParser, self._feeding).get_status_code() >= 200:
+        if self._feeding.get_status_code() >= 200:  # type: ignore[union-attr]  # called while it feeds
             self.final = True
             self.complete = self.head_only
 
@@ -616,7 +616,7 @@ class _SocketResponse:
         self._timeout = transport._options.read_timeout
         self._buffer: memoryview | None = None  # for a body of known length, made on first use
         self._closed = False
-        message = self._message = _Message(head_only=request.method == "HEAD")
+        message = self._message = _Message(request.method == "HEAD")
         parser = self._parser = httptools.HttpResponseParser(message)
         self._read_head(conn, message)
         self.status: int = parser.get_status_code()
@@ -631,10 +631,10 @@ class _SocketResponse:
         chunked = coding is not None and coding.lower().rstrip().endswith("chunked")
         sized = coding is None and length is not None
         self._until_close = not message.complete and not chunked and not sized
-        if not message.complete and sized:
+        if not message.complete and sized and length is not None:
             # llhttp checked the value; what came with the head is already in ``_pending``.
             try:
-                self._remaining = int(cast(str, length)) - sum(len(b) for b in self._pending)
+                self._remaining = int(length) - sum(map(len, self._pending))
             except ValueError:
                 raise TransportError(f"{where}: invalid Content-Length in the response") from None
         self._keep_alive = (
@@ -688,7 +688,7 @@ class _SocketResponse:
     def read(self) -> bytes:
         pending = self._pending
         if self._conn is None and len(pending) == 1 and type(pending[0]) is bytes and not self._closed:
-            return cast(bytes, pending.popleft())  # the usual small answer: it came with its head
+            return pending.popleft()  # type: ignore[return-value]  # the usual small answer: it came with its head
         # Each chunk is copied before the next is read: they may share one buffer.
         return b"".join([bytes(c) if type(c) is not bytes else c for c in self.iter_bytes(_MAX_BUFFER)])
 
@@ -724,7 +724,7 @@ class _SocketResponse:
     def _receive_sized(self, conn: _Connection, chunk_size: int) -> memoryview:
         """The next chunk, up to ``chunk_size`` bytes, straight from the socket into the
         response's buffer (overwritten by the chunk after it)."""
-        remaining = cast(int, self._remaining)
+        remaining: int = self._remaining  # type: ignore[assignment]  # a sized body
         size = min(chunk_size, remaining, _MAX_BUFFER)
         buffer = self._buffer
         if buffer is None or len(buffer) < size:
