@@ -135,6 +135,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         self.server.stirred.set()
 
+    def _pause(self, ms: str) -> None:  # an answer after a short pause, on a kept-alive connection
+        time.sleep(int(ms) / 1000)
+        self._send(200, b"ok")
+
     def _redirect(self) -> None:
         self._send(302, b"", (("Location", "/bytes/10"),))
 
@@ -470,6 +474,15 @@ def test_eof_delimited_body_does_not_reuse_the_connection(make: Callable[..., Tr
             assert _body(_get(transport, f"{server.url}/eof/5000")) == _payload(5000)
 
     assert _connections_during(server, run) == 3
+
+
+@pytest.mark.unit
+def test_the_read_timeout_is_per_wait_not_per_connection(make: Callable[..., Transport], server: _Server) -> None:
+    # Fifty waits of 30 ms on one connection add up to 1.5 s, past the 1 s limit that each of
+    # them is far within. A timer that kept counting down across waits failed the later ones.
+    transport = make(read_timeout=1.0)
+    for _ in range(50):
+        assert _body(_get(transport, f"{server.url}/pause/30")) == b"ok"
 
 
 @pytest.mark.unit

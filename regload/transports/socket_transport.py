@@ -129,7 +129,9 @@ class _Connection:
         self.sock = sock
         self._raw = sock._sock if type(sock) is _PLAIN else None  # type: ignore[attr-defined]
         self._hub = get_hub()
-        self._timer = self._hub.loop.timer(read_timeout) if read_timeout is not None else None
+        # A repeating timer, armed with ``again``: libev's plain start would go on counting down
+        # from where the last stop left it, so that many short waits would add up to a timeout.
+        self._timer = self._hub.loop.timer(read_timeout, read_timeout) if read_timeout is not None else None
         self._idle: _IdleWatch | None = None
 
     def park(self) -> None:
@@ -182,7 +184,7 @@ class _Connection:
             self._hub.wait(watcher)
             return
         # ``update``: the loop's clock may be stale after a long stretch of work in Python.
-        timer.start(getcurrent().throw, TimeoutError, update=True)
+        timer.again(getcurrent().throw, TimeoutError, update=True)
         try:
             self._hub.wait(watcher)
         finally:
