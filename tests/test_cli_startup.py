@@ -46,3 +46,19 @@ def test_only_the_httpx_transport_is_patched_for():
     assert out["code"] == 1 and "gevent" in out["loaded"] and not out["patched"], out
     out = run("tags", "--http2", "127.0.0.1:1/nothing/here")
     assert out["code"] == 1 and out["patched"], out
+
+
+def test_version_answers_before_the_commands_are_imported(capsys):
+    """``--version`` alone prints what the parser's own version action prints, with none of the
+    command modules (pull, push, the sinks and sources: ~70 ms of imports) loaded."""
+    script = (
+        "import sys; from regload.cli.entry import main; code = main(['--version']);"
+        "print(code, 'regload.cli.main' in sys.modules, 'regload.pull' in sys.modules, file=sys.stderr)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.stderr.split() == ["0", "False", "False"], done.stderr
+    from regload.cli.main import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--version"])
+    assert done.stdout == capsys.readouterr().out

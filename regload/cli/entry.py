@@ -8,9 +8,10 @@ arguments are parsed: ``--version``, ``--help`` and usage errors load no network
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
-from .main import main as run
+from .. import __version__
 
 
 def _patch_for_gevent(args: argparse.Namespace) -> None:
@@ -21,6 +22,13 @@ def _patch_for_gevent(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args == ["--version"]:
+        # What the parser's version action prints, without importing the commands (~70 ms).
+        print(f"regload {__version__}")
+        return 0
+    from .main import main as run
+
     return run(argv, before_run=_patch_for_gevent)
 
 
