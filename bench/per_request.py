@@ -26,6 +26,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -58,10 +59,9 @@ def socket_loop(url: str, paths: list[str], users: int, seconds: float) -> dict[
     for path in paths:
         accept = f"Accept: {ACCEPT}\r\n" if "/manifests/" in path else ""
         requests.append(f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n{accept}\r\n".encode())
-    counts = [0] * users
     deadline = time.perf_counter() + seconds
 
-    def worker(i: int) -> None:
+    def worker() -> int:
         sock = gevent.socket.create_connection((host, port))
         buffer = b""
         n = 0
@@ -78,29 +78,20 @@ def socket_loop(url: str, paths: list[str], users: int, seconds: float) -> dict[
                 buffer = buffer[total:]
                 n += 1
         sock.close()
-        counts[i] = n
+        return n
 
-    cpu = time.process_time()
-    started = time.perf_counter()
-    gevent.joinall([gevent.spawn(worker, i) for i in range(users)])
-    elapsed = time.perf_counter() - started
-    cpu = time.process_time() - cpu
-    n = sum(counts)
-    return {"requests": n, "seconds": elapsed, "rps": n / elapsed, "cpu_us": cpu / n * 1e6 if n else 0.0}
+    return _timed(worker, users)
 
 
 def bare_loop(url: str, paths: list[str], users: int, seconds: float) -> dict[str, float]:
     """The floor: geventhttpclient alone, ``users`` greenlets repeating the GET sequence."""
-    import gevent
     from geventhttpclient import URL, HTTPClient
 
     client = HTTPClient.from_url(URL(url), concurrency=users)
-    cpu = time.process_time()
     accept = {"Accept": ACCEPT}
-    counts = [0] * users
     deadline = time.perf_counter() + seconds
 
-    def worker(i: int) -> None:
+    def worker() -> int:
         n = 0
         while time.perf_counter() < deadline:
             for path in paths:
@@ -108,22 +99,17 @@ def bare_loop(url: str, paths: list[str], users: int, seconds: float) -> dict[st
                 response.read()
                 response.release()
                 n += 1
-        counts[i] = n
+        return n
 
-    started = time.perf_counter()
-    gevent.joinall([gevent.spawn(worker, i) for i in range(users)])
-    elapsed = time.perf_counter() - started
-    cpu = time.process_time() - cpu
+    figures = _timed(worker, users)
     client.close()
-    n = sum(counts)
-    return {"requests": n, "seconds": elapsed, "rps": n / elapsed, "cpu_us": cpu / n * 1e6 if n else 0.0}
+    return figures
 
 
 def flow_loop(url: str, image: str, users: int, seconds: float) -> dict[str, float]:
     """regload's pull flow with no Locust: ``users`` greenlets, each with its client (as each
     PullUser has), pulling ``image`` (``repository:tag``) over and over, every digest checked,
     nothing observed. PullUser minus this is what the Locust side costs."""
-    import gevent
 
     from regload.pull import PullOptions, pull
     from regload.reference import Reference, Registry
@@ -134,24 +120,32 @@ def flow_loop(url: str, image: str, users: int, seconds: float) -> dict[str, flo
     registry = Registry.from_url(url)
     repository, _, tag = image.rpartition(":")
     ref = Reference(registry, repository).with_reference(tag)
-    counts = [0] * users
     deadline = time.perf_counter() + seconds
 
-    def worker(i: int) -> None:
+    def worker() -> int:
         client = make_client(registry, ClientSettings(plain_http=True))
         n = 0
         while time.perf_counter() < deadline:
             pull(client, ref, DiscardSink(), GeventRunner(), PullOptions())
             n += 4  # ping, manifest, config, layer
         client.close()
-        counts[i] = n
+        return n
+
+    return _timed(worker, users)
+
+
+def _timed(worker: Callable[[], int], users: int) -> dict[str, float]:
+    """``users`` greenlets running ``worker`` (each returns the requests it made): the
+    requests, wall seconds, requests/s and this process's CPU µs per request."""
+    import gevent
 
     cpu = time.process_time()
     started = time.perf_counter()
-    gevent.joinall([gevent.spawn(worker, i) for i in range(users)], raise_error=True)
+    greenlets = [gevent.spawn(worker) for _ in range(users)]
+    gevent.joinall(greenlets, raise_error=True)
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu
-    n = sum(counts)
+    n = sum(g.value for g in greenlets)
     return {"requests": n, "seconds": elapsed, "rps": n / elapsed, "cpu_us": cpu / n * 1e6 if n else 0.0}
 
 

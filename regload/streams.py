@@ -29,12 +29,24 @@ class Readable(Protocol):
     def read(self, n: int = -1, /) -> bytes: ...
 
 
-def checked(chunks: Iterable[Chunk], *checks: StreamCheck) -> Iterator[Chunk]:
-    """Pass ``chunks`` through, then run every check (raising at the end of the iteration)."""
-    for chunk in chunks:
+Pipe = Callable[[Callable[[Chunk], Chunk], Iterator[Chunk]], Iterable[Chunk]]
+
+
+def checked(chunks: Iterable[Chunk], *checks: StreamCheck, beside: Pipe | None = None) -> Iterator[Chunk]:
+    """Pass ``chunks`` through, then run every check (raising at the end of the iteration).
+    ``beside``: the checks' updates run by this pipe instead (one chunk at a time, in order,
+    beside the caller: a hash on another core); the chunks must not share a buffer then."""
+
+    def update(chunk: Chunk) -> Chunk:
         for c in checks:
             c.update(chunk)
-        yield chunk
+        return chunk
+
+    if beside is not None:
+        yield from beside(update, iter(chunks))
+    else:
+        for chunk in chunks:
+            yield update(chunk)
     for c in checks:
         c.check()
 
@@ -74,24 +86,6 @@ class TallyReader:
         """Read to the end (a tar reader stops at the end-of-archive marker; a digest does not)."""
         while self.read(CHUNK):
             pass
-
-
-def checked_beside(
-    pipe: Callable[[Callable[[Chunk], Chunk], Iterator[Chunk]], Iterable[Chunk]],
-    chunks: Iterable[Chunk],
-    checks: list[StreamCheck],
-) -> Iterator[Chunk]:
-    """``checked``, with the checks' updates run by ``pipe`` (one chunk at a time, in order,
-    beside the caller: a hash on another core). The chunks must not share a buffer."""
-
-    def update(chunk: Chunk) -> Chunk:
-        for c in checks:
-            c.update(chunk)
-        return chunk
-
-    yield from pipe(update, iter(chunks))
-    for c in checks:
-        c.check()
 
 
 def regrouped(chunks: Iterable[Chunk], size: int) -> Iterator[bytes]:

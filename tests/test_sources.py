@@ -14,7 +14,7 @@ import tracemalloc
 import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -36,6 +36,8 @@ from regload.sources.pathref import split_path_ref
 from regload.sources.synthetic import MTIME, SyntheticSpec, parse_synthetic, synthetic_image
 from regload.streams import StreamCheck
 from tests.support.skopeo import INSTALL_HINT, skopeo_copy, skopeo_manifest
+
+T = TypeVar("T")
 
 # --- helpers -------------------------------------------------------------------------------
 
@@ -660,15 +662,20 @@ def test_synthetic_config() -> None:
     assert reseeded.config.data == synthetic_image(3, 1000, 6).config.data
 
 
+def _traced_peak(work: Callable[[], T]) -> tuple[T, int]:
+    """``work()``'s result and the peak of Python's allocations while it ran."""
+    tracemalloc.start()
+    try:
+        result = work()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 @pytest.mark.unit
 def test_synthetic_streaming_memory() -> None:
     layer = synthetic_image(1, 256 << 20, seed=3).layers[0]
-    tracemalloc.start()
-    try:
-        total = sum(len(c) for c in layer.open())
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    total, peak = _traced_peak(lambda: sum(len(c) for c in layer.open()))
     assert total > 256 << 20
     assert peak < 8 << 20, peak
     assert layer.known_descriptor() is not None  # the full pass recorded the digest
@@ -678,12 +685,9 @@ def test_synthetic_streaming_memory() -> None:
 def test_spooled_compression_memory(tmp_path: Path) -> None:
     layer = synthetic_image(1, 32 << 20, seed=3).layers[0]
     blob = SpooledBlob(mt.DOCKER_LAYER_GZIP, layer.open, level=1, tmpdir=str(tmp_path))
-    tracemalloc.start()
     try:
-        blob.descriptor()
-        _, peak = tracemalloc.get_traced_memory()
+        _, peak = _traced_peak(blob.descriptor)
     finally:
-        tracemalloc.stop()
         blob.close()
     assert peak < 16 << 20, peak
 
@@ -697,12 +701,7 @@ def test_streamed_compression_on_native_threads_memory() -> None:
 
     block = bytearray(os.urandom(BLOCK // 2) + b"layer " * (BLOCK // 12))[:BLOCK]
     blob = SpooledBlob(mt.DOCKER_LAYER_GZIP, lambda: (block for _ in range(256)), threads=NativeThreads())
-    tracemalloc.start()
-    try:
-        size = sum(len(piece) for piece in blob.open())
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    size, peak = _traced_peak(lambda: sum(len(piece) for piece in blob.open()))
     desc = blob.known_descriptor()
     assert desc is not None and desc.size == size > 0
     assert peak < 16 << 20, peak  # ~12 MiB; unbounded read-ahead: over 17

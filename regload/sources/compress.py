@@ -31,7 +31,7 @@ from isal import isal_zlib
 from ..digest import Tally
 from ..errors import SourceError
 from ..manifest import Descriptor
-from ..streams import Chunk, StreamCheck, checked_beside, regrouped
+from ..streams import Chunk, StreamCheck, checked, regrouped
 from .base import StreamDigestedBlob
 from .digest_cache import DigestCache
 from .files import read_range
@@ -211,7 +211,7 @@ class SpooledBlob(StreamDigestedBlob):
         threads = self._threads
         content = self._content()
         if self._checks:
-            content = checked_beside(threads.pipe, content, self._checks())
+            content = checked(content, *self._checks(), beside=threads.pipe)
 
         def hashed(piece: bytes) -> bytes:
             tally.update(piece)

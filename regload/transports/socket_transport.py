@@ -131,7 +131,9 @@ class _Connection:
         self._hub = get_hub()
         # A repeating timer, armed with ``again``: libev's plain start would go on counting down
         # from where the last stop left it, so that many short waits would add up to a timeout.
-        self._timer = self._hub.loop.timer(read_timeout, read_timeout) if read_timeout is not None else None
+        # A TLS socket waits through gevent's own methods and needs none.
+        timed = self._raw is not None and read_timeout is not None
+        self._timer = self._hub.loop.timer(read_timeout, read_timeout) if timed else None
         self._idle: _IdleWatch | None = None
 
     def park(self) -> None:
