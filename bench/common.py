@@ -381,16 +381,17 @@ def header(title: str) -> None:
     print(f"== {title}", flush=True)
 
 
+CPUIDLE_DRIVER = Path("/sys/devices/system/cpu/cpuidle/current_driver")
 HALT_POLL = Path("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
 
 
 def idle_policy_note() -> str | None:
-    """How this machine's idle CPUs wait, when it is a VM that halts them (the haltpoll cpuidle
-    driver). With ``guest_halt_poll_ns`` 0 an idle vCPU halts at once, so every wake-up of a
-    process waiting on a socket is a VM exit: measured here, that adds ~20 µs of kernel and user
-    CPU to each tiny request of regload's pull flow (58-65 µs, against 39-40 µs with 200 µs of
-    polling), and penalises a fast client more than a slow one, whose peer is less often idle."""
+    """How idle CPUs wait, when they are vCPUs of a VM using the haltpoll cpuidle driver: with
+    ``guest_halt_poll_ns`` 0 an idle vCPU halts at once, so every wake-up is a VM exit, charged
+    to the requests that caused it (the README gives what that did to ``per_request.py``)."""
     try:
+        if CPUIDLE_DRIVER.read_text().strip() != "haltpoll":
+            return None
         polled = int(HALT_POLL.read_text())
     except (OSError, ValueError):
         return None

@@ -18,8 +18,8 @@ The floor of anything inside Locust is "Locust stats alone": a user that sends n
 reports its four requests per pull, as every Locust user does. "regload flow, no Locust" is
 regload's pull flow in greenlets of its own: PullUser's figure minus it is the Locust side.
 On a VM whose idle vCPUs halt at once (haltpoll, ``guest_halt_poll_ns`` 0; the header says so),
-every wake-up is a VM exit charged to the requests: on this project's 2-core VM that moved the
-ratio to FastHttpUser from 2.07x to 2.56x, same tree and hour, with 200 µs of polling.
+every wake-up is a VM exit charged to the requests, which moves the ratios (README, "Where a
+request's CPU goes").
 """
 
 from __future__ import annotations
