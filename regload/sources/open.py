@@ -27,7 +27,7 @@ def open_source(
 ) -> SourceImage:
     """Open what ``spec`` names:
 
-    - ``synthetic[:layers=N,size=S,seed=K]``: a generated image;
+    - ``synthetic[:layers=N,size=S,seed=K,gzip=R]``: a generated image;
     - ``oci:DIR[:REF]`` or an existing directory ``DIR[:REF]``: an OCI image layout;
     - ``docker-archive:FILE[:TAG]`` or an existing file ``FILE[:TAG]``: a ``docker save`` tarball.
 
