@@ -2,12 +2,21 @@
 
     locust -f locustfile.py --host http://registry:5000                       # web UI
     locust -f locustfile.py --host http://registry:5000 --headless -u 200 -r 20 -t 10m PullUser PushUser
+    locust -f locustfile.py --host http://registry:5000 --headless -u 50 -t 5m --trace trace.json TraceUser
 
 The classes live in ``regload.locust``; their options (``--upload-mode``, ``--push-layer-size``,
 …) are listed in the README and appear in the web UI (Locust's ``--help`` is printed before the
-locustfile is loaded, so it does not show them).
+locustfile is loaded, so it does not show them). ``TraceUser`` is offered only when ``--trace``
+is on the command line: a run that names no class would otherwise give it a share of the users.
 """
+
+import sys
 
 from regload.locust import PullUser, PushUser
 
 __all__ = ["PullUser", "PushUser"]
+
+if any(arg == "--trace" or arg.startswith("--trace=") for arg in sys.argv):
+    from regload.locust import TraceUser
+
+    __all__ += ["TraceUser"]

@@ -1,4 +1,5 @@
-"""Byte sizes written the way people write them: ``10MiB``, ``512k``, ``1GB``, ``4096``."""
+"""Byte sizes and durations written the way people write them: ``10MiB``, ``512k``, ``1GB``,
+``4096``; ``30s``, ``2m``, ``500ms``, ``1h``, ``12.5``."""
 
 from __future__ import annotations
 
@@ -38,3 +39,15 @@ def parse_size(text: str, what: str = "size") -> int:
     if size > MAX_SIZE:
         raise UsageError(f"invalid {what} {shown}: more than {MAX_SIZE} bytes")
     return size
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(text: str, what: str = "duration") -> float:
+    """Seconds of ``30s``, ``2m``, ``500ms``, ``1h`` or a plain number of seconds."""
+    m = _DURATION_RE.match(text)
+    if not m:
+        raise UsageError(f"invalid {what} duration {text.strip()!r}: expected e.g. 30s, 2m, 500ms, 1h")
+    return float(m.group(1)) * _DURATION_UNITS[m.group(2)]

@@ -1,4 +1,4 @@
-"""``regload pull | push | tags | inspect | verify``: argument parsing, wiring, and result printing."""
+"""``regload pull | push | tags | inspect | verify | trace``: argument parsing, wiring, and result printing."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from ..wiring.connect import ClientSettings, make_client
 from ..wiring.retry_options import add_retry_arguments, retry_policy
 from .credentials import resolve_credentials
 from .progress import Progress, human_bytes
+from .trace import add_trace_parser, cmd_trace, print_trace
 from .verify import add_verify_parser, print_verify, verify_command
 
 PULL, PUSH = PullOptions(), PushOptions()  # the defaults of their options
@@ -106,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "source",
         metavar="SOURCE",
-        help="docker save tarball, OCI layout dir[:ref], or synthetic:layers=N,size=S,seed=K",
+        help="docker save tarball, OCI layout dir[:ref], or synthetic:layers=N,size=S,seed=K[,gzip=RATIO]",
     )
     s.add_argument("reference", metavar="REFERENCE")
     s.add_argument(
@@ -149,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("reference", metavar="REFERENCE")
     i.add_argument("--platform", help="show this platform's manifest when REFERENCE is an index")
     add_verify_parser(sub, common)
+    add_trace_parser(sub, _Parser)
     return parser
 
 
@@ -389,6 +391,9 @@ def print_human(command: str, out: dict[str, Any]) -> None:
     if command == "verify":
         print_verify(out)
         return
+    if command == "trace":
+        print_trace(out)
+        return
     if command == "tags":
         for tag in out["tags"]:
             print(tag)
@@ -423,7 +428,14 @@ def print_human(command: str, out: dict[str, Any]) -> None:
 
 CLI_TLS_HINT = " (trust the registry's CA with --ca-cert FILE, or skip verification with --insecure)"
 
-COMMANDS = {"pull": cmd_pull, "push": cmd_push, "tags": cmd_tags, "inspect": cmd_inspect, "verify": cmd_verify}
+COMMANDS = {
+    "pull": cmd_pull,
+    "push": cmd_push,
+    "tags": cmd_tags,
+    "inspect": cmd_inspect,
+    "verify": cmd_verify,
+    "trace": cmd_trace,
+}
 
 
 def main(argv: Sequence[str] | None = None, *, before_run: Callable[[argparse.Namespace], None] | None = None) -> int:

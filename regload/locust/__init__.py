@@ -1,4 +1,4 @@
-"""The Locust front end: ``PullUser``, ``PushUser`` and the abstract ``RegistryUser``.
+"""The Locust front end: ``PullUser``, ``PushUser``, ``TraceUser`` and the abstract ``RegistryUser``.
 
 Importing the user classes (``from regload.locust import PullUser``, or from
 ``regload.locust.users``) imports Locust, which monkey-patches the standard library for gevent,
@@ -9,10 +9,14 @@ Locust, so they can be used and tested without that patching.
 
 from typing import Any
 
-__all__ = ["PullUser", "PushUser", "RegistryUser"]
+__all__ = ["PullUser", "PushUser", "RegistryUser", "TraceUser"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "TraceUser":
+        from . import trace_user
+
+        return trace_user.TraceUser
     if name in __all__:
         from . import users
 

@@ -100,11 +100,13 @@ class LocustObserver:
             context={},
         )
 
-    def operation(self, kind: str, elapsed: float, length: int, error: BaseException | None) -> None:
-        """A whole image operation: ``PULL image`` / ``PUSH image``."""
+    def operation(
+        self, kind: str, elapsed: float, length: int, error: BaseException | None, name: str = "image"
+    ) -> None:
+        """A whole operation: ``PULL image`` / ``PUSH image``, or a trace's ``TRACE GET blob``…"""
         self._fire(
             request_type=kind,
-            name="image",
+            name=name,
             response_time=elapsed * 1000.0,
             response_length=length,
             exception=CauseError(failure_cause(error)) if error is not None else None,

@@ -9,6 +9,7 @@ interleaved with the others'. Workers send what they counted with their stats re
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -16,13 +17,17 @@ import gevent
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
+from ..errors import RegloadError
 from .arrival_report import ArrivalRow, arrival_row
 from .open_model import ArrivalCounts
-from .state import OPEN, SHARE, WORKER_COUNTS, schedule_for
+from .rates import Schedule
+from .state import OPEN, SHARE, WORKER_COUNTS, schedule_for, settings_for
+from .trace_replay import trace_schedule
 
 SHARE_MESSAGE = "regload_share"
 REPORT_KEY = "regload_arrivals"
 WATCH_INTERVAL = 1.0  # seconds between a master's looks at its worker count
+log = logging.getLogger("regload")
 RETELL_EVERY = 5  # looks between two tellings of an unchanged count
 
 _run: dict[str, float] = {}  # perf_counter at this test's start and stop
@@ -108,8 +113,8 @@ def arrival_rows(environment: Any) -> list[ArrivalRow]:
         return []
     run_elapsed = _run.get("stopped", time.perf_counter()) - _run["started"]
     rows = []
-    for kind in ("PULL", "PUSH"):
-        schedule = schedule_for(environment, kind)
+    for kind in ("PULL", "PUSH", "TRACE"):
+        schedule = _trace_schedule(environment) if kind == "TRACE" else schedule_for(environment, kind)
         if schedule is None:
             continue
         if isinstance(environment.runner, MasterRunner):
@@ -119,3 +124,16 @@ def arrival_rows(environment: Any) -> list[ArrivalRow]:
         elif kind in OPEN:
             rows.append(arrival_row(kind, schedule, OPEN[kind].total, OPEN[kind].elapsed()))
     return rows
+
+
+def _trace_schedule(environment: Any) -> Schedule | None:
+    """The replayed trace as a schedule, when this process or its workers replayed one."""
+    if "TRACE" in OPEN:
+        return OPEN["TRACE"].schedule
+    if "TRACE" not in WORKER_COUNTS:
+        return None
+    try:
+        return trace_schedule(settings_for(environment))  # a master reads the trace files too
+    except RegloadError as e:
+        log.warning("regload: no trace arrivals row: %s", e)
+        return None

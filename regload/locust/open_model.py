@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,25 +155,40 @@ class Arrivals:
     def next(self) -> float | None:
         """Wait, idle, for the next arrival; its scheduled time (``time.perf_counter``), or None
         once the schedule was stopped."""
+        item = self.next_item()
+        return None if item is None else item[0]
+
+    def next_item(self) -> tuple[float, Any] | None:
+        """``next`` with what the arrival carries (a trace's record; None for a rate)."""
         if self.stopped is not None:
             return None
-        scheduled: float | None = self._channel.get()
-        if scheduled is None:
+        item: tuple[float, Any] | None = self._channel.get()
+        if item is None:
             return None
-        late = time.perf_counter() - scheduled
+        late = time.perf_counter() - item[0]
         self.unreported.add_lateness(late)
         self.total.add_lateness(late)
-        return scheduled
+        return item
+
+    def times(self, share: float, index: int) -> Iterator[tuple[float, Any]]:
+        """This process's arrivals for ``share`` of the schedule as worker ``index``: seconds
+        from the origin, and what each carries."""
+        rng = random.Random()
+        for offset in arrival_times(self.schedule, self.arrivals, share=share, phase=index * share, rng=rng):
+            yield offset, None
+
+    def wait_to_start(self) -> None:
+        """Until the schedule may start: every user spawned and this process's share known."""
+        self.share.known.wait()
 
     def _run(self) -> None:
-        self.share.known.wait()
+        self.wait_to_start()
         self.origin = origin = time.perf_counter()
         resume = 0.0  # seconds of schedule already behind us (after a change of share)
         while True:
             self.share.changed.clear()
             share, index = 1.0 / self.share.count, self.share.index % self.share.count
-            times = arrival_times(self.schedule, self.arrivals, share=share, phase=index * share, rng=random.Random())
-            for offset in times:
+            for offset, payload in self.times(share, index):
                 if offset < resume:
                     continue  # arrivals before now belonged to the old share
                 self._next_due = origin + offset
@@ -181,12 +196,12 @@ class Arrivals:
                 if delay > 0 and self.share.changed.wait(delay):
                     resume = time.perf_counter() - origin
                     break  # a worker joined or left: this share's schedule from now on
-                self._arrive(origin + offset)
+                self._arrive(origin + offset, payload)
                 self._next_due = None
             else:
                 return  # the schedule ended
 
-    def _arrive(self, scheduled: float) -> None:
+    def _arrive(self, scheduled: float, payload: Any = None) -> None:
         # Counted before the hand-off: it may switch to the user at once, and the test may stop
         # (killing this greenlet) before control comes back.
         second = int(scheduled - (self.origin or scheduled))
@@ -195,7 +210,7 @@ class Arrivals:
             counts.started += 1
             counts.per_second[second] = counts.per_second.get(second, 0) + 1
         try:
-            self._channel.put(scheduled, block=False)  # succeeds only if a user is waiting
+            self._channel.put((scheduled, payload), block=False)  # succeeds only if a user is waiting
         except Full:
             for counts in (self.unreported, self.total):
                 counts.started -= 1

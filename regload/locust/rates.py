@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import math
 import random
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 from ..errors import UsageError
+from ..units import parse_duration
 
 ARRIVALS = ("poisson", "uniform")
 MAX_RATE = 1_000_000.0
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
 @dataclass(frozen=True)
@@ -129,7 +127,7 @@ def parse_rate(text: str, what: str) -> Schedule:
         duration, sep, target = part.strip().partition(":")
         if not sep:
             raise UsageError(f"invalid {what} stage {part.strip()!r}: expected DURATION:RATE, e.g. 30s:10")
-        stages.append((_duration(duration, what), _rate(target, what)))
+        stages.append((parse_duration(duration, what), _rate(target, what)))
     return Stages(tuple(stages))
 
 
@@ -143,11 +141,6 @@ def _rate(text: str, what: str) -> float:
     return value
 
 
-def _duration(text: str, what: str) -> float:
-    m = _DURATION.match(text.strip())
-    if not m:
-        raise UsageError(f"invalid {what} duration {text!r}: expected e.g. 30s, 2m, 500ms, 1h")
-    return float(m.group(1)) * _UNIT[m.group(2)]
 
 
 def expected_count(schedule: Schedule, t: float) -> float:

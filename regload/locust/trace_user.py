@@ -1,0 +1,90 @@
+"""``TraceUser``: replays registry traces (``--trace FILE``) open-model, each record at its time.
+
+Each record is one request — a GET of a manifest or blob, a PUT of a manifest, or a PUT of a
+blob as a whole upload (POST, PATCH, PUT) — reported under its endpoint's row and as
+``TRACE GET blob`` (…) timed from when the record was due: a registry that falls behind shows
+in the latency, not in a slower replay. Users are the replay's concurrency: give enough
+(``-u``) for the trace's busiest moment; a record that finds none idle is counted as dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from locust import task
+from locust.exception import StopUser
+
+from ..errors import RegloadError
+from .observer import CauseError
+from .state import OPEN, SHARE
+from .trace_replay import TraceArrivals, replay_for, replay_record, trace_schedule, warm_up, warm_up_client
+from .users import RegistryUser
+
+KIND = "TRACE"
+
+
+class TraceUser(RegistryUser):
+    """Replays the records of ``--trace`` handed to it by the trace's scheduler."""
+
+    kind = KIND
+
+    @task
+    def replay(self) -> None:
+        arrivals = _trace_arrivals(self)
+        if arrivals is None:
+            self.observer.operation(KIND, 0.0, 0, RegloadError("no trace: give --trace FILE"), name="replay")
+            raise StopUser()
+        item = arrivals.next_item()
+        if item is None:  # the run stops, or the warm-up failed: counted once per user, with its cause
+            if arrivals.error is not None:
+                self.observer.operation(KIND, 0.0, 0, arrivals.error, name="warm-up")
+            raise StopUser()
+        scheduled, record = item
+        name = f"{record.method} {record.kind}"
+        try:
+            moved = replay_record(self.client, self.registry, arrivals.replay, record, self.settings)
+        except Exception as e:
+            self.observer.operation(KIND, time.perf_counter() - scheduled, 0, e, name=name)
+            self._after_failure(e)
+            return
+        self.observer.operation(KIND, time.perf_counter() - scheduled, moved, None, name=name)
+
+
+def _trace_arrivals(user: TraceUser) -> TraceArrivals | None:
+    """This process's trace schedule, started by the first TraceUser to ask."""
+    arrivals = OPEN.get(KIND)
+    if arrivals is None:
+        settings = user.settings
+        replay = replay_for(settings)
+        schedule = trace_schedule(settings)
+        if replay is None or schedule is None:
+            return None
+        environment = user.environment
+        factory = type(user).transport_factory
+
+        def dropped(kind: str) -> None:
+            environment.events.request.fire(
+                request_type=kind,
+                name="dropped",
+                response_time=0.0,
+                response_length=0,
+                exception=CauseError("no idle user at the record's time"),
+                context={},
+            )
+
+        def warm(replay: Any) -> Counter[str]:
+            client = warm_up_client(settings, environment.host, factory() if factory is not None else None)
+            try:
+                return warm_up(replay, client, settings)
+            finally:
+                client.close()
+
+        arrivals = OPEN[KIND] = TraceArrivals(replay, schedule, SHARE, dropped, warm)
+        arrivals.start()
+    assert isinstance(arrivals, TraceArrivals)
+    return arrivals
+
+
+__all__ = ["TraceUser"]
