@@ -7,10 +7,12 @@ import pytest
 
 from regload.errors import DigestMismatch, RegistryError, RegloadError, RequestTimeout, TransportError, UsageError
 from regload.locust.observer import LocustObserver, failure_cause
-from regload.locust.options import SizeRange, add_arguments, settings_from
+from regload.locust.options import add_arguments, settings_from
 from regload.locust.thresholds import PercentileCheck, breaches
 from regload.locust.throughput import throughput
 from regload.locust.web_secrets import SECRET_OPTIONS
+from regload.popularity import Zipf
+from regload.sizes import PRESETS, Fixed, LogNormal, Uniform
 
 pytestmark = pytest.mark.unit
 
@@ -64,15 +66,37 @@ def test_observer_splits_names_and_reports_causes():
     assert str(fired[1]["exception"]) == "HTTP 401 UNAUTHORIZED"
 
 
-def test_size_range():
+def test_layer_size_and_popularity_options(tmp_path):
+    """Every syntax of regload.sizes reaches the settings through both layer-size options (the
+    syntaxes themselves are tested in tests/test_sizes.py), and --pull-popularity through its own."""
     rng = random.Random(1)
-    fixed = SizeRange.parse("10MiB", "x")
-    assert fixed.sample(rng) == 10 << 20
-    spread = SizeRange.parse("1KiB-4KiB", "x")
+    s = settings_from(None)
+    assert s.push_layer_size == s.pool_layer_size == Fixed(1 << 20) and str(s.pull_popularity) == "uniform"
+    table = tmp_path / "sizes.txt"
+    table.write_text("0 1KB\n65 1MB\n100 10MB\n")
+    for text, expected in [
+        ("10MiB", Fixed(10 << 20)),
+        ("1KiB-4KiB", Uniform(1024, 4096)),
+        ("lognormal:median=4MB,p90=63MB,max=1GiB", LogNormal(4_000_000, 63_000_000, 1 << 30)),
+        ("dockerhub-2019", PRESETS["dockerhub-2019"]),
+        ("ibm-fast18", PRESETS["ibm-fast18"]),
+    ]:
+        s = settings_from(SimpleNamespace(push_layer_size=text, pull_pool_layer_size=text))
+        assert s.push_layer_size == s.pool_layer_size == expected, text
+    s = settings_from(SimpleNamespace(push_layer_size=f"empirical:{table}", pull_popularity="zipf:1.1"))
+    assert s.push_layer_size.quantile(0.65) == 1_000_000 and 1000 <= s.push_layer_size.sample(rng) <= 10**7
+    assert s.pull_popularity == Zipf(1.1)
+    spread = settings_from(SimpleNamespace(push_layer_size="1KiB-4KiB")).push_layer_size
     samples = {spread.sample(rng) for _ in range(200)}
     assert min(samples) >= 1024 and max(samples) <= 4096 and len(samples) > 50
-    with pytest.raises(UsageError):
-        SizeRange.parse("4KiB-1KiB", "x")
+    for bad in (
+        {"push_layer_size": "4KiB-1KiB"},
+        {"pull_pool_layer_size": "lognormal:median=4MB"},
+        {"pull_pool_layer_size": f"empirical:{tmp_path / 'missing'}"},
+        {"pull_popularity": "zipf:0"},
+    ):
+        with pytest.raises(UsageError, match="--p"):
+            settings_from(SimpleNamespace(**bad))
 
 
 def test_settings_defaults_and_validation():

@@ -22,12 +22,13 @@ from locust.runners import STATE_RUNNING, STATE_SPAWNING, WorkerRunner
 from ..audit import check_writable
 from ..errors import RegloadError
 from ..local_registry import LocalRegistry, RegistryBinaryNotFound
-from . import arrival_chart, arrival_report, throughput
+from . import arrival_chart, arrival_report, pool_sync, throughput
 from .open_hooks import arrival_rows  # also registers the open model's listeners
 from .options import add_arguments
 from .seeding import stop_seeding
 from .state import reset_for_test, settings_for
 from .thresholds import PercentileCheck, breaches
+from .trace_replay import replay_for
 from .web_secrets import protect_secrets
 
 log = logging.getLogger("regload")
@@ -50,6 +51,7 @@ def _on_init(environment: Any, **_: Any) -> None:
                 check_writable(settings.audit_file)
             for text in options.check_percentile or ():
                 PercentileCheck.parse(text)
+            replay_for(settings)  # a trace that cannot be read stops the run here, in one line
     except RegloadError as e:
         print(f"regload: error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
@@ -87,6 +89,7 @@ def start_local_registry() -> Any:
 def _on_test_start(environment: Any, **_: Any) -> None:
     stop_seeding()
     reset_for_test()
+    pool_sync.on_test_start(environment)  # a master seeds the pull pool for its workers
 
 
 @events.quitting.add_listener

@@ -3,22 +3,30 @@ the master to every worker (Locust forwards custom options with each spawn messa
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from typing import Any
 
 from ..auth import Credentials
 from ..errors import UsageError
+from ..popularity import UNIFORM, Popularity, parse_popularity
 from ..pull import PullOptions
 from ..push import UPLOAD_MODES, PushOptions
 from ..retry import NO_RETRIES, RetryPolicy
+from ..sizes import SizeDistribution, parse_size_distribution
+from ..sources.gzip_layer import check_ratio
+from ..trace.records import Window
 from ..units import parse_size
 from ..wiring.connect import ClientSettings
 from ..wiring.retry_options import add_retry_arguments, retry_policy
+from .fresh import PullAfterPush
 from .rates import ARRIVALS, Schedule, parse_rate
 
 TOKEN_CACHE_MODES = ("shared", "user", "off")
 _PULL, _PUSH = PullOptions(), PushOptions()
+_SIZES_HELP = (
+    "SIZE, MIN-MAX (uniform), lognormal:median=SIZE,p90=SIZE[,max=SIZE], empirical:PATH (one size per line,"
+    " or PERCENT SIZE lines), or a preset: dockerhub-2019, ibm-fast18"
+)
 
 # Each option's default, by dest: the command line, the web UI and settings_from read these.
 DEFAULTS: dict[str, Any] = {
@@ -33,13 +41,19 @@ DEFAULTS: dict[str, Any] = {
     "pull_pool_size": 8,
     "pull_pool_layers": 3,
     "pull_pool_layer_size": "1MiB",
+    "pull_popularity": "uniform",
     "pull_image": [],
     "pull_jobs": _PULL.jobs,
     "pull_head_first": _PULL.head_first,
     "no_verify": not _PULL.verify,
     "pull_pushed": False,
+    "pool_families": 0,
+    "pool_base_layers": 2,
+    "pool_seed_jobs": 16,
+    "pull_after_push": "",
     "push_layers": 3,
     "push_layer_size": "1MiB",
+    "layer_gzip_ratio": "",
     "upload_mode": _PUSH.upload_mode,
     "chunk_size": f"{_PUSH.chunk_size // (1 << 20)}MiB",
     "push_jobs": _PUSH.jobs,
@@ -50,6 +64,9 @@ DEFAULTS: dict[str, Any] = {
     "push_rate": "",
     "rate_stages": "",
     "arrivals": "poisson",
+    "trace": [],
+    "trace_speed": 1.0,
+    "trace_window": "",
     "check_fail_ratio": None,
     "check_percentile": [],
 }
@@ -82,7 +99,16 @@ def add_arguments(parser: Any) -> None:
     add("--repo-prefix", help="repository name prefix (repositories are PREFIX-0 … PREFIX-N-1)")
     add("--pull-pool-size", type=int, help="synthetic images pushed at test start for PullUser")
     add("--pull-pool-layers", type=int, help="layers per pool image")
-    add("--pull-pool-layer-size", help="layer size of pool images (e.g. 10MiB)")
+    add(
+        "--pull-pool-layer-size",
+        metavar="SIZES",
+        help=f"layer sizes of pool images: {_SIZES_HELP}",
+    )
+    add(
+        "--pull-popularity",
+        metavar="POPULARITY",
+        help="which pool image a pull picks: uniform, or zipf:S (the i-th pool image, from 0, with weight 1/(i+1)^S)",
+    )
     add(
         "--pull-image",
         action="append",
@@ -93,8 +119,30 @@ def add_arguments(parser: Any) -> None:
     add("--pull-head-first", action="store_true", help="HEAD the manifest, then GET it by digest")
     add("--no-verify", action="store_true", help="count pulled bytes without checking digests")
     add("--pull-pushed", action="store_true", help="images pushed during the run join the pull pool")
+    add(
+        "--pool-families",
+        type=int,
+        help="pool image i belongs to family i%%F and shares its family's base layers (0: independent images)",
+    )
+    add(
+        "--pool-base-layers",
+        type=int,
+        help="layers of each family's base stack (the lowest is shared by all families), below the image's own",
+    )
+    add("--pool-seed-jobs", type=int, help="pool images pushed at once while seeding")
+    add(
+        "--pull-after-push",
+        metavar="P[:DELAY]",
+        help="a pushed image is pulled once by a PullUser, DELAY later, with probability P (e.g. 0.3:2s)",
+    )
     add("--push-layers", type=int, help="layers per pushed image")
-    add("--push-layer-size", help="layer size of pushed images: SIZE, or MIN-MAX for a uniform spread (1MiB-20MiB)")
+    add("--push-layer-size", metavar="SIZES", help=f"layer sizes of pushed images: {_SIZES_HELP}")
+    add(
+        "--layer-gzip-ratio",
+        metavar="R",
+        help="synthetic layers are gzip streams of the layer size whose tar compresses by R (1-50; Docker Hub's"
+        " median is ~2.6); empty or 0: uncompressed tars of noise",
+    )
     add("--upload-mode", choices=UPLOAD_MODES, help="how PushUser uploads blobs")
     add("--chunk-size", help="chunk size for --upload-mode chunked")
     add("--push-jobs", type=int, help=f"blobs a PushUser uploads at once (docker: {_PUSH.jobs})")
@@ -123,6 +171,15 @@ def add_arguments(parser: Any) -> None:
         " ramps linearly to each RATE (30s:5,2m:50,1m:50,30s:0)",
     )
     add("--arrivals", choices=ARRIVALS, help="open model: poisson (exponential gaps) or uniform (evenly spaced)")
+    add(
+        "--trace",
+        action="append",
+        include_in_web_ui=False,
+        metavar="FILE",
+        help="TraceUser replays this IBM-format registry trace (JSON array, .gz too); repeatable: merged by time",
+    )
+    add("--trace-speed", type=float, help="replay traces this many times faster than recorded (2: in half the time)")
+    add("--trace-window", metavar="START-END", help="replay only this part of the trace: 60-120, 1m-2m, 30s-")
     add_retry_arguments(parser)
     add("--check-fail-ratio", type=float, help="exit non-zero when the failure ratio ends above this (e.g. 0.01)")
     add(
@@ -132,24 +189,6 @@ def add_arguments(parser: Any) -> None:
         metavar="'TYPE NAME:PCT<MS'",
         help="exit non-zero when a percentile ends above a limit, e.g. 'PULL image:95<2000'; repeatable",
     )
-
-
-@dataclass(frozen=True)
-class SizeRange:
-    low: int
-    high: int
-
-    @classmethod
-    def parse(cls, text: str, what: str) -> SizeRange:
-        low, sep, high = text.partition("-")
-        lo = parse_size(low, what)
-        hi = parse_size(high, what) if sep else lo
-        if hi < lo:
-            raise UsageError(f"invalid {what} {text!r}: the maximum is below the minimum")
-        return cls(lo, hi)
-
-    def sample(self, rng: random.Random) -> int:
-        return self.low if self.low == self.high else rng.randint(self.low, self.high)
 
 
 @dataclass(frozen=True)
@@ -166,14 +205,14 @@ class LoadSettings:
     repo_prefix: str
     pool_size: int
     pool_layers: int
-    pool_layer_size: int
+    pool_layer_size: SizeDistribution
     pull_images: tuple[str, ...]
     pull_jobs: int
     head_first: bool
     verify: bool
     pull_pushed: bool
     push_layers: int
-    push_layer_size: SizeRange
+    push_layer_size: SizeDistribution
     upload_mode: str
     chunk_size: int
     push_jobs: int
@@ -184,6 +223,15 @@ class LoadSettings:
     pull_rate: Schedule | None = None  # None: PullUser is a closed loop
     push_rate: Schedule | None = None
     arrivals: str = "poisson"
+    trace_files: tuple[str, ...] = ()
+    trace_speed: float = 1.0
+    trace_window: Window = Window()
+    pull_popularity: Popularity = UNIFORM  # which pool image a pull picks
+    pool_families: int = 0  # 0: independent pool images
+    pool_base_layers: int = 2
+    pool_seed_jobs: int = 16
+    pull_after_push: PullAfterPush | None = None
+    gzip_ratio: float | None = None  # None: synthetic layers are uncompressed tars
 
     def rate(self, kind: str) -> Schedule | None:
         """The open model's schedule of ``PULL`` or ``PUSH``, or None for a closed loop."""
@@ -230,14 +278,14 @@ def settings_from(options: Any) -> LoadSettings:
         repo_prefix=get("repo_prefix").rstrip("/"),
         pool_size=int(get("pull_pool_size")),
         pool_layers=int(get("pull_pool_layers")),
-        pool_layer_size=parse_size(get("pull_pool_layer_size"), "--pull-pool-layer-size"),
+        pool_layer_size=parse_size_distribution(get("pull_pool_layer_size"), "--pull-pool-layer-size"),
         pull_images=tuple(get("pull_image")),
         pull_jobs=max(1, int(get("pull_jobs"))),
         head_first=bool(get("pull_head_first")),
         verify=not get("no_verify"),
         pull_pushed=bool(get("pull_pushed")),
         push_layers=max(1, int(get("push_layers"))),
-        push_layer_size=SizeRange.parse(get("push_layer_size"), "--push-layer-size"),
+        push_layer_size=parse_size_distribution(get("push_layer_size"), "--push-layer-size"),
         upload_mode=get("upload_mode"),
         chunk_size=parse_size(get("chunk_size"), "--chunk-size"),
         push_jobs=max(1, int(get("push_jobs"))),
@@ -248,7 +296,36 @@ def settings_from(options: Any) -> LoadSettings:
         pull_rate=_schedule(get("pull_rate"), get("rate_stages"), "--pull-rate"),
         push_rate=_schedule(get("push_rate"), get("rate_stages"), "--push-rate"),
         arrivals=get("arrivals"),
+        trace_files=tuple(get("trace")),
+        trace_speed=_speed(get("trace_speed")),
+        trace_window=Window.parse(get("trace_window")) if str(get("trace_window")).strip() else Window(),
+        pull_popularity=parse_popularity(get("pull_popularity"), "--pull-popularity"),
+        pool_families=_at_least(get("pool_families"), 0, "--pool-families"),
+        pool_base_layers=_at_least(get("pool_base_layers"), 0, "--pool-base-layers"),
+        pool_seed_jobs=_at_least(get("pool_seed_jobs"), 1, "--pool-seed-jobs"),
+        pull_after_push=PullAfterPush.parse(get("pull_after_push")),
+        gzip_ratio=_gzip_ratio(get("layer_gzip_ratio")),
     )
+
+
+def _at_least(value: Any, low: int, what: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"invalid {what} {value!r}: expected a whole number") from None
+    if number < low:
+        raise UsageError(f"{what} must be at least {low}, not {number}")
+    return number
+
+
+def _speed(value: Any) -> float:
+    try:
+        speed = float(value)
+    except (TypeError, ValueError):
+        speed = 0.0
+    if not 0 < speed < float("inf"):
+        raise UsageError(f"invalid --trace-speed {value!r}: expected a factor above 0, e.g. 2 or 0.5")
+    return speed
 
 
 def _schedule(own: str, stages: str, what: str) -> Schedule | None:
@@ -258,3 +335,18 @@ def _schedule(own: str, stages: str, what: str) -> Schedule | None:
     if str(stages).strip():
         return parse_rate(str(stages), "--rate-stages")
     return None
+
+
+def _gzip_ratio(value: Any) -> float | None:
+    """--layer-gzip-ratio: None (empty, 0 or 1: uncompressed layers), else a ratio from 1 to 50."""
+    text = str(value).strip()
+    try:
+        ratio = float(text) if text else 0.0
+    except ValueError:
+        raise UsageError(f"--layer-gzip-ratio must be a number, not {text!r}") from None
+    if ratio in (0.0, 1.0):
+        return None
+    try:
+        return check_ratio(ratio)
+    except UsageError as e:
+        raise UsageError(f"--layer-gzip-ratio: {e}") from None

@@ -10,6 +10,7 @@ from gevent.event import Event
 
 from ..audit import AuditLog
 from ..auth import TokenCache
+from .fresh import FreshQueue
 from .open_model import ArrivalCounts, Arrivals, Share
 from .options import LoadSettings, settings_from
 from .pool import ImagePool
@@ -18,6 +19,7 @@ from .rates import Schedule, ShapeRate
 SHARED_TOKENS = TokenCache()  # --token-cache shared: one cache for the users of this process
 POOL = ImagePool()
 POOL_READY = Event()  # set once seeding ended, whether it succeeded (POOL.error says)
+FRESH = FreshQueue()  # --pull-after-push: pushed images a PullUser pulls once, when due
 
 OPEN: dict[str, Arrivals] = {}  # the open model's schedules of this process, by kind
 CLOSED: set[str] = set()  # the kinds found to have no rate in this test: closed loops
@@ -64,6 +66,7 @@ def reset_for_test() -> None:
     the options of each run with its spawn message; the web UI may change them)."""
     POOL.reset()
     POOL_READY.clear()
+    FRESH.reset()
     _settings.clear()
     for arrivals in OPEN.values():
         arrivals.stop()

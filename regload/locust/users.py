@@ -37,7 +37,7 @@ from .options import LoadSettings
 from .pool import MAX_POOL, PoolImage
 from .rates import ArrivalShape
 from .seeding import TransportFactory, ensure_pool
-from .state import CLOSED, OPEN, POOL, POOL_READY, SHARE, audit_log, schedule_for, settings_for, token_cache
+from .state import CLOSED, FRESH, OPEN, POOL, POOL_READY, SHARE, audit_log, schedule_for, settings_for, token_cache
 
 POOL_WAIT_SECONDS = 300.0
 _DISCARD = DiscardSink()  # it holds nothing: one for every pull that keeps nothing
@@ -180,7 +180,10 @@ class PullUser(RegistryUser):
 
     @task
     def pull_from_pool(self) -> None:
-        if not POOL_READY.wait(POOL_WAIT_SECONDS) or not POOL.images:
+        if not POOL_READY.wait(POOL_WAIT_SECONDS):
+            return  # still seeding (a large pool takes minutes): wait on, nothing to count yet
+        # An empty pool is fine when pushed images are to be pulled (--pull-after-push).
+        if POOL.error is not None or not (POOL or self.settings.pull_after_push is not None):
             # Seeding failed (logged once with its cause): nothing to pull. Count a failed pull
             # with the cause that stopped the seeding (the same words as its request's row), so
             # that the run cannot pass its checks with no request made, and do not spin.
@@ -189,9 +192,12 @@ class PullUser(RegistryUser):
             gevent.sleep(1.0)
             return
         started = self.arrival("PULL")
-        image = POOL.pick(self.rng)
-        if image is not None:
-            self.pull_image(image.repository, image.reference, started=started)
+        # A freshly pushed image due for its pull (--pull-after-push) comes before the pool.
+        image = FRESH.take(time.perf_counter()) or POOL.pick(self.rng, self.settings.pull_popularity)
+        if image is None:
+            gevent.sleep(0.1)  # only pushed images to pull, and none due yet
+            return
+        self.pull_image(image.repository, image.reference, started=started)
 
 
 class PushUser(RegistryUser):
@@ -208,8 +214,11 @@ class PushUser(RegistryUser):
         sizes = [s.push_layer_size.sample(self.rng) for _ in range(s.push_layers)]
         repository = s.repository(self.rng.randrange(s.repos))
         tag = f"push-{seed:016x}"
-        if self.push_image(synthetic_image_of(sizes, seed), repository, tag, started=started) and s.pull_pushed:
-            POOL.add(PoolImage(repository, tag))
+        if self.push_image(synthetic_image_of(sizes, seed, ratio=s.gzip_ratio), repository, tag, started=started):
+            if s.pull_pushed:
+                POOL.add(PoolImage(repository, tag))
+            if s.pull_after_push is not None and s.pull_after_push.chosen(self.rng):
+                FRESH.add(PoolImage(repository, tag), time.perf_counter() + s.pull_after_push.delay)
 
 
 def _arrivals(environment: Any, kind: str, settings: LoadSettings) -> Arrivals | None:
