@@ -123,7 +123,7 @@ def push_leg(kind: str, url: str, layers: int, size: int, users: int, seconds: f
 
     warm = make_client(registry, settings)
     started = time.perf_counter()
-    one(warm, random.Random(f"warm-{kind}"), 0)  # builds the process's shared members and states
+    one(warm, random.Random(), 0)  # builds the process's shared members and states (a new image each round)
     warmup = time.perf_counter() - started
     warm.close()
     deadline = time.perf_counter() + seconds

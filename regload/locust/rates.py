@@ -141,8 +141,6 @@ def _rate(text: str, what: str) -> float:
     return value
 
 
-
-
 def expected_count(schedule: Schedule, t: float) -> float:
     """Arrivals the schedule expects (in total) from its origin to ``t``."""
     total = 0.0
