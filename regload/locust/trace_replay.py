@@ -43,6 +43,7 @@ from .rates import Segment
 log = logging.getLogger("regload")
 WARM_UP_JOBS = 16
 WARM_UP_ATTEMPTS = 3  # set-up, not measurement: another process may push the same blob at once
+_DONE = {"exists": "found", "mounted": "mounted", "uploaded": "uploaded"}  # push_blob's actions, as logged
 CHECKED = PushOptions()  # HEAD first: what the registry holds already is not pushed again
 
 
@@ -158,7 +159,7 @@ class TraceArrivals(Arrivals):
 
 def warm_up(replay: Replay, client: RegistryClient, settings: LoadSettings) -> Counter[str]:
     """Create what the trace's GETs read, and the blobs its manifest PUTs refer to; what was
-    done, counted: ``blobs uploaded``, ``blobs exists``, ``blobs mounted``, ``manifests pushed``…"""
+    done, counted: ``blobs uploaded``, ``blobs found``, ``blobs mounted``, ``manifests pushed``…"""
     registry = client.registry
     done: Counter[str] = Counter()
     runner = GeventRunner()
@@ -178,7 +179,7 @@ def warm_up(replay: Replay, client: RegistryClient, settings: LoadSettings) -> C
                 gevent.sleep(0.5 * n)
 
     def blob_to(repository: str, blob: BlobSource, options: PushOptions = CHECKED) -> None:
-        attempt(lambda: "blobs " + push_blob(client, ref(repository), blob, options).action)
+        attempt(lambda: "blobs " + _DONE[push_blob(client, ref(repository), blob, options).action])
 
     def base(repository: str) -> None:
         for blob in base_blobs(repository):
@@ -212,7 +213,7 @@ def warm_up(replay: Replay, client: RegistryClient, settings: LoadSettings) -> C
 def _put_manifest_unless_there(client: RegistryClient, ref: Reference, tag: str, raw: bytes) -> str:
     head = endpoints.head_manifest(client, ref, tag)
     if head is not None and head.digest == Digest.of(raw):
-        return "exists"
+        return "found"
     endpoints.put_manifest(client, ref, tag, raw, mt.OCI_MANIFEST)
     return "pushed"
 
