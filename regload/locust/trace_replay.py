@@ -45,6 +45,7 @@ WARM_UP_JOBS = 16
 WARM_UP_ATTEMPTS = 3  # set-up, not measurement: another process may push the same blob at once
 _DONE = {"exists": "found", "mounted": "mounted", "uploaded": "uploaded"}  # push_blob's actions, as logged
 CHECKED = PushOptions()  # HEAD first: what the registry holds already is not pushed again
+WHOLE_UPLOAD = PushOptions(upload_mode="streamed", check_existing=False)  # a PUT record: POST, PATCH, PUT
 
 
 @dataclass
@@ -127,7 +128,7 @@ class TraceArrivals(Arrivals):
         schedule: TraceSchedule,
         share: Share,
         on_drop: DropFn,
-        warm_up: Any,
+        warm_up: Callable[[Replay], Counter[str]],
     ) -> None:
         super().__init__("TRACE", schedule, "uniform", share, on_drop)
         self.replay = replay
@@ -239,5 +240,4 @@ def replay_record(
     blob = replay.blob(record.name, settings)
     if record.method == "GET":
         return fetch_blob(client, ref, blob.descriptor(), None, settings.verify)
-    options = PushOptions(upload_mode="streamed", check_existing=False)
-    return push_blob(client, ref, blob, options).sent
+    return push_blob(client, ref, blob, WHOLE_UPLOAD).sent
