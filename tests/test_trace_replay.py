@@ -113,9 +113,7 @@ def test_a_second_replay_finds_its_warm_up_in_the_registry(registry, tmp_path):
 
 def test_a_window_replays_only_its_part_of_the_trace(registry, tmp_path):
     trace_file = synth(tmp_path / "trace.json", "--requests", "120", "--duration", "12s")
-    inside = len(load_trace([str(trace_file)]).records) - len(
-        [r for r in load_trace([str(trace_file)]).records if not 4 <= r.offset <= 8]
-    )
+    inside = sum(1 for r in load_trace([str(trace_file)]).records if 4 <= r.offset <= 8)
     result = replay(
         registry.url,
         tmp_path,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import (
@@ -112,3 +113,20 @@ class LocustObserver:
             exception=CauseError(failure_cause(error)) if error is not None else None,
             context={},
         )
+
+
+def drop_counter(events: Any, cause: str) -> Callable[[str], None]:
+    """What the open model calls for an arrival no user was idle for: one failed request in the
+    row ``<kind> dropped``, with no latency (Locust rounds nothing here)."""
+
+    def dropped(kind: str) -> None:
+        events.request.fire(
+            request_type=kind,
+            name="dropped",
+            response_time=0.0,
+            response_length=0,
+            exception=CauseError(cause),
+            context={},
+        )
+
+    return dropped

@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import gevent
@@ -56,6 +57,7 @@ class Replay:
     plan: TracePlan
     prefix: str
     blobs: dict[str, TraceBlob] = field(default_factory=dict)  # anonymised name → its blob
+    schedule: TraceSchedule | None = None  # at the last --trace-speed asked for
     _repositories: dict[str, str] = field(default_factory=dict)
 
     def repository(self, anonymised: str) -> str:
@@ -100,23 +102,31 @@ class TraceSchedule:
     speed: float
     files: int
 
+    @cached_property
+    def _per_second(self) -> list[tuple[int, int]]:
+        # The report reads the schedule at each web UI poll: a trace's millions of offsets are
+        # counted once.
+        return sorted(Counter(int(offset) for offset in self.offsets).items())
+
     def segments(self) -> Iterator[Segment]:
-        counts: dict[int, int] = {}
-        for offset in self.offsets:
-            counts[int(offset)] = counts.get(int(offset), 0) + 1
-        for second in sorted(counts):
-            yield Segment(float(second), second + 1.0, float(counts[second]), float(counts[second]))
+        for second, count in self._per_second:
+            yield Segment(float(second), second + 1.0, float(count), float(count))
 
     def __str__(self) -> str:
         return f"trace x{self.speed:g} ({len(self.offsets)} requests, {self.files} file(s))"
 
 
 def trace_schedule(settings: LoadSettings) -> TraceSchedule | None:
+    """The replay's schedule at ``--trace-speed`` (kept with the replay: a master's report asks
+    for it at each poll)."""
     replay = replay_for(settings)
     if replay is None:
         return None
     speed = settings.trace_speed
-    return TraceSchedule(tuple(r.offset / speed for r in replay.trace.records), speed, len(settings.trace_files))
+    if replay.schedule is None or replay.schedule.speed != speed:
+        offsets = tuple(r.offset / speed for r in replay.trace.records)
+        replay.schedule = TraceSchedule(offsets, speed, len(settings.trace_files))
+    return replay.schedule
 
 
 class TraceArrivals(Arrivals):

@@ -17,7 +17,7 @@ from locust import task
 from locust.exception import StopUser
 
 from ..errors import RegloadError
-from .observer import CauseError
+from .observer import drop_counter
 from .state import OPEN, SHARE
 from .trace_replay import TraceArrivals, replay_for, replay_record, trace_schedule, warm_up, warm_up_client
 from .users import RegistryUser
@@ -64,16 +64,6 @@ def _trace_arrivals(user: TraceUser) -> TraceArrivals | None:
         environment = user.environment
         factory = type(user).transport_factory
 
-        def dropped(kind: str) -> None:
-            environment.events.request.fire(
-                request_type=kind,
-                name="dropped",
-                response_time=0.0,
-                response_length=0,
-                exception=CauseError("no idle user at the record's time"),
-                context={},
-            )
-
         def warm(replay: Any) -> Counter[str]:
             client = warm_up_client(settings, environment.host, factory() if factory is not None else None)
             try:
@@ -81,7 +71,9 @@ def _trace_arrivals(user: TraceUser) -> TraceArrivals | None:
             finally:
                 client.close()
 
-        arrivals = OPEN[KIND] = TraceArrivals(replay, schedule, SHARE, dropped, warm)
+        arrivals = OPEN[KIND] = TraceArrivals(
+            replay, schedule, SHARE, drop_counter(environment.events, "no idle user at the record's time"), warm
+        )
         arrivals.start()
     assert isinstance(arrivals, TraceArrivals)
     return arrivals

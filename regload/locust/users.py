@@ -31,7 +31,7 @@ from ..sources.synthetic import synthetic_image_of
 from ..wiring.connect import make_client
 from ..wiring.gevent_runner import GeventRunner
 from . import hooks  # noqa: F401  (registers regload's options and listeners with the user classes)
-from .observer import CauseError, LocustObserver
+from .observer import LocustObserver, drop_counter
 from .open_model import Arrivals
 from .options import LoadSettings
 from .pool import MAX_POOL, PoolImage
@@ -233,17 +233,7 @@ def _arrivals(environment: Any, kind: str, settings: LoadSettings) -> Arrivals |
             CLOSED.add(kind)  # until the next test (the web UI may set a rate then)
             return None
 
-        def dropped(kind: str) -> None:
-            # One failed request per dropped arrival, with no latency (locust rounds nothing here).
-            environment.events.request.fire(
-                request_type=kind,
-                name="dropped",
-                response_time=0.0,
-                response_length=0,
-                exception=CauseError("no idle user at the arrival time"),
-                context={},
-            )
-
+        dropped = drop_counter(environment.events, "no idle user at the arrival time")
         arrivals = OPEN[kind] = Arrivals(kind, schedule, settings.arrivals, SHARE, dropped)
         arrivals.start()
     return arrivals
