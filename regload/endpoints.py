@@ -7,7 +7,7 @@ stats name of each request is the spec's path template, never a URL with digests
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
 from . import mediatypes as mt
@@ -59,11 +59,23 @@ class FetchedManifest:
     digest: Digest
 
 
-def get_manifest(client: RegistryClient, ref: Reference, reference: str | None = None) -> FetchedManifest:
+# The manifest Accept header as regload sends it: one field listing every type.
+MANIFEST_ACCEPT: tuple[str, ...] = (mt.MANIFEST_ACCEPT,)
+
+
+def _accept(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """One ``Accept`` field per value, in order (containers/image sends a field per type)."""
+    return tuple(("Accept", value) for value in values)
+
+
+def get_manifest(
+    client: RegistryClient, ref: Reference, reference: str | None = None, accept: tuple[str, ...] = MANIFEST_ACCEPT
+) -> FetchedManifest:
     """GET a manifest, verifying its digest when asked by digest, and recording the registry's
-    ``Docker-Content-Digest`` (absent on some registries) only to check it when present."""
+    ``Docker-Content-Digest`` (absent on some registries) only to check it when present.
+    ``accept``: the values of its ``Accept`` fields, one field each."""
     reference = reference or ref.reference
-    request = Request("GET", ref.manifest_url(reference), GET_MANIFEST, (("Accept", mt.MANIFEST_ACCEPT),))
+    request = Request("GET", ref.manifest_url(reference), GET_MANIFEST, _accept(accept))
     with client.send(request, pull_scope(ref)) as response:
         data = read_bounded(response, MAX_MANIFEST_BYTES)
         try:
@@ -105,12 +117,23 @@ class ManifestHead:
     size: int | None
 
 
-def head_manifest(client: RegistryClient, ref: Reference, reference: str | None = None) -> ManifestHead | None:
-    """HEAD a manifest: its digest, type and size, or None when the registry does not have it."""
-    request = Request("HEAD", ref.manifest_url(reference), HEAD_MANIFEST, (("Accept", mt.MANIFEST_ACCEPT),))
-    with client.send(request, pull_scope(ref), expect=(200, 404)) as response:
+def head_manifest(
+    client: RegistryClient,
+    ref: Reference,
+    reference: str | None = None,
+    accept: tuple[str, ...] = MANIFEST_ACCEPT,
+    *,
+    refused: Collection[int] = (),
+) -> ManifestHead | None:
+    """HEAD a manifest: its digest, type and size, or None when the registry does not have it.
+    An answer with one of the ``refused`` statuses (a registry that does not serve HEAD) tells
+    nothing: a ``ManifestHead`` without digest, type or size."""
+    request = Request("HEAD", ref.manifest_url(reference), HEAD_MANIFEST, _accept(accept))
+    with client.send(request, pull_scope(ref), expect=(200, 404, *refused)) as response:
         if response.status == 404:
             return None
+        if response.status != 200:
+            return ManifestHead(None, None, None)
         header = response.headers.get("Docker-Content-Digest")
         length = response.headers.get("Content-Length")
         digest = Digest.parse(header) if header else None
@@ -145,10 +168,10 @@ def head_blob(
         return int(length) if length and length.isdigit() else -1
 
 
-def get_blob(client: RegistryClient, ref: Reference, digest: Digest) -> ObservedResponse:
+def get_blob(client: RegistryClient, ref: Reference, digest: Digest, accept: str | None = None) -> ObservedResponse:
     """GET a blob, following redirects (to object storage) ourselves. The caller streams and
-    verifies the body and closes the response."""
-    request = Request("GET", ref.blob_url(digest), GET_BLOB)
+    verifies the body and closes the response. ``accept``: an ``Accept`` field to send."""
+    request = Request("GET", ref.blob_url(digest), GET_BLOB, (("Accept", accept),) if accept else ())
     return client.send(request, pull_scope(ref), follow_redirects=True)
 
 

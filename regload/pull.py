@@ -31,7 +31,13 @@ class PullOptions:
     platform: Platform = DEFAULT_PLATFORM
     jobs: int = 3  # docker's default max-concurrent-downloads
     verify: bool = True
-    head_first: bool = False  # HEAD the manifest, then GET it by digest (docker with a warm cache)
+    # HEAD the manifest, then GET it by digest (docker, containerd); by tag when the HEAD is
+    # refused (403, 405) or names no digest.
+    head_first: bool = False
+    ping: bool = True  # GET /v2/ first (containerd does not: its first request is the manifest's)
+    manifest_accept: tuple[str, ...] = endpoints.MANIFEST_ACCEPT  # one Accept field per value
+    blob_accept: bool = False  # each blob GET sends ``Accept: <its media type>, */*`` (containerd)
+    config_first: bool = True  # the config before the layers, else among them, in the same jobs
 
 
 @dataclass
@@ -67,28 +73,41 @@ class PullResult:
         }
 
 
+# A HEAD on a manifest answered with these is retried as a GET: some registries refuse HEAD
+# (containerd remotes/docker/resolver.go, Resolve).
+HEAD_REFUSED = (403, 405)
+
+
 def fetch_manifest(
-    client: RegistryClient, ref: Reference, head_first: bool = False
+    client: RegistryClient,
+    ref: Reference,
+    head_first: bool = False,
+    accept: tuple[str, ...] = endpoints.MANIFEST_ACCEPT,
 ) -> ImageManifest | Schema1Manifest | Index:
     """The reference's manifest or index, parsed. With ``head_first``, a HEAD learns the digest
-    and the GET asks for that digest (docker with a warm cache)."""
+    and the GET asks for that digest (docker and containerd); a HEAD refused, or answered without
+    a ``Docker-Content-Digest``, is followed by a GET of the reference itself."""
     reference = None
     if head_first:
-        head = endpoints.head_manifest(client, ref)
+        head = endpoints.head_manifest(client, ref, accept=accept, refused=HEAD_REFUSED)
         if head is None:
             raise RegistryError(endpoints.HEAD_MANIFEST, 404, "MANIFEST_UNKNOWN", "manifest unknown")
         reference = str(head.digest) if head.digest else None
-    fetched = endpoints.get_manifest(client, ref, reference)
+    fetched = endpoints.get_manifest(client, ref, reference, accept)
     return parse_manifest(fetched.raw, fetched.media_type, fetched.digest)
 
 
 def platform_manifest(
-    client: RegistryClient, ref: Reference, index: Index, platform: Platform
+    client: RegistryClient,
+    ref: Reference,
+    index: Index,
+    platform: Platform,
+    accept: tuple[str, ...] = endpoints.MANIFEST_ACCEPT,
 ) -> tuple[ImageManifest | Schema1Manifest, Descriptor]:
     """GET the manifest an index names for ``platform``: its size must be the index entry's
     (image-spec descriptor.md), and it must not be an index itself."""
     chosen = index.select(platform)
-    inner = endpoints.get_manifest(client, ref, str(chosen.digest))
+    inner = endpoints.get_manifest(client, ref, str(chosen.digest), accept)
     if len(inner.raw) != chosen.size:
         raise ManifestError(f"manifest {chosen.digest.short} is {len(inner.raw)} bytes, the index says {chosen.size}")
     resolved = parse_manifest(inner.raw, inner.media_type, inner.digest)
@@ -98,13 +117,13 @@ def platform_manifest(
 
 
 def resolve_manifest(
-    client: RegistryClient, ref: Reference, platform: Platform, head_first: bool = False
+    client: RegistryClient, ref: Reference, options: PullOptions
 ) -> tuple[ImageManifest | Schema1Manifest, Index | None, Descriptor | None]:
     """The image manifest to pull: the reference's own, or, when it is an index, the platform's."""
-    manifest = fetch_manifest(client, ref, head_first)
+    manifest = fetch_manifest(client, ref, options.head_first, options.manifest_accept)
     if not isinstance(manifest, Index):
         return manifest, None, None
-    resolved, chosen = platform_manifest(client, ref, manifest, platform)
+    resolved, chosen = platform_manifest(client, ref, manifest, options.platform, options.manifest_accept)
     return resolved, manifest, chosen
 
 
@@ -119,12 +138,15 @@ def fetch_blob(
     out: _Writable | None,
     verify: bool = True,
     progress: ProgressFn | None = None,
+    accept: bool = False,
 ) -> int:
     """Stream one blob into ``out`` (or nowhere), verifying digest and size as it arrives.
-    Returns the bytes read. A mismatch fails the blob's request with its cause and raises."""
+    Returns the bytes read. A mismatch fails the blob's request with its cause and raises.
+    ``accept``: ask for the descriptor's media type, or anything (containerd fetcher.go, Fetch)."""
     verifier = Tally(desc.digest, desc.size if desc.size >= 0 else None, "blob") if verify else None
     size = 0
-    with endpoints.get_blob(client, ref, desc.digest) as response:
+    wanted = f"{desc.media_type}, */*" if accept else None
+    with endpoints.get_blob(client, ref, desc.digest, wanted) as response:
         try:
             for chunk in response.iter_bytes(READ_CHUNK):
                 size += len(chunk)
@@ -142,12 +164,12 @@ def fetch_blob(
     return size
 
 
-def fetch_config(client: RegistryClient, ref: Reference, desc: Descriptor) -> bytes:
+def fetch_config(client: RegistryClient, ref: Reference, desc: Descriptor, accept: bool = False) -> bytes:
     """The config blob, in memory and always verified (``--no-verify`` skips layers only)."""
     if desc.size > MAX_CONFIG_BYTES:
         raise ManifestError(f"config {desc.digest.short} is {desc.size} bytes, more than {MAX_CONFIG_BYTES}")
     data = io.BytesIO()
-    fetch_blob(client, ref, desc, data)
+    fetch_blob(client, ref, desc, data, accept=accept)
     return data.getvalue()
 
 
@@ -158,12 +180,51 @@ def fetch_layer(
     blobs: BlobStore | None,
     verify: bool = True,
     progress: ProgressFn | None = None,
+    accept: bool = False,
 ) -> int:
     """One layer blob, kept in ``blobs`` under its digest once whole (or dropped)."""
     if blobs is None:
-        return fetch_blob(client, ref, desc, None, verify, progress)
+        return fetch_blob(client, ref, desc, None, verify, progress, accept)
     with blobs.receive(desc.digest) as out:
-        return fetch_blob(client, ref, desc, out, verify, progress)
+        return fetch_blob(client, ref, desc, out, verify, progress, accept)
+
+
+def _fetch_blobs(
+    client: RegistryClient,
+    ref: Reference,
+    config_desc: Descriptor | None,
+    layers: list[Descriptor],
+    blobs: BlobStore | None,
+    runner: Runner,
+    options: PullOptions,
+    progress: ProgressFn | None,
+    timings: dict[str, float],
+) -> tuple[bytes | None, list[int]]:
+    """The config (in memory) and each distinct layer (into ``blobs``): the config first, then
+    the layers ``jobs`` at a time, or, without ``config_first``, the config as one of the jobs."""
+    clock = time.perf_counter
+    accept = options.blob_accept
+    unique = layers if len(layers) < 2 else list({d.digest: d for d in layers}.values())
+    config: list[bytes] = []
+
+    def fetch(desc: Descriptor) -> int:
+        if desc is config_desc:
+            config.append(fetch_config(client, ref, desc, accept))
+            return len(config[0])
+        return fetch_layer(client, ref, desc, blobs, options.verify, progress, accept)
+
+    t = clock()
+    if config_desc is not None and options.config_first:
+        fetch(config_desc)
+        timings["config"] = clock() - t
+    elif config_desc is not None:
+        unique = [config_desc, *unique]
+    t = clock()
+    sizes = runner.map(fetch, unique, max(1, options.jobs))
+    timings["layers"] = clock() - t
+    if config_desc is not None and not options.config_first:
+        sizes = sizes[1:]
+    return (config[0] if config else None), sizes
 
 
 def pull(
@@ -179,27 +240,19 @@ def pull(
     timings: dict[str, float] = {}
     started = clock()
     try:
-        client.ping()
-        manifest, index, chosen = resolve_manifest(client, ref, options.platform, options.head_first)
+        if options.ping:
+            client.ping()
+        manifest, index, chosen = resolve_manifest(client, ref, options)
         timings["manifest"] = clock() - started
 
-        t = clock()
+        blobs = sink.blob_store()
         if isinstance(manifest, ImageManifest):
             layers = list(manifest.layers)
             config_desc: Descriptor | None = manifest.config
-            config: bytes | None = fetch_config(client, ref, manifest.config)
         else:
             layers = schema1_layers(manifest)
-            config_desc, config = None, None
-        timings["config"] = clock() - t
-
-        t = clock()
-        blobs = sink.blob_store()
-        unique = layers if len(layers) < 2 else list({d.digest: d for d in layers}.values())
-        sizes = runner.map(
-            lambda desc: fetch_layer(client, ref, desc, blobs, options.verify, progress), unique, max(1, options.jobs)
-        )
-        timings["layers"] = clock() - t
+            config_desc = None
+        config, sizes = _fetch_blobs(client, ref, config_desc, layers, blobs, runner, options, progress, timings)
 
         if blobs is not None:
             t = clock()

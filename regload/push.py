@@ -30,6 +30,8 @@ class PushOptions:
     jobs: int = 5  # docker's default max-concurrent-uploads
     mount_from: str | None = None
     check_existing: bool = True  # HEAD each blob first and skip the ones the registry has
+    ping: bool = True  # GET /v2/ first (containerd does not)
+    config_with_layers: bool = False  # the config as one of the jobs, not after the layers
 
     def __post_init__(self) -> None:
         if self.upload_mode not in UPLOAD_MODES:
@@ -172,15 +174,18 @@ def push(
     clock = time.perf_counter
     started = clock()
     timings: dict[str, float] = {}
-    client.ping()
+    if options.ping:
+        client.ping()
     client.prepare(endpoints.push_scope(ref, *filter(None, [options.mount_from])))
-    layers = runner.map(
-        lambda blob: push_blob(client, ref, blob, options, progress), image.layers, max(1, options.jobs)
-    )
+    blobs_first = list(image.layers) + ([image.config] if options.config_with_layers else [])
+    layers = runner.map(lambda blob: push_blob(client, ref, blob, options, progress), blobs_first, max(1, options.jobs))
     timings["layers"] = clock() - started
-    t = clock()
-    config = push_blob(client, ref, image.config, options, progress)
-    timings["config"] = clock() - t
+    if options.config_with_layers:
+        config = layers.pop()
+    else:
+        t = clock()
+        config = push_blob(client, ref, image.config, options, progress)
+        timings["config"] = clock() - t
     raw = manifest_bytes(image, config.descriptor, [b.descriptor for b in layers])
     digest = Digest.of(raw)
     if ref.digest is not None and ref.digest != digest:

@@ -31,6 +31,7 @@ CORE = {
     "manifest",
     "mediatypes",
     "popularity",
+    "profiles",
     "pull",
     "push",
     "reference",

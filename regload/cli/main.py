@@ -17,6 +17,7 @@ from ..client import RegistryClient
 from ..concurrency import Runner
 from ..errors import CertificateError, ManifestError, RegloadError, UsageError
 from ..manifest import DEFAULT_PLATFORM, ImageManifest, Index, Platform
+from ..profiles import PROFILES, REGLOAD, profile
 from ..pull import PullOptions, fetch_manifest, platform_manifest, pull
 from ..push import UPLOAD_MODES, PushOptions, push
 from ..reference import Reference, Registry, parse_reference, parse_repository
@@ -62,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="'NAME: VALUE'",
         help="add a header to every registry request (repeatable)",
     )
+    net.add_argument(
+        "--user-agent", metavar="TEXT", help="the User-Agent to send (default: the client profile's, or regload's)"
+    )
     net.add_argument("--ca-cert", metavar="FILE", help="PEM file of CA certificates to trust")
     net.add_argument("--insecure", action="store_true", help="do not verify the registry's TLS certificate")
     net.add_argument(
@@ -92,8 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="os/arch[/variant] to pick from an index (default linux/amd64)",
     )
     p.add_argument(
-        "-j", "--jobs", type=int, default=PULL.jobs, help=f"layers fetched at once (default {PULL.jobs}, like docker)"
+        "-j", "--jobs", type=int, help=f"layers fetched at once (default: the profile's; regload {PULL.jobs})"
     )
+    _add_profile_argument(p)
     p.add_argument(
         "--no-verify",
         action="store_true",
@@ -113,8 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--upload-mode",
         choices=UPLOAD_MODES,
-        default=PUSH.upload_mode,
-        help=f"how blobs are uploaded (default {PUSH.upload_mode}, like docker)",
+        help=f"how blobs are uploaded (default: the profile's; regload {PUSH.upload_mode})",
     )
     s.add_argument(
         "--chunk-size",
@@ -138,8 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--platform", default=str(DEFAULT_PLATFORM), help="os/arch[/variant] to pick from an OCI layout index"
     )
     s.add_argument(
-        "-j", "--jobs", type=int, default=PUSH.jobs, help=f"blobs uploaded at once (default {PUSH.jobs}, like docker)"
+        "-j", "--jobs", type=int, help=f"blobs uploaded at once (default: the profile's; regload {PUSH.jobs})"
     )
+    _add_profile_argument(s)
     s.add_argument("--audit-file", metavar="PATH", help="append a JSON line for the pushed image (see verify)")
 
     t = sub.add_parser("tags", parents=[common], help="list a repository's tags")
@@ -152,6 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_verify_parser(sub, common)
     add_trace_parser(sub, _Parser)
     return parser
+
+
+def _add_profile_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--client-profile",
+        choices=list(PROFILES),
+        default=REGLOAD.name,
+        help="send what this client sends: its requests, headers, concurrency and User-Agent (default regload);"
+        " options given explicitly override it",
+    )
 
 
 def _headers(values: list[str]) -> tuple[tuple[str, str], ...]:
@@ -185,6 +200,15 @@ def credentials_source(args: argparse.Namespace) -> CredentialsFor:
     return lambda host: resolve_credentials(host, args.username, args.password, args.password_stdin, stdin_text)
 
 
+def _user_agent(args: argparse.Namespace) -> str:
+    """``--user-agent``, else the client profile's (a command without profiles: regload's)."""
+    if args.user_agent is not None:
+        if not args.user_agent.strip() or any(c in args.user_agent for c in "\r\n"):
+            raise UsageError("--user-agent must be one non-empty line")
+        return args.user_agent.strip()
+    return profile(getattr(args, "client_profile", None)).user_agent
+
+
 def connect(
     args: argparse.Namespace, ref: Reference, credentials_for: CredentialsFor | None = None, recorded: bool = False
 ) -> RegistryClient:
@@ -200,6 +224,7 @@ def connect(
         http2=args.http2,
         headers=_headers(args.header),
         retry=retry_policy(args),
+        user_agent=_user_agent(args),
     )
     return make_client(ref.registry, settings)
 
@@ -248,8 +273,8 @@ def _count(text: str) -> int:
     return value
 
 
-def _check_jobs(jobs: int) -> int:
-    if not 1 <= jobs <= 64:
+def _check_jobs(jobs: int | None) -> int | None:
+    if jobs is not None and not 1 <= jobs <= 64:
         raise UsageError(f"--jobs must be between 1 and 64, not {jobs}")
     return jobs
 
@@ -259,7 +284,10 @@ def cmd_pull(args: argparse.Namespace) -> dict[str, Any]:
     if args.no_verify and args.output:
         # An output is trusted as the image: nothing unverified is written where the user looks.
         raise UsageError("--no-verify only counts bytes: it cannot write an --output")
-    options = PullOptions(platform=_platform(args.platform), jobs=_check_jobs(args.jobs), verify=not args.no_verify)
+    chosen = profile(args.client_profile)
+    options = chosen.pull_options(
+        platform=_platform(args.platform), jobs=_check_jobs(args.jobs), verify=not args.no_verify
+    )
     sink = make_sink(args.format if args.output else None, args.output, ref.familiar_name, ref.tag)
     client = connect(args, ref)
     progress = Progress(f"pulling {ref}", enabled=None if not args.json else False)
@@ -269,6 +297,7 @@ def cmd_pull(args: argparse.Namespace) -> dict[str, Any]:
         progress.finish()
         client.close()
     out = result.to_json()
+    out["client_profile"] = chosen.name
     out["http"] = sorted(client.http_versions)
     out["output"] = {"path": args.output, "format": args.format} if args.output else None
     return out
@@ -276,12 +305,13 @@ def cmd_pull(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_push(args: argparse.Namespace) -> dict[str, Any]:
     ref = _reference(args, args.reference)
-    options = PushOptions(
+    chosen = profile(args.client_profile)
+    options = chosen.push_options(
         upload_mode=args.upload_mode,
         chunk_size=parse_size(args.chunk_size, "--chunk-size"),
         jobs=_check_jobs(args.jobs),
         mount_from=_reference(args, args.mount_from, repository_only=True).repository if args.mount_from else None,
-        check_existing=not args.no_check_existing,
+        check_existing=False if args.no_check_existing else None,
     )
     if args.audit_file:
         check_writable(args.audit_file)
@@ -304,6 +334,7 @@ def cmd_push(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         image.close()
     out = asdict(result)
+    out["client_profile"] = chosen.name
     out["http"] = sorted(client.http_versions)
     out["blobs"] = [
         {
@@ -417,6 +448,8 @@ def print_human(command: str, out: dict[str, Any]) -> None:
         f"{verb} {out['reference']}\n  digest: {out['manifest_digest']}\n"
         f"  {human_bytes(out['bytes'])} in {seconds:.2f} s ({rate})"
     )
+    if out.get("client_profile", REGLOAD.name) != REGLOAD.name:
+        print(f"  as {PROFILES[out['client_profile']].client} (--client-profile {out['client_profile']})")
     if command == "pull" and out.get("output"):
         print(f"  written to {out['output']['path']} ({out['output']['format']})")
     if command == "push":

@@ -9,6 +9,7 @@ from typing import Any
 from ..auth import Credentials
 from ..errors import UsageError
 from ..popularity import UNIFORM, Popularity, parse_popularity
+from ..profiles import PROFILES, REGLOAD, ClientProfile, profile
 from ..pull import PullOptions
 from ..push import UPLOAD_MODES, PushOptions
 from ..retry import NO_RETRIES, RetryPolicy
@@ -43,7 +44,9 @@ DEFAULTS: dict[str, Any] = {
     "pull_pool_layer_size": "1MiB",
     "pull_popularity": "uniform",
     "pull_image": [],
-    "pull_jobs": _PULL.jobs,
+    "client_profile": REGLOAD.name,
+    "user_agent": "",
+    "pull_jobs": None,  # None (or empty in the web UI): the client profile's
     "pull_head_first": _PULL.head_first,
     "no_verify": not _PULL.verify,
     "pull_pushed": False,
@@ -54,9 +57,9 @@ DEFAULTS: dict[str, Any] = {
     "push_layers": 3,
     "push_layer_size": "1MiB",
     "layer_gzip_ratio": "",
-    "upload_mode": _PUSH.upload_mode,
+    "upload_mode": None,
     "chunk_size": f"{_PUSH.chunk_size // (1 << 20)}MiB",
-    "push_jobs": _PUSH.jobs,
+    "push_jobs": None,
     "no_check_existing": not _PUSH.check_existing,
     "connection_backoff": 1.0,
     "audit_file": "",
@@ -95,6 +98,13 @@ def add_arguments(parser: Any) -> None:
         choices=TOKEN_CACHE_MODES,
         help="bearer tokens: shared by the users of a process, per user, or off",
     )
+    add(
+        "--client-profile",
+        choices=list(PROFILES),
+        help="users send what this client sends: its requests, headers, concurrency and User-Agent;"
+        " --pull-jobs, --push-jobs, --upload-mode, --pull-head-first and --no-check-existing override it",
+    )
+    add("--user-agent", help="the User-Agent users send (default: the client profile's)")
     add("--repos", type=int, help="spread images over this many repositories")
     add("--repo-prefix", help="repository name prefix (repositories are PREFIX-0 … PREFIX-N-1)")
     add("--pull-pool-size", type=int, help="synthetic images pushed at test start for PullUser")
@@ -115,7 +125,11 @@ def add_arguments(parser: Any) -> None:
         include_in_web_ui=False,
         help="pull this existing image (repo:tag on --host); repeatable",
     )
-    add("--pull-jobs", type=int, help=f"layers a PullUser fetches at once (docker: {_PULL.jobs})")
+    add(
+        "--pull-jobs",
+        type=int,
+        help=f"layers a PullUser fetches at once (default: the profile's; regload {_PULL.jobs})",
+    )
     add("--pull-head-first", action="store_true", help="HEAD the manifest, then GET it by digest")
     add("--no-verify", action="store_true", help="count pulled bytes without checking digests")
     add("--pull-pushed", action="store_true", help="images pushed during the run join the pull pool")
@@ -143,9 +157,15 @@ def add_arguments(parser: Any) -> None:
         help="synthetic layers are gzip streams of the layer size whose tar compresses by R (1-50; Docker Hub's"
         " median is ~2.6); empty or 0: uncompressed tars of noise",
     )
-    add("--upload-mode", choices=UPLOAD_MODES, help="how PushUser uploads blobs")
+    add(
+        "--upload-mode",
+        choices=UPLOAD_MODES,
+        help=f"how PushUser uploads blobs (default: the profile's; regload {_PUSH.upload_mode})",
+    )
     add("--chunk-size", help="chunk size for --upload-mode chunked")
-    add("--push-jobs", type=int, help=f"blobs a PushUser uploads at once (docker: {_PUSH.jobs})")
+    add(
+        "--push-jobs", type=int, help=f"blobs a PushUser uploads at once (default: the profile's; regload {_PUSH.jobs})"
+    )
     add("--no-check-existing", action="store_true", help="PushUser uploads without a HEAD per blob first")
     add(
         "--connection-backoff",
@@ -232,6 +252,20 @@ class LoadSettings:
     pool_seed_jobs: int = 16
     pull_after_push: PullAfterPush | None = None
     gzip_ratio: float | None = None  # None: synthetic layers are uncompressed tars
+    profile: ClientProfile = REGLOAD
+    user_agent: str = REGLOAD.user_agent
+
+    def pull_options(self) -> PullOptions:
+        """A user's pull: the profile's, with the options given in place."""
+        return self.profile.pull_options(jobs=self.pull_jobs, verify=self.verify, head_first=self.head_first)
+
+    def push_options(self) -> PushOptions:
+        return self.profile.push_options(
+            upload_mode=self.upload_mode,
+            chunk_size=self.chunk_size,
+            jobs=self.push_jobs,
+            check_existing=self.check_existing,
+        )
 
     def rate(self, kind: str) -> Schedule | None:
         """The open model's schedule of ``PULL`` or ``PUSH``, or None for a closed loop."""
@@ -251,6 +285,7 @@ class LoadSettings:
             connections_per_host=max(self.pull_jobs, self.push_jobs) + 1,
             http2=self.http2,
             retry=self.retry,
+            user_agent=self.user_agent,
         )
 
     def __repr__(self) -> str:  # never show the password
@@ -267,6 +302,8 @@ def settings_from(options: Any) -> LoadSettings:
     repos = int(get("repos"))
     if repos < 1:
         raise UsageError("--repos must be at least 1")
+    chosen = profile(get("client_profile"))
+    pull_jobs, push_jobs = _given_jobs(get("pull_jobs"), "--pull-jobs"), _given_jobs(get("push_jobs"), "--push-jobs")
     return LoadSettings(
         username=get("registry_username"),
         password=get("registry_password"),
@@ -280,16 +317,16 @@ def settings_from(options: Any) -> LoadSettings:
         pool_layers=int(get("pull_pool_layers")),
         pool_layer_size=parse_size_distribution(get("pull_pool_layer_size"), "--pull-pool-layer-size"),
         pull_images=tuple(get("pull_image")),
-        pull_jobs=max(1, int(get("pull_jobs"))),
-        head_first=bool(get("pull_head_first")),
+        pull_jobs=pull_jobs or chosen.pull.jobs,
+        head_first=bool(get("pull_head_first")) or chosen.pull.head_first,
         verify=not get("no_verify"),
         pull_pushed=bool(get("pull_pushed")),
         push_layers=max(1, int(get("push_layers"))),
         push_layer_size=parse_size_distribution(get("push_layer_size"), "--push-layer-size"),
-        upload_mode=get("upload_mode"),
+        upload_mode=get("upload_mode") or chosen.push.upload_mode,
         chunk_size=parse_size(get("chunk_size"), "--chunk-size"),
-        push_jobs=max(1, int(get("push_jobs"))),
-        check_existing=not get("no_check_existing"),
+        push_jobs=push_jobs or chosen.push.jobs,
+        check_existing=chosen.push.check_existing and not get("no_check_existing"),
         connection_backoff=max(0.0, float(get("connection_backoff") or 0.0)),
         retry=retry_policy(options),
         audit_file=get("audit_file") or None,
@@ -305,7 +342,23 @@ def settings_from(options: Any) -> LoadSettings:
         pool_seed_jobs=_at_least(get("pool_seed_jobs"), 1, "--pool-seed-jobs"),
         pull_after_push=PullAfterPush.parse(get("pull_after_push")),
         gzip_ratio=_gzip_ratio(get("layer_gzip_ratio")),
+        profile=chosen,
+        user_agent=_user_agent(get("user_agent"), chosen),
     )
+
+
+def _given_jobs(value: Any, what: str) -> int | None:
+    """A jobs option: None when not given (the web UI posts an empty field), else 1 or more."""
+    if value is None or str(value).strip() == "":
+        return None
+    return _at_least(value, 1, what)
+
+
+def _user_agent(value: Any, chosen: ClientProfile) -> str:
+    text = str(value or "").strip()
+    if any(c in text for c in "\r\n"):
+        raise UsageError("--user-agent must be one line")
+    return text or chosen.user_agent
 
 
 def _at_least(value: Any, low: int, what: str) -> int:

@@ -21,8 +21,8 @@ from locust.exception import StopUser
 from ..audit import AuditEntry
 from ..client import RegistryClient
 from ..errors import RegloadError, TransportError
-from ..pull import PullOptions, PullResult, pull
-from ..push import PushOptions, PushResult, push
+from ..pull import PullResult, pull
+from ..push import PushResult, push
 from ..reference import Reference, Registry
 from ..sinks.base import Sink
 from ..sinks.discard import DiscardSink
@@ -80,7 +80,8 @@ class RegistryUser(User):
         )
         self.runner = GeventRunner()
         s = self.settings
-        self._pull_options = PullOptions(jobs=s.pull_jobs, verify=s.verify, head_first=s.head_first)
+        self._pull_options = s.pull_options()
+        self._push_options = s.push_options()
 
     def reference(self, repository: str, reference: str) -> Reference:
         key = (self.registry.base_url, repository, reference)
@@ -138,9 +139,7 @@ class RegistryUser(User):
         """Push a whole image: ping, token, HEAD and upload each blob, then the manifest.
         ``started``: when the push was due (``arrival``), the start of its ``PUSH image`` time."""
         s = self.settings
-        options = PushOptions(
-            upload_mode=s.upload_mode, chunk_size=s.chunk_size, jobs=s.push_jobs, check_existing=s.check_existing
-        )
+        options = self._push_options
         started = time.perf_counter() if started is None else started
         try:
             ref = self.reference(repository, tag)

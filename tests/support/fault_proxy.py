@@ -68,6 +68,12 @@ too. When the upstream cannot be reached (a registry being restarted) the proxy 
 with a ``fault proxy: upstream unreachable`` body and counts ``Counters.upstream_errors``; when the
 upstream fails after the answer began, the client connection is closed.
 
+Recording (``record=True``): every request the proxy listener serves is kept whole, in order, as an
+``Exchange`` (``exchanges()``): method, target, every request header field as sent (each repeated
+field apart, as podman sends its manifest ``Accept`` types; ``Authorization`` values replaced by
+their scheme), the status answered, and when the request's head arrived and its answer was sent,
+which gives a client's peak concurrency. ``reset_counters()`` clears them too.
+
 Limits: 127.0.0.1 only, one thread per connection, at most ``max_connections`` at once (default
 256; further clients wait in the listen backlog until one closes, and an idle kept-alive
 connection is only closed after ``timeout`` seconds: under Locust, give more than users × the
@@ -226,6 +232,37 @@ class Event:
     status: int | None  # the status the client got, None when it got none
 
 
+@dataclass(frozen=True)
+class Exchange:
+    """One request and its answer, as recorded (``record=True``)."""
+
+    method: str
+    target: str
+    fields: tuple[tuple[str, str], ...]  # request header fields in order; Authorization: scheme only
+    status: int  # of the answer (0: none was relayed)
+    started: float  # monotonic: the request's head was read
+    ended: float  # monotonic: its answer was sent (or the connection ended)
+
+    def get_all(self, name: str) -> list[str]:
+        lname = name.lower()
+        return [v for n, v in self.fields if n.lower() == lname]
+
+    def get(self, name: str) -> str | None:
+        values = self.get_all(name)
+        return values[0] if values else None
+
+
+def _tls_hello(rfile: BinaryIO) -> bool:
+    """The connection starts with a TLS record (a ClientHello: content type 22)."""
+    peek = getattr(rfile, "peek", None)
+    return bool(peek) and peek(1)[:1] == b"\x16"
+
+
+def _redacted(fields: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """Header fields with credentials cut to their scheme (``Bearer``, ``Basic``)."""
+    return tuple((n, v.split(" ", 1)[0] if n.lower() == "authorization" else v) for n, v in fields)
+
+
 @dataclass
 class _Armed:
     fault: Fault
@@ -361,6 +398,7 @@ class FaultProxy:
         seed: int = 0,
         max_connections: int = 256,
         timeout: float = 30.0,
+        record: bool = False,
     ) -> None:
         parts = urlsplit(upstream)
         if parts.scheme != "http" or not parts.hostname:
@@ -375,6 +413,8 @@ class FaultProxy:
         self._tally = _Tally()
         self._hits: list[StorageHit] = []
         self._events: collections.deque[Event] = collections.deque(maxlen=_MAX_EVENTS)
+        self.record = record
+        self._exchanges: list[Exchange] = []
         self._tokens: collections.OrderedDict[str, _Signed] = collections.OrderedDict()
         self._slots = threading.BoundedSemaphore(max_connections)
         self._stopping = threading.Event()
@@ -480,6 +520,7 @@ class FaultProxy:
             self._tally = _Tally()
             self._hits.clear()
             self._events.clear()
+            self._exchanges.clear()
 
     def storage_hits(self, at_least: int = 0, timeout: float = 5.0) -> list[StorageHit]:
         """The storage listener's requests so far; with ``at_least``, waits (up to ``timeout``)
@@ -496,6 +537,11 @@ class FaultProxy:
     def events(self) -> list[Event]:
         with self._lock:
             return list(self._events)
+
+    def exchanges(self) -> list[Exchange]:
+        """Every request recorded so far (``record=True``), in the order their heads arrived."""
+        with self._lock:
+            return sorted(self._exchanges, key=lambda e: e.started)
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -597,10 +643,30 @@ class FaultProxy:
             self._slots.release()
 
     def _serve_proxy(self, conn: _Connection) -> None:
+        if _tls_hello(conn.rfile):
+            # containers/image (podman, skopeo) with --tls-verify=false tries HTTPS first and falls
+            # back to HTTP when the handshake fails: fail it at once, not after its 10 s timeout.
+            conn.reset()
+            raise _Closed
         while not self._stopping.is_set():
             head = read_head(conn.rfile)
-            if head is None or not self._proxy_request(conn, head):
+            if head is None:
                 return
+            started = time.monotonic()
+            conn.last_status = 0
+            try:
+                more = self._proxy_request(conn, head)
+            finally:
+                if self.record:
+                    self._record(head, conn.last_status, started)
+            if not more:
+                return
+
+    def _record(self, head: Head, status: int, started: float) -> None:
+        method, target, _ = head.start
+        exchange = Exchange(method, target, _redacted(head.fields), status, started, time.monotonic())
+        with self._lock:
+            self._exchanges.append(exchange)
 
     def _serve_storage(self, conn: _Connection) -> None:
         while not self._stopping.is_set():
@@ -668,6 +734,7 @@ class FaultProxy:
         if not keep_alive:
             fields.append(("Connection", "close"))
         conn.send(encode_head(f"HTTP/1.1 {status} {reason}", fields) + body)
+        conn.last_status = status
 
     def _rewrite_headers(self, fields: list[tuple[str, str]], fault: Fault | None) -> list[tuple[str, str]]:
         """Absolute Locations on the upstream point at the proxy; ``wrong_digest`` applied."""
