@@ -27,16 +27,16 @@ from tests.support import traffic
 from tests.support.cli import regload
 from tests.support.fault_proxy import Fault, FaultProxy
 from tests.support.images import File, OciImage, make_oci_layout
+from tests.support.locust_run import Locust, Result, headless
 from tests.support.podman import Podman
 from tests.support.skopeo import run_skopeo
-
-pytestmark = pytest.mark.registry
 
 PING = ("GET", "/v2/")
 HEAD_TAG = ("HEAD", "/v2/<name>/manifests/<tag>")
 GET_TAG = ("GET", "/v2/<name>/manifests/<tag>")
 GET_DIGEST = ("GET", "/v2/<name>/manifests/<digest>")
 PUT_TAG = ("PUT", "/v2/<name>/manifests/<tag>")
+CONTAINERD_UA = "containerd/v1.7.13"
 CONTAINERS_UA = re.compile(r"^containers/\d+\.\d+\.\d+ \(github\.com/containers/image\)$")
 
 
@@ -79,6 +79,7 @@ def regload_via(proxy: FaultProxy, *args: str) -> dict:
     return run.json
 
 
+@pytest.mark.registry
 @pytest.mark.parametrize("layers", [2, 8])
 def test_the_podman_profile_pulls_as_podman_pull_does(registry_anon, proxy, podman, tmp_path, layers):
     image = new_image(tmp_path, layers)
@@ -114,6 +115,7 @@ def test_the_podman_profile_pulls_as_podman_pull_does(registry_anon, proxy, podm
         assert traffic.peak_concurrency(recorded(proxy), traffic.blob_gets) == 3
 
 
+@pytest.mark.registry
 def test_the_podman_profile_pushes_as_podman_push_does(registry_anon, proxy, podman, tmp_path):
     image = new_image(tmp_path, 2)
     word = uuid.uuid4().hex[:8]
@@ -147,6 +149,7 @@ def test_the_podman_profile_pushes_as_podman_push_does(registry_anon, proxy, pod
     assert traffic.peak_concurrency(ours, traffic.uploads) == traffic.peak_concurrency(real, traffic.uploads) == 2
 
 
+@pytest.mark.registry
 def test_skopeo_copy_reads_what_the_podman_profile_reads(registry_anon, proxy, tmp_path):
     image = new_image(tmp_path, 2)
     repository = f"profiles/skopeo-{uuid.uuid4().hex[:8]}"
@@ -165,6 +168,7 @@ def test_skopeo_copy_reads_what_the_podman_profile_reads(registry_anon, proxy, t
     assert all(agent.startswith("skopeo/") for agent in traffic.user_agents(real))
 
 
+@pytest.mark.registry
 def test_the_docker_profile_heads_the_tag_then_gets_the_manifest_by_digest(registry_anon, proxy, tmp_path):
     image = new_image(tmp_path, 8)
     repository = f"profiles/docker-{uuid.uuid4().hex[:8]}"
@@ -192,6 +196,7 @@ def test_the_docker_profile_heads_the_tag_then_gets_the_manifest_by_digest(regis
     assert traffic.peak_concurrency(ours, traffic.blob_gets) == 3
 
 
+@pytest.mark.registry
 def test_the_containerd_profile_pushes_each_blob_with_a_post_and_one_put(registry_anon, proxy, tmp_path):
     image = new_image(tmp_path, 2)
     word = uuid.uuid4().hex[:8]
@@ -212,11 +217,12 @@ def test_the_containerd_profile_pushes_each_blob_with_a_post_and_one_put(registr
     puts = [e for e in ours if traffic.template(e)[1].endswith("?digest=<digest>")]
     assert sorted(int(e.get("Content-Length") or -1) for e in puts) == sizes  # the whole body in the PUT
     assert traffic.requests(ours)[-1] == PUT_TAG
-    assert traffic.user_agents(ours) == {"containerd/v1.7.13"}
+    assert traffic.user_agents(ours) == {CONTAINERD_UA}
     # The config goes with the layers: three blobs at once.
     assert traffic.peak_concurrency(ours, traffic.uploads) == 3
 
 
+@pytest.mark.registry
 def test_the_containerd_profile_pulls_without_a_ping_and_asks_for_each_blob_by_type(registry_anon, proxy, tmp_path):
     image = new_image(tmp_path, 2)
     repository = f"profiles/ctr-pull-{uuid.uuid4().hex[:8]}"
@@ -240,6 +246,7 @@ def test_the_containerd_profile_pulls_without_a_ping_and_asks_for_each_blob_by_t
     assert traffic.peak_concurrency(ours, traffic.blob_gets) == 3  # the config among the layers
 
 
+@pytest.mark.registry
 def test_the_crane_profile_uploads_the_config_with_the_layers(registry_anon, proxy, tmp_path):
     image = new_image(tmp_path, 2)
     word = uuid.uuid4().hex[:8]
@@ -258,6 +265,7 @@ def test_the_crane_profile_uploads_the_config_with_the_layers(registry_anon, pro
     assert re.match(r"^crane/\S+ go-containerregistry/\S+$", agent)
 
 
+@pytest.mark.registry
 def test_options_given_override_the_profile(registry_anon, proxy, tmp_path):
     image = new_image(tmp_path, 8)
     repository = f"profiles/override-{uuid.uuid4().hex[:8]}"
@@ -280,3 +288,29 @@ def test_options_given_override_the_profile(registry_anon, proxy, tmp_path):
     assert traffic.user_agents(ours) == {"fleet-node/7"}
     assert traffic.peak_concurrency(ours, traffic.blob_gets) == 2
     assert len(traffic.manifest_accept(ours)) == 6  # the rest is still podman's
+
+
+@pytest.mark.locust_run
+def test_locust_users_send_what_their_client_profile_sends(registry_anon, tmp_path):
+    """PullUser and PushUser with ``--client-profile containerd``: every request carries its
+    User-Agent, pulls HEAD the tag first, pushes send no PATCH, and no user pings."""
+    with FaultProxy(registry_anon.url, record=True, max_connections=512, timeout=10) as proxy:
+        repos = f"profiles/locust-{uuid.uuid4().hex[:8]}"
+        args = ["--client-profile", "containerd", "--repo-prefix", repos, "PullUser", "PushUser"]
+        locust = Locust(headless(proxy.url, tmp_path / "run", *args, users=2, run_time="4s"), tmp_path, name="run")
+        try:
+            code = locust.wait(timeout=60)
+        finally:
+            locust.kill()
+        exchanges = proxy.exchanges()
+    result = Result(code, locust.stdout, locust.stderr, tmp_path / "run")
+    assert code == 0, result.output
+    stats = result.json_stats()
+    assert stats[("PULL", "image")]["num_requests"] > 0 and stats[("PUSH", "image")]["num_requests"] > 0
+    assert all(row["num_failures"] == 0 for row in stats.values()), stats
+    assert ("HEAD", "/v2/<name>/manifests/<reference>") in stats
+    assert ("PATCH", "/v2/<name>/blobs/uploads/<session>") not in stats
+    assert ("GET", "/v2/") not in stats
+    assert traffic.user_agents(exchanges) == {CONTAINERD_UA}
+    blob_accepts = {e.get("Accept") for e in exchanges if traffic.blob_gets(traffic.template(e))}
+    assert blob_accepts and all(value.endswith(", */*") for value in blob_accepts)

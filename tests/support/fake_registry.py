@@ -351,8 +351,9 @@ class FakeRegistry:
             self.manifests[(repo, reference)] = self.manifests[(repo, digest)] = (media_type, body)
             return 201, (("Location", f"/v2/{repo}/manifests/{digest}"), ("Docker-Content-Digest", digest)), b""
         found = self.manifests.get((repo, reference))
-        # distribution answers 404 for an OCI manifest the Accept header does not name.
-        if found is None or found[0] not in (request.header("Accept") or ""):
+        # distribution answers 404 for an OCI manifest the Accept fields do not name (it reads every field).
+        accepted = ", ".join(v for n, v in request.headers if n.lower() == "accept")
+        if found is None or found[0] not in accepted:
             return error(404, "MANIFEST_UNKNOWN", "manifest unknown")
         media_type, raw = found
         headers = [("Content-Type", media_type), ("Content-Length", str(len(raw)))]
