@@ -157,10 +157,15 @@ def put_manifest(client: RegistryClient, ref: Reference, reference: str, raw: by
 
 
 def head_blob(
-    client: RegistryClient, ref: Reference, digest: Digest, scopes: tuple[str, ...] | None = None
+    client: RegistryClient,
+    ref: Reference,
+    digest: Digest,
+    scopes: tuple[str, ...] | None = None,
+    accept: str | None = None,
 ) -> int | None:
-    """HEAD a blob: its size when the registry has it, None on 404."""
-    request = Request("HEAD", ref.blob_url(digest), HEAD_BLOB)
+    """HEAD a blob: its size when the registry has it, None on 404. ``accept``: an ``Accept``
+    field to send."""
+    request = Request("HEAD", ref.blob_url(digest), HEAD_BLOB, (("Accept", accept),) if accept else ())
     with client.send(request, scopes or pull_scope(ref), expect=(200, 404), follow_redirects=True) as response:
         if response.status == 404:
             return None

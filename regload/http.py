@@ -175,6 +175,7 @@ class TransportOptions:
     read_timeout: float = 60.0
     max_connections_per_host: int = 16
     user_agent: str = "regload/0.1"
+    keep_alive: bool = True  # False: a connection per request (``Connection: close``), as docker's daemon
     extra_headers: tuple[tuple[str, str], ...] = field(default=())
 
 

@@ -8,7 +8,7 @@ given explicitly (``--jobs``, ``--upload-mode``, …) override the profile's.
 Each value cites the client's source (a file and line of the version named). Where a client's
 behaviour depends on state regload does not keep (docker's layer metadata, containers/image's
 blob-info cache: which repositories a blob was seen in), the profile mounts only what
-``--mount-from`` names.
+``--mount-from`` names, and docker's metadata is regload's digest cache (a layer pushed before).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ class ClientProfile:
     user_agent: str
     pull: PullOptions
     push: PushOptions
+    headers: tuple[tuple[str, str], ...] = ()  # sent with every request
+    keep_alive: bool = True  # False: a new connection for every request
 
     def pull_options(self, **given: Any) -> PullOptions:
         """The profile's pull, with the options the user gave (``None``: not given) in place."""
@@ -39,79 +41,97 @@ class ClientProfile:
     def push_options(self, **given: Any) -> PushOptions:
         return replace(self.push, **{k: v for k, v in given.items() if v is not None})
 
+    def with_headers(self, given: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+        """The profile's headers, but for those the user gives (``--header``), then the user's."""
+        names = {name.lower() for name, _ in given}
+        return tuple(h for h in self.headers if h[0].lower() not in names) + given
+
 
 REGLOAD = ClientProfile(
     "regload", f"regload {__version__}", TransportOptions().user_agent, PullOptions(), PushOptions()
 )
 
-# dockerd (moby v24.0.7; registry client: distribution v2.8.2 vendored).
+# dockerd with its own image store (moby v20.10.27, and its distribution v2.8.2 client; the same
+# logic up to v29). With the containerd image store, dockerd pulls and pushes as containerd does.
 DOCKER = ClientProfile(
     "docker",
-    "dockerd (moby 24.0)",
-    # dockerversion/useragent.go:19 DockerUserAgent: the daemon's parts, then the CLI's in UpstreamClient().
-    "docker/24.0.7 go/go1.20.10 git-commit/311b9ff kernel/6.1.0-13-amd64 os/linux arch/amd64"
-    " UpstreamClient(Docker-Client/24.0.7 \\(linux\\))",
+    "dockerd 29 (moby's own pull and push)",
+    # dockerversion/useragent.go:19-37 and :74-78 (the CLI's part escaped: \( \)).
+    "docker/29.0.0 go/go1.24.9 git-commit/3d4129b kernel/6.1.0-13-amd64 os/linux arch/amd64"
+    " UpstreamClient(Docker-Client/29.0.0 \\(linux\\))",
     PullOptions(
-        jobs=3,  # daemon/config/config.go:31 DefaultMaxConcurrentDownloads
-        # distribution/pull_v2.go:345 pullTag: tagService.Get (a HEAD on the tag, registry/client/
-        # repository.go:333, GET when the HEAD fails) learns the digest; the manifest is then GET by digest.
+        jobs=3,  # daemon/config/config.go:29 DefaultMaxConcurrentDownloads
+        # distribution/pull_v2.go:353 tags.Get: HEAD the tag (distribution registry/client/
+        # repository.go:320); a GET instead on an error or without Docker-Content-Digest (:327-341);
+        # then the manifest by digest (pull_v2.go:379, repository.go:468).
         head_first=True,
-        # registry/client/repository.go:314: one Accept field per registered manifest type
-        # (distribution.ManifestMediaTypes(), a map's keys: Go orders them anew each call).
+        head_fallback=frozenset(range(400, 600)) - {401},
+        # repository.go:313 adds one Accept field per registered type (distribution manifests.go:78,
+        # a Go map's keys: in another order on every request). Since v29 schema 1 is not
+        # registered: these four.
         manifest_accept=(mt.DOCKER_MANIFEST, mt.DOCKER_MANIFEST_LIST, mt.OCI_MANIFEST, mt.OCI_INDEX),
-        # distribution/pull_v2.go:651 pullSchema2: the config is fetched in its own goroutine while
-        # the layers download.
-        config_first=False,
+        # pull_v2.go:676-684: the config in a goroutine of its own while the layers download.
+        config_order="alongside",
     ),
     PushOptions(
         jobs=5,  # daemon/config/config.go:33 DefaultMaxConcurrentUploads
-        # distribution/push_v2.go:397 pushDescriptor.Upload: HEAD only a digest the daemon already
-        # knows for the layer (its v2 metadata), then POST, one streamed PATCH (io.Copy into the
-        # blob writer, push_v2.go:552) and PUT ?digest= (Commit).
+        # push_v2.go:315-318: a HEAD only for a layer the daemon has metadata of (its digest from an
+        # earlier pull or push); POST (:432), one PATCH of the stream with no length (:485,
+        # registry/client/blob_writer.go:38-69: chunked), PUT ?digest= and a HEAD (blob_writer.go:
+        # 118-139). The config after the layers, HEADed first (manifest/schema2/builder.go:51).
         upload_mode="streamed",
-        check_existing=True,
+        existence="known",
+        head_after_commit=True,
+        patch_length=False,
     ),
+    # distribution/registry.go:97 DisableKeepAlives (until v29.0): a connection per request.
+    keep_alive=False,
 )
 
-# containerd v1.7.13 (the CRI plugin behind kubelet, and ctr).
+# containerd v1.7.34 (the CRI plugin behind kubelet; ctr push).
 CONTAINERD = ClientProfile(
     "containerd",
     "containerd 1.7 (CRI, kubelet)",
-    "containerd/v1.7.13",  # version/version.go:29, sent by remotes/docker/resolver.go:131
+    "containerd/v1.7.34",  # remotes/docker/resolver.go:159-160 (version/version.go:26)
     PullOptions(
-        jobs=3,  # pkg/cri/config/config_unix.go:92 MaxConcurrentDownloads
-        # remotes/docker/resolver.go:290 Resolve: no ping; HEAD the tag, GET it when the HEAD is
-        # refused (resolver.go:330) or names no digest, then the manifest by digest (fetcher.go:61).
+        jobs=3,  # pkg/cri/config/config_unix.go:100 MaxConcurrentDownloads
+        # remotes/docker/resolver.go:237-346 Resolve: no ping; HEAD the tag (:286), a GET on 405
+        # (:638-643) or without a digest (:334-346); the manifest by digest (fetcher.go:104).
         head_first=True,
         ping=False,
-        # remotes/docker/resolver.go:273: one Accept field, the four types and */*.
+        # resolver.go:164-171: one Accept field, the four types and */*.
         manifest_accept=(
             ", ".join((mt.DOCKER_MANIFEST, mt.DOCKER_MANIFEST_LIST, mt.OCI_MANIFEST, mt.OCI_INDEX, "*/*")),
         ),
-        blob_accept=True,  # remotes/docker/fetcher.go:151: Accept: <media type>, */*
-        config_first=False,  # images/handlers.go:169 Dispatch: the manifest's children share one limiter
+        typed_accept=True,  # fetcher.go:249-254: Accept: <media type>, */*
+        # pkg/unpack/unpacker.go:183-214: the layers wait for the config, then go 3 at once.
+        config_order="first",
     ),
     PushOptions(
-        jobs=3,  # cmd/ctr/commands/images/push.go:78 --max-concurrent-uploaded-layers
-        # remotes/docker/pusher.go:91 push: no ping; HEAD the blob, POST (?mount=&from= when the
-        # source repository is known, pusher.go:194), then the whole body in one PUT ?digest=
-        # (pusher.go:276; no PATCH).
+        # ctr 1.7 sets no limit (cmd/ctr/commands/images/push.go:71-74); 2.x's transfer service
+        # pushes 3 at once (plugins/transfer/plugin.go:283).
+        jobs=3,
+        # remotes/docker/pusher.go: no ping; HEAD each blob with Accept: <type>, */* (:107-121),
+        # POST (:170; ?mount=&from= when the source is known, :174-184), the whole body in one
+        # PUT ?digest= (:265-290, no PATCH); the config and layers together (remotes/handlers.go:
+        # 213-252); HEAD the manifest by tag, PUT unless it holds this digest (:130-134, :164).
         ping=False,
         upload_mode="monolithic",
-        check_existing=True,
-        config_with_layers=True,  # remotes/handlers.go:230 PushContent: children dispatched together
+        config_with_layers=True,
+        manifest_check="before-put",
+        typed_accept=True,
     ),
 )
 
 # podman 4.3, skopeo 1.9 and CRI-O: containers/image v5.23.1.
 PODMAN = ClientProfile(
     "podman",
-    "podman, skopeo, CRI-O (containers/image 5.23)",
-    "containers/5.23.1 (github.com/containers/image)",  # docker/docker_client.go:248 (version/version.go)
+    "podman, CRI-O (containers/image 5.23)",
+    "containers/5.23.1 (github.com/containers/image)",  # docker/docker_client.go:72 (version/version.go)
     PullOptions(
-        jobs=6,  # copy/copy.go:93 maxParallelDownloads
-        # docker/docker_image_src.go:236 fetchManifest: GET by tag, no HEAD; docker/docker_client.go:
-        # 547: one Accept field per type of manifest/manifest.go:61 DefaultRequestedManifestMIMETypes.
+        jobs=6,  # copy/copy.go:44 maxParallelDownloads
+        # docker/docker_image_src.go:207-217: GET by tag, no HEAD; docker/docker_client.go:604-608
+        # adds one Accept field per type of manifest/manifest.go:54-61, in this order.
         manifest_accept=(
             mt.OCI_MANIFEST,
             mt.DOCKER_MANIFEST,
@@ -120,25 +140,31 @@ PODMAN = ClientProfile(
             mt.DOCKER_MANIFEST_LIST,
             mt.OCI_INDEX,
         ),
-        config_first=True,  # copy/single.go:152: the config is read (platform check) before the layers
+        # copy/copy.go:642,827-829: into containers-storage the config is read before the layers
+        # (skopeo copy to a registry or a directory reads it after them).
+        config_order="first",
     ),
     PushOptions(
-        jobs=6,  # copy/copy.go:93: the same limit for uploads
-        # docker/docker_image_dest.go:302 TryReusingBlob: HEAD the blob; PutBlob (:137): POST, one
-        # streamed PATCH, PUT ?digest=; the config after the layers (copy/single.go:637).
+        jobs=6,  # copy/copy.go:44: the same limit for uploads
+        # docker/docker_image_dest.go:228-231 HEAD the blob; PutBlob (:133-225): POST, one PATCH,
+        # PUT ?digest=; the config after the layers (copy/copy.go:1052); the manifest PUT by tag.
         upload_mode="streamed",
-        check_existing=True,
     ),
+    headers=(("Docker-Distribution-API-Version", "registry/2.0"),),  # docker_client.go:603, every request
 )
 
-# crane and go-containerregistry v0.19.0.
+# crane and go-containerregistry v0.21.9.
 CRANE = ClientProfile(
     "crane",
-    "crane (go-containerregistry 0.19)",
-    "crane/v0.19.0 go-containerregistry/v0.19.0",  # pkg/v1/remote/transport/useragent.go:82
+    "crane (go-containerregistry 0.21)",
+    # cmd/crane/cmd/root.go:71-77 and pkg/v1/remote/transport/useragent.go:78-83.
+    "crane/v0.21.9 go-containerregistry/v0.21.9",
     PullOptions(
-        jobs=4,  # pkg/v1/remote/options.go:104 defaultJobs
-        # pkg/v1/remote/fetcher.go:113 fetchManifest: a GET with one comma-joined Accept.
+        # cmd/crane/cmd/pull.go:78 writes a tarball (pkg/v1/tarball/write.go:154-199): the config,
+        # then one layer at a time (with --format oci: 4 at once and the config last).
+        jobs=1,
+        # pkg/v1/remote/fetcher.go:150-160: a GET with one Accept, the types of descriptor.go:29-32
+        # joined by commas.
         manifest_accept=(
             ",".join(
                 (
@@ -153,12 +179,13 @@ CRANE = ClientProfile(
         ),
     ),
     PushOptions(
-        jobs=4,  # pkg/v1/remote/options.go:104 defaultJobs
-        # pkg/v1/remote/write.go:293 uploadOne: checkExistingBlob (HEAD), initiateUpload (POST),
-        # streamBlob (one PATCH), commitBlob (PUT ?digest=); the config is one of the blobs (write.go:173).
+        jobs=4,  # pkg/v1/remote/options.go:107 defaultJobs
+        # pkg/v1/remote/pusher.go:292-330: HEAD the manifest by tag first, and stop when it is
+        # this one; write.go:386-480 per blob: HEAD, POST, one PATCH with its length, PUT ?digest=;
+        # the config in the same jobs, queued last (pusher.go:474-521).
         upload_mode="streamed",
-        check_existing=True,
         config_with_layers=True,
+        manifest_check="first",
     ),
 )
 

@@ -14,13 +14,14 @@ from .blobstore import BlobStore
 from .client import RegistryClient
 from .concurrency import Runner
 from .digest import Digest, Tally
-from .errors import ManifestError, RegistryError, RegloadError
+from .errors import ManifestError, RegistryError, RegloadError, UsageError
 from .manifest import DEFAULT_PLATFORM, Descriptor, ImageManifest, Index, Platform, Schema1Manifest, parse_manifest
 from .reference import Reference
 from .schema1 import schema1_config, schema1_layers
 from .sinks.base import PulledImage, Sink
 
 MAX_CONFIG_BYTES = 64 * 1024 * 1024
+CONFIG_ORDERS = ("first", "alongside", "last")
 READ_CHUNK = 1 << 20
 
 ProgressFn = Callable[[int], None]
@@ -32,12 +33,21 @@ class PullOptions:
     jobs: int = 3  # docker's default max-concurrent-downloads
     verify: bool = True
     # HEAD the manifest, then GET it by digest (docker, containerd); by tag when the HEAD is
-    # refused (403, 405) or names no digest.
+    # answered with one of ``head_fallback`` or names no digest.
     head_first: bool = False
+    head_fallback: frozenset[int] = frozenset({405})
     ping: bool = True  # GET /v2/ first (containerd does not: its first request is the manifest's)
     manifest_accept: tuple[str, ...] = endpoints.MANIFEST_ACCEPT  # one Accept field per value
-    blob_accept: bool = False  # each blob GET sends ``Accept: <its media type>, */*`` (containerd)
-    config_first: bool = True  # the config before the layers, else among them, in the same jobs
+    # A GET of something whose type is known (a blob, a manifest by the digest a HEAD or an index
+    # gave) sends ``Accept: <its media type>, */*`` instead (containerd).
+    typed_accept: bool = False
+    # The config "first", before the layers; "alongside" them, outside the jobs (docker); or
+    # "last", after them (skopeo copy, crane pull --format oci).
+    config_order: str = "first"
+
+    def __post_init__(self) -> None:
+        if self.config_order not in CONFIG_ORDERS:
+            raise UsageError(f"unknown config order {self.config_order!r}: choose one of {', '.join(CONFIG_ORDERS)}")
 
 
 @dataclass
@@ -73,28 +83,30 @@ class PullResult:
         }
 
 
-# A HEAD on a manifest answered with these is retried as a GET: some registries refuse HEAD
-# (containerd remotes/docker/resolver.go, Resolve).
-HEAD_REFUSED = (403, 405)
-
-
 def fetch_manifest(
-    client: RegistryClient,
-    ref: Reference,
-    head_first: bool = False,
-    accept: tuple[str, ...] = endpoints.MANIFEST_ACCEPT,
+    client: RegistryClient, ref: Reference, options: PullOptions = PullOptions()
 ) -> ImageManifest | Schema1Manifest | Index:
     """The reference's manifest or index, parsed. With ``head_first``, a HEAD learns the digest
-    and the GET asks for that digest (docker and containerd); a HEAD refused, or answered without
-    a ``Docker-Content-Digest``, is followed by a GET of the reference itself."""
-    reference = None
-    if head_first:
-        head = endpoints.head_manifest(client, ref, accept=accept, refused=HEAD_REFUSED)
+    and the GET asks for that digest (docker and containerd); a HEAD answered with one of
+    ``head_fallback``, or without a ``Docker-Content-Digest``, is followed by a GET of the
+    reference itself."""
+    reference, accept = None, options.manifest_accept
+    if options.head_first:
+        refused = tuple(options.head_fallback - {200})
+        head = endpoints.head_manifest(client, ref, accept=accept, refused=refused)
         if head is None:
             raise RegistryError(endpoints.HEAD_MANIFEST, 404, "MANIFEST_UNKNOWN", "manifest unknown")
-        reference = str(head.digest) if head.digest else None
+        if head.digest is not None:
+            reference = str(head.digest)
+            if options.typed_accept and head.media_type:
+                accept = (_typed(head.media_type),)
     fetched = endpoints.get_manifest(client, ref, reference, accept)
     return parse_manifest(fetched.raw, fetched.media_type, fetched.digest)
+
+
+def _typed(media_type: str) -> str:
+    """containerd's Accept for a descriptor it fetches (remotes/docker/fetcher.go:249)."""
+    return f"{media_type}, */*"
 
 
 def platform_manifest(
@@ -102,11 +114,12 @@ def platform_manifest(
     ref: Reference,
     index: Index,
     platform: Platform,
-    accept: tuple[str, ...] = endpoints.MANIFEST_ACCEPT,
+    options: PullOptions = PullOptions(),
 ) -> tuple[ImageManifest | Schema1Manifest, Descriptor]:
     """GET the manifest an index names for ``platform``: its size must be the index entry's
     (image-spec descriptor.md), and it must not be an index itself."""
     chosen = index.select(platform)
+    accept = (_typed(chosen.media_type),) if options.typed_accept else options.manifest_accept
     inner = endpoints.get_manifest(client, ref, str(chosen.digest), accept)
     if len(inner.raw) != chosen.size:
         raise ManifestError(f"manifest {chosen.digest.short} is {len(inner.raw)} bytes, the index says {chosen.size}")
@@ -120,10 +133,10 @@ def resolve_manifest(
     client: RegistryClient, ref: Reference, options: PullOptions
 ) -> tuple[ImageManifest | Schema1Manifest, Index | None, Descriptor | None]:
     """The image manifest to pull: the reference's own, or, when it is an index, the platform's."""
-    manifest = fetch_manifest(client, ref, options.head_first, options.manifest_accept)
+    manifest = fetch_manifest(client, ref, options)
     if not isinstance(manifest, Index):
         return manifest, None, None
-    resolved, chosen = platform_manifest(client, ref, manifest, options.platform, options.manifest_accept)
+    resolved, chosen = platform_manifest(client, ref, manifest, options.platform, options)
     return resolved, manifest, chosen
 
 
@@ -145,7 +158,7 @@ def fetch_blob(
     ``accept``: ask for the descriptor's media type, or anything (containerd fetcher.go, Fetch)."""
     verifier = Tally(desc.digest, desc.size if desc.size >= 0 else None, "blob") if verify else None
     size = 0
-    wanted = f"{desc.media_type}, */*" if accept else None
+    wanted = _typed(desc.media_type) if accept else None
     with endpoints.get_blob(client, ref, desc.digest, wanted) as response:
         try:
             for chunk in response.iter_bytes(READ_CHUNK):
@@ -200,30 +213,34 @@ def _fetch_blobs(
     progress: ProgressFn | None,
     timings: dict[str, float],
 ) -> tuple[bytes | None, list[int]]:
-    """The config (in memory) and each distinct layer (into ``blobs``): the config first, then
-    the layers ``jobs`` at a time, or, without ``config_first``, the config as one of the jobs."""
+    """The config (in memory) and each distinct layer (into ``blobs``), ``jobs`` layers at a
+    time; the config before them, after them, or alongside them (a job of its own)."""
     clock = time.perf_counter
-    accept = options.blob_accept
+    accept = options.typed_accept
     unique = layers if len(layers) < 2 else list({d.digest: d for d in layers}.values())
     config: list[bytes] = []
 
-    def fetch(desc: Descriptor) -> int:
-        if desc is config_desc:
-            config.append(fetch_config(client, ref, desc, accept))
-            return len(config[0])
-        return fetch_layer(client, ref, desc, blobs, options.verify, progress, accept)
+    def fetch_the_config() -> None:
+        if config_desc is not None:
+            t = clock()
+            config.append(fetch_config(client, ref, config_desc, accept))
+            timings["config"] = clock() - t
 
-    t = clock()
-    if config_desc is not None and options.config_first:
-        fetch(config_desc)
-        timings["config"] = clock() - t
-    elif config_desc is not None:
-        unique = [config_desc, *unique]
-    t = clock()
-    sizes = runner.map(fetch, unique, max(1, options.jobs))
-    timings["layers"] = clock() - t
-    if config_desc is not None and not options.config_first:
-        sizes = sizes[1:]
+    def fetch_the_layers() -> None:
+        t = clock()
+        fetch = lambda desc: fetch_layer(client, ref, desc, blobs, options.verify, progress, accept)  # noqa: E731
+        sizes.extend(runner.map(fetch, unique, max(1, options.jobs)))
+        timings["layers"] = clock() - t
+
+    sizes: list[int] = []
+    if options.config_order == "alongside" and config_desc is not None:
+        runner.map(lambda step: step(), [fetch_the_config, fetch_the_layers], 2)
+    elif options.config_order == "last":
+        fetch_the_layers()
+        fetch_the_config()
+    else:
+        fetch_the_config()
+        fetch_the_layers()
     return (config[0] if config else None), sizes
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import endpoints
 from .client import RegistryClient
@@ -18,6 +18,8 @@ from .sources.base import BlobSource, CompressedWhileSent, SourceImage, StreamDi
 from .streams import Count, checked, regrouped
 
 UPLOAD_MODES = ("monolithic", "streamed", "chunked", "single-post")
+EXISTENCE_CHECKS = ("always", "known")  # HEAD every blob first, or only one whose digest is remembered
+MANIFEST_CHECKS = (None, "first", "before-put")
 DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
 
 ProgressFn = Callable[[int], None]
@@ -30,14 +32,25 @@ class PushOptions:
     jobs: int = 5  # docker's default max-concurrent-uploads
     mount_from: str | None = None
     check_existing: bool = True  # HEAD each blob first and skip the ones the registry has
+    # "always": HEAD each blob first; "known" (docker): only a layer whose digest is remembered
+    # from an earlier push of its content (the digest cache; docker's v2 metadata), and the config.
+    existence: str = "always"
     ping: bool = True  # GET /v2/ first (containerd does not)
-    config_with_layers: bool = False  # the config as one of the jobs, not after the layers
+    config_with_layers: bool = False  # the config as one of the jobs (queued last), not after the layers
+    head_after_commit: bool = False  # HEAD each blob once committed or mounted (docker's blob writer)
+    patch_length: bool = True  # a streamed PATCH announces its length; False: chunked (docker)
+    # HEAD the manifest by tag: "first", before any blob, and the push ends there when the registry
+    # has this very manifest (crane); "before-put", and no PUT when it has it (containerd).
+    manifest_check: str | None = None
+    typed_accept: bool = False  # HEADs send ``Accept: <media type>, */*`` (containerd)
 
     def __post_init__(self) -> None:
         if self.upload_mode not in UPLOAD_MODES:
             raise UsageError(f"unknown upload mode {self.upload_mode!r}: choose one of {', '.join(UPLOAD_MODES)}")
         if self.chunk_size < 1:
             raise UsageError("the chunk size must be at least 1 byte")
+        if self.existence not in EXISTENCE_CHECKS or self.manifest_check not in MANIFEST_CHECKS:
+            raise UsageError(f"unknown existence check {self.existence!r} or manifest check {self.manifest_check!r}")
 
 
 @dataclass(frozen=True)
@@ -62,23 +75,38 @@ def push_blob(
     client: RegistryClient, ref: Reference, blob: BlobSource, options: PushOptions, progress: ProgressFn | None = None
 ) -> BlobPushed:
     """Push one blob unless the registry has it already or can mount it."""
+    pushed = _push_blob(client, ref, blob, options, progress)
+    if options.head_after_commit and pushed.action != "exists":
+        # distribution's client Stats a blob once its upload is committed or it is mounted
+        # (registry/client/blob_writer.go:139, repository.go:750, as moby vendors them).
+        _head(client, ref, pushed.descriptor, options)
+    return pushed
+
+
+def _head(client: RegistryClient, ref: Reference, desc: Descriptor, options: PushOptions) -> bool:
+    """HEAD ``desc`` in the repository: whether the registry has it, of its size."""
+    accept = f"{desc.media_type}, */*" if options.typed_accept else None
+    size = endpoints.head_blob(client, ref, desc.digest, endpoints.push_scope(ref), accept)
+    return size is not None and size in (desc.size, -1)
+
+
+def _push_blob(
+    client: RegistryClient, ref: Reference, blob: BlobSource, options: PushOptions, progress: ProgressFn | None
+) -> BlobPushed:
     desc = blob.known_descriptor()
     needs_digest = bool(options.mount_from) or options.upload_mode in ("monolithic", "single-post")
+    check_known = options.check_existing and options.existence == "always"
     if desc is None and options.check_existing and not needs_digest and isinstance(blob, CompressedWhileSent):
         # As docker does (moby distribution/push_v2.go, pushDescriptor.Upload): a layer whose compressed
         # digest is not known yet is compressed while it uploads, not compressed first to ask
         # for it; a digest an earlier run found for the same content is asked for first.
         likely = blob.likely_descriptor()
-        if likely is not None:
-            size = endpoints.head_blob(client, ref, likely.digest, endpoints.push_scope(ref))
-            if size is not None and size in (likely.size, -1):
-                return BlobPushed(likely, "exists", 0)
-    elif desc is None and (options.check_existing or needs_digest):
+        if likely is not None and _head(client, ref, likely, options):
+            return BlobPushed(likely, "exists", 0)
+    elif desc is None and (check_known or needs_digest):
         desc = blob.descriptor()  # these paths need the digest before sending any data
-    if desc is not None and options.check_existing:
-        size = endpoints.head_blob(client, ref, desc.digest, endpoints.push_scope(ref))
-        if size is not None and size in (desc.size, -1):
-            return BlobPushed(desc, "exists", 0)
+    if desc is not None and check_known and _head(client, ref, desc, options):
+        return BlobPushed(desc, "exists", 0)
     session = None
     if desc is not None and options.mount_from:
         session = endpoints.mount_blob(client, ref, desc.digest, options.mount_from)
@@ -109,7 +137,7 @@ def push_blob(
     sent = Count(progress)
     stream = checked(blob.open(), sent, *([hasher] if hasher else []))
     if mode == "streamed":
-        length = desc.size if desc is not None else None
+        length = desc.size if desc is not None and options.patch_length else None
         session = endpoints.patch_upload(client, ref, session, stream, length, content_range=False)
     else:
         session = _upload_chunks(client, ref, session, stream, options.chunk_size)
@@ -162,6 +190,32 @@ def manifest_bytes(image: SourceImage, config: Descriptor, layers: list[Descript
     return build_manifest(image.manifest_media_type, config, layers)
 
 
+def _manifest_there(
+    client: RegistryClient, ref: Reference, digest: Digest | None, image: SourceImage, options: PushOptions
+) -> bool:
+    """HEAD the manifest by the reference: whether the registry holds this very one (answered
+    with ``digest``; a 403 or 404 is "not there", as go-containerregistry reads it)."""
+    accept = (f"{image.manifest_media_type}, */*",) if options.typed_accept else endpoints.MANIFEST_ACCEPT
+    head = endpoints.head_manifest(client, ref, ref.reference, accept, refused=(403,))
+    return head is not None and digest is not None and head.digest == digest
+
+
+def _already_there(
+    client: RegistryClient, ref: Reference, image: SourceImage, options: PushOptions
+) -> PushResult | None:
+    """crane's first step: HEAD the manifest, and push nothing when the registry has it. Its
+    digest is known up front only when every blob's is (an OCI layout, a docker-save tarball
+    hashed before); otherwise the HEAD is sent and the push goes on."""
+    descriptors = [b.known_descriptor() for b in (*image.layers, image.config)]
+    known = [d for d in descriptors if d is not None]
+    raw = manifest_bytes(image, known[-1], known[:-1]) if len(known) == len(descriptors) else None
+    digest = Digest.of(raw) if raw is not None else None
+    if not _manifest_there(client, ref, digest, image, options) or raw is None:
+        return None
+    blobs = [BlobPushed(d, "exists", 0) for d in known]
+    return PushResult(str(ref), str(digest), image.manifest_media_type, blobs, 0, manifest_size=len(raw))
+
+
 def push(
     client: RegistryClient,
     ref: Reference,
@@ -177,6 +231,9 @@ def push(
     if options.ping:
         client.ping()
     client.prepare(endpoints.push_scope(ref, *filter(None, [options.mount_from])))
+    if options.manifest_check == "first" and (whole := _already_there(client, ref, image, options)) is not None:
+        whole.timings["total"] = clock() - started
+        return whole
     blobs_first = list(image.layers) + ([image.config] if options.config_with_layers else [])
     layers = runner.map(lambda blob: push_blob(client, ref, blob, options, progress), blobs_first, max(1, options.jobs))
     timings["layers"] = clock() - started
@@ -184,14 +241,17 @@ def push(
         config = layers.pop()
     else:
         t = clock()
-        config = push_blob(client, ref, image.config, options, progress)
+        # docker's manifest builder Stats the config before it puts it (distribution
+        # manifest/schema2/builder.go:51), whatever it knows of the layers.
+        config = push_blob(client, ref, image.config, replace(options, existence="always"), progress)
         timings["config"] = clock() - t
     raw = manifest_bytes(image, config.descriptor, [b.descriptor for b in layers])
     digest = Digest.of(raw)
     if ref.digest is not None and ref.digest != digest:
         raise UsageError(f"the image's manifest digest is {digest}, not the {ref.digest} of the reference")
     t = clock()
-    endpoints.put_manifest(client, ref, ref.reference, raw, image.manifest_media_type)
+    if options.manifest_check != "before-put" or not _manifest_there(client, ref, digest, image, options):
+        endpoints.put_manifest(client, ref, ref.reference, raw, image.manifest_media_type)
     timings["manifest"] = clock() - t
     timings["total"] = clock() - started
     blobs = [*layers, config]

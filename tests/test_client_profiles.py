@@ -36,7 +36,7 @@ HEAD_TAG = ("HEAD", "/v2/<name>/manifests/<tag>")
 GET_TAG = ("GET", "/v2/<name>/manifests/<tag>")
 GET_DIGEST = ("GET", "/v2/<name>/manifests/<digest>")
 PUT_TAG = ("PUT", "/v2/<name>/manifests/<tag>")
-CONTAINERD_UA = "containerd/v1.7.13"
+CONTAINERD_UA = "containerd/v1.7.34"
 CONTAINERS_UA = re.compile(r"^containers/\d+\.\d+\.\d+ \(github\.com/containers/image\)$")
 
 
@@ -107,6 +107,8 @@ def test_the_podman_profile_pulls_as_podman_pull_does(registry_anon, proxy, podm
     assert len(traffic.manifest_accept(real)) == 6  # podman sends a field per type
     for agents in (traffic.user_agents(real), traffic.user_agents(ours)):
         assert len(agents) == 1 and CONTAINERS_UA.match(agents.pop())
+    for exchanges in (real, ours):
+        assert {e.get("Docker-Distribution-API-Version") for e in exchanges} == {"registry/2.0"}
     peak = traffic.peak_concurrency(real, traffic.blob_gets)
     assert traffic.peak_concurrency(ours, traffic.blob_gets) == peak == min(layers, 6)
 
@@ -175,6 +177,7 @@ def test_the_docker_profile_heads_the_tag_then_gets_the_manifest_by_digest(regis
     seed(registry_anon, image, repository)
 
     out = regload_via(proxy, "pull", f"{proxy.host}/{repository}:v1", "--client-profile", "docker")
+    connections = proxy.counters().connections
     ours = recorded(proxy)
 
     assert out["client_profile"] == "docker"
@@ -193,7 +196,39 @@ def test_the_docker_profile_heads_the_tag_then_gets_the_manifest_by_digest(regis
     (agent,) = traffic.user_agents(ours)
     assert re.match(r"^docker/\S+ go/\S+ git-commit/\S+ kernel/\S+ os/linux arch/amd64 UpstreamClient\(", agent)
     assert traffic.request_counts(ours)[("GET", "/v2/<name>/blobs/<digest>")] == 9  # the config and 8 layers
-    assert traffic.peak_concurrency(ours, traffic.blob_gets) == 3
+    # 3 layers at once, and the config alongside them.
+    assert traffic.peak_concurrency(ours, traffic.blob_gets) == 4
+    # dockerd turns keep-alive off: a connection of its own for every request.
+    assert {e.get("Connection") for e in ours} == {"close"}
+    assert connections == len(ours)
+
+
+@pytest.mark.registry
+def test_the_docker_profile_pushes_a_new_layer_without_a_head_first_and_heads_it_once_committed(
+    registry_anon, proxy, tmp_path
+):
+    image = new_image(tmp_path, 2)
+    word = uuid.uuid4().hex[:8]
+
+    regload_via(
+        proxy, "push", f"{image.layout}:v1", f"{proxy.host}/profiles/dkr-{word}:v1", "--client-profile", "docker"
+    )
+    ours = recorded(proxy)
+
+    head, post, patch = (
+        ("HEAD", "/v2/<name>/blobs/<digest>"),
+        ("POST", "/v2/<name>/blobs/uploads/"),
+        ("PATCH", "/v2/<name>/blobs/uploads/<session>"),
+    )
+    commit = ("PUT", "/v2/<name>/blobs/uploads/<session>?digest=<digest>")
+    sent = traffic.requests(ours)
+    assert sent[0] == PING and sent[-1] == PUT_TAG
+    layers, config = sent[1:-6], sent[-6:-1]
+    assert sorted(layers) == sorted([post, patch, commit, head] * 2)
+    assert layers.index(post) < layers.index(head)  # no HEAD before a layer's upload
+    assert config == [head, post, patch, commit, head]  # the manifest builder's Stat, then the upload
+    patches = [e for e in ours if traffic.template(e) == patch]
+    assert all(e.get("Transfer-Encoding") == "chunked" and e.get("Content-Length") is None for e in patches)
 
 
 @pytest.mark.registry
@@ -211,8 +246,12 @@ def test_the_containerd_profile_pushes_each_blob_with_a_post_and_one_put(registr
         ("HEAD", "/v2/<name>/blobs/<digest>"): 3,
         ("POST", "/v2/<name>/blobs/uploads/"): 3,
         ("PUT", "/v2/<name>/blobs/uploads/<session>?digest=<digest>"): 3,
+        HEAD_TAG: 1,
         PUT_TAG: 1,
     }  # no ping, no PATCH
+    assert traffic.requests(ours)[-2:] == [HEAD_TAG, PUT_TAG]
+    heads = [e for e in ours if traffic.template(e)[0] == "HEAD"]
+    assert all((e.get("Accept") or "").endswith(", */*") for e in heads)
     sizes = sorted(b["size"] for b in out["blobs"])
     puts = [e for e in ours if traffic.template(e)[1].endswith("?digest=<digest>")]
     assert sorted(int(e.get("Content-Length") or -1) for e in puts) == sizes  # the whole body in the PUT
@@ -232,6 +271,7 @@ def test_the_containerd_profile_pulls_without_a_ping_and_asks_for_each_blob_by_t
     ours = recorded(proxy)
 
     assert traffic.requests(ours)[:2] == [HEAD_TAG, GET_DIGEST]
+    assert ours[1].get("Accept") == "application/vnd.oci.image.manifest.v1+json, */*"  # the type the HEAD gave
     assert PING not in traffic.requests(ours)
     assert traffic.manifest_accept(ours) == [
         "application/vnd.docker.distribution.manifest.v2+json, "
@@ -243,7 +283,10 @@ def test_the_containerd_profile_pulls_without_a_ping_and_asks_for_each_blob_by_t
     assert {e.target.rsplit("/", 1)[1]: e.get("Accept") for e in blobs} == {
         digest: f"{media_type}, */*" for digest, media_type in wanted.items()
     }
-    assert traffic.peak_concurrency(ours, traffic.blob_gets) == 3  # the config among the layers
+    # The config first (the unpacker waits for it), then both layers.
+    assert traffic.requests(ours)[2] == ("GET", "/v2/<name>/blobs/<digest>")
+    assert ours[2].target.endswith(image.config.digest)
+    assert traffic.peak_concurrency(ours, traffic.blob_gets) == 2
 
 
 @pytest.mark.registry
@@ -258,11 +301,25 @@ def test_the_crane_profile_uploads_the_config_with_the_layers(registry_anon, pro
     regload_via(proxy, "push", f"{image.layout}:v1", f"{proxy.host}/profiles/own-{word}:v1")
     own = recorded(proxy)
 
-    assert traffic.request_counts(crane) == traffic.request_counts(own)  # HEAD, POST, one PATCH, PUT each
+    # HEAD, POST, one PATCH, PUT for each blob, as regload's own, and the manifest HEADed first.
+    assert traffic.requests(crane)[:2] == [PING, HEAD_TAG]
+    assert traffic.request_counts(crane) == {**traffic.request_counts(own), HEAD_TAG: 1}
     assert traffic.peak_concurrency(crane, traffic.uploads) == 3
     assert traffic.peak_concurrency(own, traffic.uploads) == 2  # regload: the config after the layers
     (agent,) = traffic.user_agents(crane)
     assert re.match(r"^crane/\S+ go-containerregistry/\S+$", agent)
+
+    # A second push of the same image: the manifest HEAD finds it, nothing else is sent.
+    regload_via(
+        proxy, "push", f"{image.layout}:v1", f"{proxy.host}/profiles/crane-{word}:v1", "--client-profile", "crane"
+    )
+    assert traffic.requests(recorded(proxy)) == [PING, HEAD_TAG]
+
+    # crane pull writes a tarball: the config, then one layer at a time.
+    regload_via(proxy, "pull", f"{proxy.host}/profiles/crane-{word}:v1", "--client-profile", "crane")
+    pulled = recorded(proxy)
+    assert traffic.requests(pulled)[:2] == [PING, GET_TAG] and pulled[2].target.endswith(image.config.digest)
+    assert traffic.peak_concurrency(pulled, traffic.blob_gets) == 1
 
 
 @pytest.mark.registry

@@ -46,6 +46,8 @@ REGLOAD_FIELDS = (
     "pushLayers",
     "pushLayerSize",
     "uploadMode",
+    "clientProfile",
+    "userAgent",
     "checkFailRatio",
 )
 
@@ -116,6 +118,7 @@ def test_web_ui_runs_and_stops_a_push_load(web_ui, page, tmp_path):
     page.locator("input[name=pushLayers]").fill("1")
     page.locator("input[name=pushLayerSize]").fill("16KiB")
     page.locator("select[name=uploadMode]").select_option("monolithic")
+    page.locator("select[name=clientProfile]").select_option("containerd")  # whose pushes never ping
 
     # The class picker: PushUser only.
     page.locator("tr", has_text="PullUser").locator("input[type=checkbox]").uncheck()
@@ -129,6 +132,7 @@ def test_web_ui_runs_and_stops_a_push_load(web_ui, page, tmp_path):
     posted = parse_qs(swarm.value.post_data or "", keep_blank_values=True)
     assert web_ui_options() <= set(posted), sorted(web_ui_options() - set(posted))
     assert posted["user_classes"] == ["PushUser"] and posted["push_layer_size"] == ["16KiB"]
+    assert posted["client_profile"] == ["containerd"]
 
     # Endpoint rows and the whole-operation row appear in the statistics table.
     page.locator("tr", has_text="/v2/<name>/blobs/<digest>").first.wait_for()
@@ -153,6 +157,7 @@ def test_web_ui_runs_and_stops_a_push_load(web_ui, page, tmp_path):
     push = rows[("PUSH", "image")]
     assert push["num_failures"] == 0 and 16 * 1024 <= push["avg_content_length"] < 32 * 1024, push
     assert ("PATCH", "/v2/<name>/blobs/uploads/<session>") not in rows, sorted(rows)
+    assert ("GET", "/v2/") not in rows, sorted(rows)  # the containerd profile: no ping
 
     # Stop from the UI: the state becomes stopped.
     page.get_by_role("button", name="Stop").click()

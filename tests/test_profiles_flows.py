@@ -4,6 +4,7 @@ clients' traffic: tests/test_client_profiles.py."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -62,16 +63,18 @@ def test_a_head_answered_with_a_digest_gets_the_manifest_by_that_digest():
     assert result.manifest.raw == raw
 
 
-def test_the_config_among_the_layers_is_fetched_once_and_counted_once():
-    first, among = FakeRegistry(), FakeRegistry()
-    for fake in (first, among):
+@pytest.mark.parametrize("order", ["alongside", "last"])
+def test_the_config_alongside_or_after_the_layers_is_fetched_once_and_counted_once(order):
+    first, other = FakeRegistry(), FakeRegistry()
+    for fake in (first, other):
         fake.add_image("app", "1", LAYERS)
     one = pull(first.client(), first.ref("app:1"), DiscardSink(), SequentialRunner(), REGLOAD.pull)
-    two = pull(among.client(), among.ref("app:1"), DiscardSink(), SequentialRunner(), CONTAINERD.pull)
+    options = replace(REGLOAD.pull, config_order=order)
+    two = pull(other.client(), other.ref("app:1"), DiscardSink(), SequentialRunner(), options)
 
-    assert one.bytes == two.bytes
-    assert names(among).count(endpoints.GET_BLOB) == 3
-    assert "config" not in two.timings and "config" in one.timings
+    assert one.bytes == two.bytes and {"config", "layers"} <= set(two.timings)
+    gets = [r.url.rsplit("/", 1)[1] for r in other.requests if r.name == endpoints.GET_BLOB]
+    assert len(gets) == 3 and (gets[-1] if order == "last" else gets[0]) == str(one.config_desc.digest)
 
 
 def test_containerd_asks_for_each_blob_by_its_media_type():
@@ -104,7 +107,18 @@ def test_the_containerd_push_sends_no_ping_and_the_config_with_the_layers():
     assert endpoints.PATCH_UPLOAD not in names(fake)
     puts = [r for r in fake.requests if r.name == endpoints.PUT_UPLOAD]
     assert sorted(len(r.body) for r in puts) == sorted([2, *map(len, LAYERS)])
-    assert names(fake)[-1] == endpoints.PUT_MANIFEST
+    assert names(fake)[-2:] == [endpoints.HEAD_MANIFEST, endpoints.PUT_MANIFEST]
+
+
+def test_the_containerd_push_puts_no_manifest_the_registry_holds_under_the_tag():
+    fake = FakeRegistry()
+    layers: list = [BytesBlob(mt.OCI_LAYER_GZIP, data) for data in LAYERS]
+    image = SourceImage(mt.OCI_MANIFEST, BytesBlob(mt.OCI_CONFIG, b"{}"), layers)
+    push(fake.client(), fake.ref("app:1"), image, SequentialRunner(), CONTAINERD.push)
+    fake.requests.clear()
+    push(fake.client(), fake.ref("app:1"), image, SequentialRunner(), CONTAINERD.push)
+    assert endpoints.PUT_MANIFEST not in names(fake) and names(fake)[-1] == endpoints.HEAD_MANIFEST
+    assert names(fake).count(endpoints.POST_UPLOAD) == 0  # every blob found by its HEAD
 
 
 def test_options_given_replace_the_profiles_and_none_keeps_them():
@@ -131,7 +145,7 @@ def test_locust_settings_take_the_profile_unless_an_option_is_given():
     s = settings_from(SimpleNamespace(client_profile="containerd"))
     assert (s.pull_jobs, s.push_jobs, s.upload_mode, s.head_first) == (3, 3, "monolithic", True)
     assert s.user_agent == CONTAINERD.user_agent and s.client_settings().user_agent == CONTAINERD.user_agent
-    assert s.pull_options().blob_accept and not s.push_options().ping
+    assert s.pull_options().typed_accept and not s.push_options().ping
 
     # The web UI posts an empty field for an option left alone.
     s = settings_from(SimpleNamespace(client_profile="podman", pull_jobs="", push_jobs="2", upload_mode="chunked"))

@@ -17,7 +17,7 @@ from ..client import RegistryClient
 from ..concurrency import Runner
 from ..errors import CertificateError, ManifestError, RegloadError, UsageError
 from ..manifest import DEFAULT_PLATFORM, ImageManifest, Index, Platform
-from ..profiles import PROFILES, REGLOAD, profile
+from ..profiles import PROFILES, REGLOAD, ClientProfile, profile
 from ..pull import PullOptions, fetch_manifest, platform_manifest, pull
 from ..push import UPLOAD_MODES, PushOptions, push
 from ..reference import Reference, Registry, parse_reference, parse_repository
@@ -200,13 +200,13 @@ def credentials_source(args: argparse.Namespace) -> CredentialsFor:
     return lambda host: resolve_credentials(host, args.username, args.password, args.password_stdin, stdin_text)
 
 
-def _user_agent(args: argparse.Namespace) -> str:
-    """``--user-agent``, else the client profile's (a command without profiles: regload's)."""
+def _user_agent(args: argparse.Namespace, chosen: ClientProfile) -> str:
+    """``--user-agent``, else the client profile's."""
     if args.user_agent is not None:
         if not args.user_agent.strip() or any(c in args.user_agent for c in "\r\n"):
             raise UsageError("--user-agent must be one non-empty line")
         return args.user_agent.strip()
-    return profile(getattr(args, "client_profile", None)).user_agent
+    return chosen.user_agent
 
 
 def connect(
@@ -214,6 +214,7 @@ def connect(
 ) -> RegistryClient:
     """The client for ``ref``'s registry. ``recorded``: its URL comes from an audit file, written
     by a push that reached it as the user asked (an http:// one included)."""
+    chosen = profile(getattr(args, "client_profile", None))  # a command without profiles: regload's
     settings = ClientSettings(
         credentials=(credentials_for or credentials_source(args))(ref.registry.host),
         # Asked for plain HTTP: --plain-http or an http:// --registry, not a loopback host's default.
@@ -222,9 +223,10 @@ def connect(
         insecure=args.insecure,
         read_timeout=args.timeout,
         http2=args.http2,
-        headers=_headers(args.header),
+        headers=chosen.with_headers(_headers(args.header)),
         retry=retry_policy(args),
-        user_agent=_user_agent(args),
+        user_agent=_user_agent(args, chosen),
+        keep_alive=chosen.keep_alive,
     )
     return make_client(ref.registry, settings)
 

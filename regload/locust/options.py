@@ -286,6 +286,8 @@ class LoadSettings:
             http2=self.http2,
             retry=self.retry,
             user_agent=self.user_agent,
+            headers=self.profile.headers,
+            keep_alive=self.profile.keep_alive,
         )
 
     def __repr__(self) -> str:  # never show the password

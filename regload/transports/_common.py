@@ -37,7 +37,8 @@ def build_ssl_context(
 
 
 def default_headers(options: TransportOptions) -> tuple[tuple[str, str], ...]:
-    return (("User-Agent", options.user_agent), *options.extra_headers)
+    close = (("Connection", "close"),) if not options.keep_alive else ()
+    return (("User-Agent", options.user_agent), *close, *options.extra_headers)
 
 
 def merge_headers(defaults: tuple[tuple[str, str], ...], request: Request) -> list[tuple[str, str]]:

@@ -56,14 +56,16 @@ class HttpxTransport:
                 write=options.read_timeout,
                 pool=None,
             ),
-            limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+            # Without keep-alive no connection is kept after its response (HTTP/2 has no
+            # Connection header: the pool keeping none is what makes a connection per request).
+            limits=httpx.Limits(max_connections=size, max_keepalive_connections=size if options.keep_alive else 0),
         )
         # The defaults would add Accept and Accept-Encoding: gzip. Blobs and manifests are
         # digested as sent, so ask for no content coding (the socket transport sends neither
         # header either); a caller that wants one sets it per request.
         for name in ("Accept", "Accept-Encoding", "User-Agent"):
             del self._client.headers[name]
-        self._defaults = default_headers(options)
+        self._defaults = tuple((n, v) for n, v in default_headers(options) if not (http2 and n == "Connection"))
 
     def send(self, request: Request) -> Response:
         where = _where(request)

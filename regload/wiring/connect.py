@@ -31,6 +31,7 @@ class ClientSettings:
     headers: tuple[tuple[str, str], ...] = ()
     retry: RetryPolicy = field(default=NO_RETRIES)
     user_agent: str = _TRANSPORT.user_agent  # a client profile's, or --user-agent
+    keep_alive: bool = True  # a client profile's: False, a connection per request
 
     def __repr__(self) -> str:  # Credentials hide the password; say nothing more than needed
         return f"ClientSettings(credentials={self.credentials!r}, plain_http={self.plain_http}, http2={self.http2})"
@@ -54,6 +55,7 @@ def make_client(
             read_timeout=settings.read_timeout,
             max_connections_per_host=settings.connections_per_host,
             user_agent=settings.user_agent,
+            keep_alive=settings.keep_alive,
         )
         transport = make_transport(options, http2=settings.http2)
     import gevent  # here, not at import: the CLI's --version and --help load no gevent
