@@ -92,11 +92,10 @@ def fetch_manifest(
     reference itself."""
     reference, accept = None, options.manifest_accept
     if options.head_first:
-        refused = tuple(options.head_fallback - {200})
-        head = endpoints.head_manifest(client, ref, accept=accept, refused=refused)
-        if head is None:
+        head = endpoints.head_manifest(client, ref, accept=accept, refused=tuple(sorted(options.head_fallback)))
+        if head is None and 404 not in options.head_fallback:
             raise RegistryError(endpoints.HEAD_MANIFEST, 404, "MANIFEST_UNKNOWN", "manifest unknown")
-        if head.digest is not None:
+        if head is not None and head.digest is not None:
             reference = str(head.digest)
             if options.typed_accept and head.media_type:
                 accept = (_typed(head.media_type),)

@@ -243,7 +243,8 @@ def push(
         t = clock()
         # docker's manifest builder Stats the config before it puts it (distribution
         # manifest/schema2/builder.go:51), whatever it knows of the layers.
-        config = push_blob(client, ref, image.config, replace(options, existence="always"), progress)
+        as_config = options if options.existence == "always" else replace(options, existence="always")
+        config = push_blob(client, ref, image.config, as_config, progress)
         timings["config"] = clock() - t
     raw = manifest_bytes(image, config.descriptor, [b.descriptor for b in layers])
     digest = Digest.of(raw)
