@@ -368,6 +368,7 @@ def test_locust_users_send_what_their_client_profile_sends(registry_anon, tmp_pa
     assert ("HEAD", "/v2/<name>/manifests/<reference>") in stats
     assert ("PATCH", "/v2/<name>/blobs/uploads/<session>") not in stats
     assert ("GET", "/v2/") not in stats
+    assert "regload client profile: containerd (containerd 1.7 (CRI, kubelet))" in result.output
     assert traffic.user_agents(exchanges) == {CONTAINERD_UA}
     blob_accepts = {e.get("Accept") for e in exchanges if traffic.blob_gets(traffic.template(e))}
     assert blob_accepts and all(value.endswith(", */*") for value in blob_accepts)

@@ -122,6 +122,9 @@ def _report(environment: Any) -> None:
     options = environment.parsed_options
     rows = throughput.throughput(environment.stats)
     arrivals = arrival_rows(environment)
+    if options is not None and rows and any(r.images for r in rows):
+        chosen = settings_for(environment).profile
+        print(f"regload client profile: {chosen.name} ({chosen.client})", file=sys.stderr)
     for line in throughput.summary_lines(rows) + arrival_report.summary_lines(arrivals):
         print(line, file=sys.stderr)
     outputs = []

@@ -20,6 +20,8 @@ from ..units import parse_size
 from ..wiring.connect import ClientSettings
 from ..wiring.retry_options import add_retry_arguments, retry_policy
 from .fresh import PullAfterPush
+from .nodes import NodeSpec
+from .platforms import PlatformMix
 from .rates import ARRIVALS, Schedule, parse_rate
 
 TOKEN_CACHE_MODES = ("shared", "user", "off")
@@ -48,6 +50,9 @@ DEFAULTS: dict[str, Any] = {
     "user_agent": "",
     "pull_jobs": None,  # None (or empty in the web UI): the client profile's
     "pull_head_first": _PULL.head_first,
+    "pull_platform": "",
+    "node_users": 0,
+    "node_parallel_pulls": 1,
     "no_verify": not _PULL.verify,
     "pull_pushed": False,
     "pool_families": 0,
@@ -131,6 +136,18 @@ def add_arguments(parser: Any) -> None:
         help=f"layers a PullUser fetches at once (default: the profile's; regload {_PULL.jobs})",
     )
     add("--pull-head-first", action="store_true", help="HEAD the manifest, then GET it by digest")
+    add(
+        "--pull-platform",
+        metavar="PLATFORMS",
+        help="the platform a pull takes from an index: os/arch[/variant], or a weighted mix such as"
+        " linux/amd64:3,linux/arm64:1 (default linux/amd64)",
+    )
+    add("--node-users", type=int, help="PullUsers per node, whose pulls the node limits as kubelet does (0: no nodes)")
+    add(
+        "--node-parallel-pulls",
+        type=int,
+        help="pulls a node runs at once (kubelet's maxParallelImagePulls; 1: serializeImagePulls, its default)",
+    )
     add("--no-verify", action="store_true", help="count pulled bytes without checking digests")
     add("--pull-pushed", action="store_true", help="images pushed during the run join the pull pool")
     add(
@@ -254,6 +271,8 @@ class LoadSettings:
     gzip_ratio: float | None = None  # None: synthetic layers are uncompressed tars
     profile: ClientProfile = REGLOAD
     user_agent: str = REGLOAD.user_agent
+    pull_platforms: PlatformMix = PlatformMix()
+    nodes: NodeSpec = NodeSpec()
 
     def pull_options(self) -> PullOptions:
         """A user's pull: the profile's, with the options given in place."""
@@ -346,6 +365,11 @@ def settings_from(options: Any) -> LoadSettings:
         gzip_ratio=_gzip_ratio(get("layer_gzip_ratio")),
         profile=chosen,
         user_agent=_user_agent(get("user_agent"), chosen),
+        pull_platforms=PlatformMix.parse(str(get("pull_platform"))),
+        nodes=NodeSpec(
+            _at_least(get("node_users"), 0, "--node-users"),
+            _at_least(get("node_parallel_pulls"), 1, "--node-parallel-pulls"),
+        ),
     )
 
 

@@ -11,6 +11,7 @@ from gevent.event import Event
 from ..audit import AuditLog
 from ..auth import TokenCache
 from .fresh import FreshQueue
+from .nodes import Node, Nodes
 from .open_model import ArrivalCounts, Arrivals, Share
 from .options import LoadSettings, settings_from
 from .pool import ImagePool
@@ -27,6 +28,7 @@ SHARE = Share()  # this process's part of the total rates (a master tells its wo
 WORKER_COUNTS: dict[str, ArrivalCounts] = {}  # on a master: what its workers counted, by kind
 _settings: dict[int, LoadSettings] = {}
 _audit_logs: dict[str, AuditLog] = {}
+_nodes: list[Nodes] = []  # this test's nodes (--node-users): one ``Nodes`` once a user asked
 
 
 def settings_for(environment: Any) -> LoadSettings:
@@ -45,6 +47,13 @@ def schedule_for(environment: Any, kind: str) -> Schedule | None:
         if shape is not None and getattr(cls, "kind", None) == kind:
             return ShapeRate(shape)
     return settings_for(environment).rate(kind)
+
+
+def node_for(settings: LoadSettings) -> Node | None:
+    """The node of a new PullUser (``--node-users``), or None when pulls are not grouped."""
+    if not _nodes:
+        _nodes.append(Nodes(settings.nodes))
+    return _nodes[0].join()
 
 
 def token_cache(mode: str) -> TokenCache:
@@ -73,3 +82,4 @@ def reset_for_test() -> None:
     OPEN.clear()
     CLOSED.clear()
     WORKER_COUNTS.clear()
+    _nodes.clear()

@@ -21,7 +21,7 @@ from locust.exception import StopUser
 from ..audit import AuditEntry
 from ..client import RegistryClient
 from ..errors import RegloadError, TransportError
-from ..pull import PullResult, pull
+from ..pull import PullOptions, PullResult, pull
 from ..push import PushResult, push
 from ..reference import Reference, Registry
 from ..sinks.base import Sink
@@ -31,13 +31,26 @@ from ..sources.synthetic import synthetic_image_of
 from ..wiring.connect import make_client
 from ..wiring.gevent_runner import GeventRunner
 from . import hooks  # noqa: F401  (registers regload's options and listeners with the user classes)
+from .nodes import Node
 from .observer import LocustObserver, drop_counter
 from .open_model import Arrivals
 from .options import LoadSettings
 from .pool import MAX_POOL, PoolImage
 from .rates import ArrivalShape
 from .seeding import TransportFactory, ensure_pool
-from .state import CLOSED, FRESH, OPEN, POOL, POOL_READY, SHARE, audit_log, schedule_for, settings_for, token_cache
+from .state import (
+    CLOSED,
+    FRESH,
+    OPEN,
+    POOL,
+    POOL_READY,
+    SHARE,
+    audit_log,
+    node_for,
+    schedule_for,
+    settings_for,
+    token_cache,
+)
 
 POOL_WAIT_SECONDS = 300.0
 _DISCARD = DiscardSink()  # it holds nothing: one for every pull that keeps nothing
@@ -82,6 +95,9 @@ class RegistryUser(User):
         s = self.settings
         self._pull_options = s.pull_options()
         self._push_options = s.push_options()
+        self._platform_options = {p: replace(self._pull_options, platform=p) for p in s.pull_platforms.platforms}
+        self._node: Node | None = None
+        self._on_node = False  # joined a node (--node-users) at its first pull
 
     def reference(self, repository: str, reference: str) -> Reference:
         key = (self.registry.base_url, repository, reference)
@@ -119,10 +135,22 @@ class RegistryUser(User):
         ``head_first`` overrides ``--pull-head-first`` for this pull. ``sink`` is where the
         image goes (a ``RootfsSink`` unpacks it as a node would); by default nothing is written.
         ``started``: when the pull was due (``arrival``), the start of its ``PULL image`` time."""
-        options = self._pull_options
+        options = self._platform_options[self.settings.pull_platforms.pick(self.rng)]
         if head_first is not None and head_first != options.head_first:
             options = replace(options, head_first=head_first)
         started = time.perf_counter() if started is None else started
+        if not self._on_node:
+            self._node, self._on_node = node_for(self.settings), True
+        if self._node is None:
+            return self._pull(repository, reference, options, sink, started)
+        with self._node.pulling():
+            admitted = time.perf_counter()
+            self.observer.operation("NODE", admitted - started, 0, None, name="pull queue")
+            return self._pull(repository, reference, options, sink, admitted)
+
+    def _pull(
+        self, repository: str, reference: str, options: PullOptions, sink: Sink | None, started: float
+    ) -> PullResult | None:
         try:
             ref = self.reference(repository, reference)
             result = pull(self.client, ref, sink or _DISCARD, self.runner, options)
