@@ -73,7 +73,7 @@ def recorded(proxy: FaultProxy) -> list:
     return exchanges
 
 
-def regload_via(proxy: FaultProxy, *args: str) -> dict:
+def regload_json(*args: str) -> dict:
     run = regload(*args, "--plain-http", "--json")
     assert run.code == 0, run.output
     return run.json
@@ -88,7 +88,7 @@ def test_the_podman_profile_pulls_as_podman_pull_does(registry_anon, proxy, podm
 
     podman.pull(f"{proxy.host}/{repository}:v1")
     real = recorded(proxy)
-    out = regload_via(proxy, "pull", f"{proxy.host}/{repository}:v1", "--client-profile", "podman")
+    out = regload_json("pull", f"{proxy.host}/{repository}:v1", "--client-profile", "podman")
     ours = recorded(proxy)
 
     assert out["client_profile"] == "podman"
@@ -113,7 +113,7 @@ def test_the_podman_profile_pulls_as_podman_pull_does(registry_anon, proxy, podm
     assert traffic.peak_concurrency(ours, traffic.blob_gets) == peak == min(layers, 6)
 
     if layers > 3:  # regload's own flow is docker's concurrency: a different load
-        regload_via(proxy, "pull", f"{proxy.host}/{repository}:v1")
+        regload_json("pull", f"{proxy.host}/{repository}:v1")
         assert traffic.peak_concurrency(recorded(proxy), traffic.blob_gets) == 3
 
 
@@ -128,9 +128,7 @@ def test_the_podman_profile_pushes_as_podman_push_does(registry_anon, proxy, pod
     # Another host name for the same proxy: podman's blob-info cache has no mount candidate there.
     podman.push(f"{proxy.host}/profiles/src-{word}:v1", f"localhost:{proxy.port}/profiles/podman-{word}:v1")
     real = recorded(proxy)
-    regload_via(
-        proxy, "push", f"{image.layout}:v1", f"{proxy.host}/profiles/ours-{word}:v1", "--client-profile", "podman"
-    )
+    regload_json("push", f"{image.layout}:v1", f"{proxy.host}/profiles/ours-{word}:v1", "--client-profile", "podman")
     ours = recorded(proxy)
 
     counts = traffic.request_counts(real)
@@ -159,7 +157,7 @@ def test_skopeo_copy_reads_what_the_podman_profile_reads(registry_anon, proxy, t
 
     run_skopeo("copy", "--src-tls-verify=false", f"docker://{proxy.host}/{repository}:v1", f"oci:{tmp_path / 'out'}:v1")
     real = recorded(proxy)
-    regload_via(proxy, "pull", f"{proxy.host}/{repository}:v1", "--client-profile", "podman")
+    regload_json("pull", f"{proxy.host}/{repository}:v1", "--client-profile", "podman")
     ours = recorded(proxy)
 
     # The same requests; skopeo, writing no containers-storage, reads the config after the layers.
@@ -176,7 +174,7 @@ def test_the_docker_profile_heads_the_tag_then_gets_the_manifest_by_digest(regis
     repository = f"profiles/docker-{uuid.uuid4().hex[:8]}"
     seed(registry_anon, image, repository)
 
-    out = regload_via(proxy, "pull", f"{proxy.host}/{repository}:v1", "--client-profile", "docker")
+    out = regload_json("pull", f"{proxy.host}/{repository}:v1", "--client-profile", "docker")
     connections = proxy.counters().connections
     ours = recorded(proxy)
 
@@ -210,9 +208,7 @@ def test_the_docker_profile_pushes_a_new_layer_without_a_head_first_and_heads_it
     image = new_image(tmp_path, 2)
     word = uuid.uuid4().hex[:8]
 
-    regload_via(
-        proxy, "push", f"{image.layout}:v1", f"{proxy.host}/profiles/dkr-{word}:v1", "--client-profile", "docker"
-    )
+    regload_json("push", f"{image.layout}:v1", f"{proxy.host}/profiles/dkr-{word}:v1", "--client-profile", "docker")
     ours = recorded(proxy)
 
     head, post, patch = (
@@ -236,8 +232,8 @@ def test_the_containerd_profile_pushes_each_blob_with_a_post_and_one_put(registr
     image = new_image(tmp_path, 2)
     word = uuid.uuid4().hex[:8]
 
-    out = regload_via(
-        proxy, "push", f"{image.layout}:v1", f"{proxy.host}/profiles/ctr-{word}:v1", "--client-profile", "containerd"
+    out = regload_json(
+        "push", f"{image.layout}:v1", f"{proxy.host}/profiles/ctr-{word}:v1", "--client-profile", "containerd"
     )
     ours = recorded(proxy)
 
@@ -267,7 +263,7 @@ def test_the_containerd_profile_pulls_without_a_ping_and_asks_for_each_blob_by_t
     repository = f"profiles/ctr-pull-{uuid.uuid4().hex[:8]}"
     seed(registry_anon, image, repository)
 
-    regload_via(proxy, "pull", f"{proxy.host}/{repository}:v1", "--client-profile", "containerd")
+    regload_json("pull", f"{proxy.host}/{repository}:v1", "--client-profile", "containerd")
     ours = recorded(proxy)
 
     assert traffic.requests(ours)[:2] == [HEAD_TAG, GET_DIGEST]
@@ -294,11 +290,9 @@ def test_the_crane_profile_uploads_the_config_with_the_layers(registry_anon, pro
     image = new_image(tmp_path, 2)
     word = uuid.uuid4().hex[:8]
 
-    regload_via(
-        proxy, "push", f"{image.layout}:v1", f"{proxy.host}/profiles/crane-{word}:v1", "--client-profile", "crane"
-    )
+    regload_json("push", f"{image.layout}:v1", f"{proxy.host}/profiles/crane-{word}:v1", "--client-profile", "crane")
     crane = recorded(proxy)
-    regload_via(proxy, "push", f"{image.layout}:v1", f"{proxy.host}/profiles/own-{word}:v1")
+    regload_json("push", f"{image.layout}:v1", f"{proxy.host}/profiles/own-{word}:v1")
     own = recorded(proxy)
 
     # HEAD, POST, one PATCH, PUT for each blob, as regload's own, and the manifest HEADed first.
@@ -310,13 +304,11 @@ def test_the_crane_profile_uploads_the_config_with_the_layers(registry_anon, pro
     assert re.match(r"^crane/\S+ go-containerregistry/\S+$", agent)
 
     # A second push of the same image: the manifest HEAD finds it, nothing else is sent.
-    regload_via(
-        proxy, "push", f"{image.layout}:v1", f"{proxy.host}/profiles/crane-{word}:v1", "--client-profile", "crane"
-    )
+    regload_json("push", f"{image.layout}:v1", f"{proxy.host}/profiles/crane-{word}:v1", "--client-profile", "crane")
     assert traffic.requests(recorded(proxy)) == [PING, HEAD_TAG]
 
     # crane pull writes a tarball: the config, then one layer at a time.
-    regload_via(proxy, "pull", f"{proxy.host}/profiles/crane-{word}:v1", "--client-profile", "crane")
+    regload_json("pull", f"{proxy.host}/profiles/crane-{word}:v1", "--client-profile", "crane")
     pulled = recorded(proxy)
     assert traffic.requests(pulled)[:2] == [PING, GET_TAG] and pulled[2].target.endswith(image.config.digest)
     assert traffic.peak_concurrency(pulled, traffic.blob_gets) == 1
@@ -328,8 +320,7 @@ def test_options_given_override_the_profile(registry_anon, proxy, tmp_path):
     repository = f"profiles/override-{uuid.uuid4().hex[:8]}"
     seed(registry_anon, image, repository)
 
-    out = regload_via(
-        proxy,
+    out = regload_json(
         "pull",
         f"{proxy.host}/{repository}:v1",
         "--client-profile",
