@@ -56,7 +56,8 @@ REGLOAD = ClientProfile(
 DOCKER = ClientProfile(
     "docker",
     "dockerd 29 (moby's own pull and push)",
-    # dockerversion/useragent.go:19-37 and :74-78 (the CLI's part escaped: \( \)).
+    # dockerversion/useragent.go:19-37 and :74-78 (the CLI's part escaped: \( \)); the versions
+    # are an example of the format.
     "docker/29.0.0 go/go1.24.9 git-commit/3d4129b kernel/6.1.0-13-amd64 os/linux arch/amd64"
     " UpstreamClient(Docker-Client/29.0.0 \\(linux\\))",
     PullOptions(
@@ -157,7 +158,7 @@ PODMAN = ClientProfile(
 CRANE = ClientProfile(
     "crane",
     "crane (go-containerregistry 0.21)",
-    # cmd/crane/cmd/root.go:71-77 and pkg/v1/remote/transport/useragent.go:78-83.
+    # cmd/crane/cmd/root.go:71-77 and pkg/v1/remote/transport/useragent.go:78-83 (the version read).
     "crane/v0.21.9 go-containerregistry/v0.21.9",
     PullOptions(
         # cmd/crane/cmd/pull.go:78 writes a tarball (pkg/v1/tarball/write.go:154-199): the config,
