@@ -118,7 +118,9 @@ def test_pull_after_push_pulls_each_pushed_image_once(proxy, tmp_path):
     pushes, pulls = counts.get("PUT manifest", 0), counts.get("GET manifest", 0)
     # The stats may miss the last requests the proxy saw (sent while the run stopped).
     assert 0 < int(result.row(*PULL)["Request Count"]) <= pulls, counts
-    assert pushes - 2 <= pulls <= pushes, counts  # the last ones pushed may be left at the stop
+    # The last ones pushed may be left at the stop: the one in flight, and those pushed while the
+    # PullUser, finding none due, waited its 0.1 s (a push takes ~45 ms here): up to 4.
+    assert pushes - 4 <= pulls <= pushes, counts
     events = proxy.events()
     assert len(events) < MAX_EVENTS, len(events)  # all of them: the check below sees every pull
     pulled = [e.target for e in events if e.endpoint == "GET manifest"]
