@@ -41,6 +41,14 @@ class ClientProfile:
     def push_options(self, **given: Any) -> PushOptions:
         return replace(self.push, **{k: v for k, v in given.items() if v is not None})
 
+    def user_agent_or(self, given: str | None) -> str:
+        """``--user-agent`` when given (one line), else the profile's."""
+        if given is None:
+            return self.user_agent
+        if not given.strip() or any(c in given for c in "\r\n"):
+            raise UsageError("--user-agent must be one non-empty line")
+        return given.strip()
+
     def with_headers(self, given: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
         """The profile's headers, but for those the user gives (``--header``), then the user's."""
         names = {name.lower() for name, _ in given}

@@ -17,7 +17,7 @@ from ..client import RegistryClient
 from ..concurrency import Runner
 from ..errors import CertificateError, ManifestError, RegloadError, UsageError
 from ..manifest import DEFAULT_PLATFORM, ImageManifest, Index, Platform
-from ..profiles import PROFILES, REGLOAD, ClientProfile, profile
+from ..profiles import PROFILES, REGLOAD, profile
 from ..pull import PullOptions, fetch_manifest, platform_manifest, pull
 from ..push import UPLOAD_MODES, PushOptions, push
 from ..reference import Reference, Registry, parse_reference, parse_repository
@@ -200,15 +200,6 @@ def credentials_source(args: argparse.Namespace) -> CredentialsFor:
     return lambda host: resolve_credentials(host, args.username, args.password, args.password_stdin, stdin_text)
 
 
-def _user_agent(args: argparse.Namespace, chosen: ClientProfile) -> str:
-    """``--user-agent``, else the client profile's."""
-    if args.user_agent is not None:
-        if not args.user_agent.strip() or any(c in args.user_agent for c in "\r\n"):
-            raise UsageError("--user-agent must be one non-empty line")
-        return args.user_agent.strip()
-    return chosen.user_agent
-
-
 def connect(
     args: argparse.Namespace, ref: Reference, credentials_for: CredentialsFor | None = None, recorded: bool = False
 ) -> RegistryClient:
@@ -225,7 +216,7 @@ def connect(
         http2=args.http2,
         headers=chosen.with_headers(_headers(args.header)),
         retry=retry_policy(args),
-        user_agent=_user_agent(args, chosen),
+        user_agent=chosen.user_agent_or(args.user_agent),
         keep_alive=chosen.keep_alive,
     )
     return make_client(ref.registry, settings)

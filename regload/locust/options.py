@@ -364,7 +364,7 @@ def settings_from(options: Any) -> LoadSettings:
         pull_after_push=PullAfterPush.parse(get("pull_after_push")),
         gzip_ratio=_gzip_ratio(get("layer_gzip_ratio")),
         profile=chosen,
-        user_agent=_user_agent(get("user_agent"), chosen),
+        user_agent=chosen.user_agent_or(str(get("user_agent") or "").strip() or None),  # empty: the web UI's unset
         pull_platforms=PlatformMix.parse(str(get("pull_platform"))),
         nodes=NodeSpec(
             _at_least(get("node_users"), 0, "--node-users"),
@@ -378,13 +378,6 @@ def _given_jobs(value: Any, what: str) -> int | None:
     if value is None or str(value).strip() == "":
         return None
     return _at_least(value, 1, what)
-
-
-def _user_agent(value: Any, chosen: ClientProfile) -> str:
-    text = str(value or "").strip()
-    if any(c in text for c in "\r\n"):
-        raise UsageError("--user-agent must be one line")
-    return text or chosen.user_agent
 
 
 def _at_least(value: Any, low: int, what: str) -> int:
