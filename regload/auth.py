@@ -261,7 +261,14 @@ class Authenticator:
             return True
         if basic is not None:
             if self.credentials is None:
-                raise AuthError(endpoint, 401, "UNAUTHORIZED", "the registry requires a username and password")
+                raise AuthError(
+                    endpoint,
+                    401,
+                    "UNAUTHORIZED",
+                    "the registry requires a username and password",
+                    reason="no credentials given",
+                    credentials_missing=True,
+                )
             if self._scheme == "basic" and sent_credentials:
                 return False  # the credentials we sent were refused
             # Else the first challenge, or one met by a request that left before a concurrent
@@ -303,28 +310,40 @@ class Authenticator:
 
     def _parse_token(self, status: int, body: bytes) -> Token:
         if status in (401, 403):
-            why = (
-                "the token server refused the credentials"
-                if self.credentials
-                else "the token server requires credentials"
-            )
-            raise AuthError(TOKEN_ENDPOINT, status, "DENIED" if status == 403 else "UNAUTHORIZED", why)
+            code = "DENIED" if status == 403 else "UNAUTHORIZED"
+            if self.credentials is None:
+                why = "the token server requires credentials"
+                raise AuthError(
+                    TOKEN_ENDPOINT, status, code, why, reason="no credentials given", credentials_missing=True
+                )
+            why = f"authentication refused by {shown_url(self._realm or '')}"
+            raise AuthError(TOKEN_ENDPOINT, status, code, why, reason=why)
         if status != 200:
-            raise AuthError(TOKEN_ENDPOINT, status, None, "the token server failed")
+            raise AuthError(TOKEN_ENDPOINT, status, None, "the token server failed", reason="token server failed")
+        if len(body) > MAX_TOKEN_RESPONSE:
+            why = f"the token server's answer is larger than {MAX_TOKEN_RESPONSE >> 20} MiB"
+            raise AuthError(TOKEN_ENDPOINT, status, None, why, reason="token answer too large")
         try:
             doc = json.loads(body)
             value = doc.get("token") or doc.get("access_token")
             lifetime = float(doc.get("expires_in") or DEFAULT_TOKEN_LIFETIME)
         except (ValueError, AttributeError, TypeError, RecursionError):
-            raise AuthError(
-                TOKEN_ENDPOINT, status, None, "the token server answered something that is not a token"
-            ) from None
+            why = "the token server answered something that is not a token"
+            raise AuthError(TOKEN_ENDPOINT, status, None, why, reason="not a token") from None
         if not isinstance(value, str) or not value:
-            raise AuthError(TOKEN_ENDPOINT, status, None, "the token server answered no token")
+            why = "the token server answered no token"
+            raise AuthError(TOKEN_ENDPOINT, status, None, why, reason="not a token")
         # docs/spec/auth/token.md: a lifetime under 60 s is treated as 60 s by docker; we keep
         # the server's value (a test server may use short lifetimes on purpose).
         lifetime = max(lifetime, 1.0)
         return Token(value, self.cache.clock() + lifetime, lifetime)
+
+
+def shown_url(url: str) -> str:
+    """``scheme://host[:port]/path`` of a URL: what may be shown of a token realm (its query and
+    any user information left out)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
 def _refuse_cleartext_realm(realm: str, plain_http: bool) -> None:

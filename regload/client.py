@@ -8,6 +8,11 @@ requests start. Each wire request, the token request, a 401 challenge and every 
 included, is reported to the ``Observer`` once its body has been consumed or dropped, with the
 endpoint template as its name — so a load test sees every attempt and a blob GET's time
 includes its whole body.
+
+One retry is built in, whatever the retry policy: an idempotent request that met a kept-alive
+connection the server had just closed (``StaleConnection``, the keep-alive race of RFC 9112
+§9.3.1) is sent again at once, on a new connection, as Go's and urllib3's clients do. The dead
+attempt is still reported, as a failure of its row with that cause.
 """
 
 from __future__ import annotations
@@ -19,10 +24,10 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from .auth import Authenticator
-from .errors import AuthError, ProtocolError, RegistryError, RegloadError
+from .errors import AuthError, ProtocolError, RegistryError, RegloadError, StaleConnection
 from .http import Headers, Request, Response, Transport, read_bounded, resolve_url, same_origin
 from .reference import Registry
-from .retry import NO_RETRIES, RETRY_STATUSES, RetryPolicy, parse_retry_after
+from .retry import IDEMPOTENT, NO_RETRIES, RETRY_STATUSES, RetryPolicy, parse_retry_after
 
 PING = "GET /v2/"
 MAX_REDIRECTS = 5
@@ -316,15 +321,30 @@ class RegistryClient:
             request = request.with_headers(self.headers)
         return self._attempt(request)
 
-    def _attempt(self, request: Request) -> ObservedResponse:
+    def _attempt(self, request: Request, retry_stale: bool = True) -> ObservedResponse:
         started = self.clock()
         try:
             inner = self.transport.send(request)
         except RegloadError as e:
-            self.observer.on_request(request.name, request.method, self.clock() - started, None, 0, e)
+            # A kept-alive connection found closed: the request never reached a live server.
+            again = retry_stale and isinstance(e, StaleConnection) and request.method in IDEMPOTENT
+            again = again and request.replayable
+            seen = StaleConnection(f"{e}; sent again on a new connection") if again else e
+            self.observer.on_request(request.name, request.method, self.clock() - started, None, 0, seen)
+            if again:
+                return self._attempt(request, retry_stale=False)
             raise
         self.http_versions.add(inner.http_version)
         return ObservedResponse(inner, self.observer, request, started, self.clock)
+
+    def _unauthorized(self, endpoint: str, code: str | None, detail: str, authorization: str | None) -> AuthError:
+        """What a final 401 means, by what the request carried."""
+        if authorization is None:
+            missing = self._auth.credentials is None
+            reason = "no credentials given" if missing else "authentication required"
+            return AuthError(endpoint, 401, code, detail or reason, reason=reason, credentials_missing=missing)
+        reason = "credentials refused" if authorization.lower().startswith("basic ") else "token refused"
+        return AuthError(endpoint, 401, code, reason + (f" ({detail})" if detail else ""), reason=reason)
 
     def _fail(self, response: ObservedResponse, authorization: str | None = None) -> RegistryError:
         """Turn an unexpected response into a ``RegistryError`` and close it as failed.
@@ -333,22 +353,17 @@ class RegistryClient:
         code, detail = None, ""
         if response.headers.get("Content-Type", "").startswith("application/json") or status >= 400:
             code, detail = _error_code(read_bounded(response, MAX_ERROR_BODY, until_error=True))
-        cls = AuthError if status in (401, 403) else RegistryError
+        error: RegistryError
         if status == 401:
-            detail = _unauthorized(authorization, detail)
-        error = cls(response.name, status, code, detail)
+            error = self._unauthorized(response.name, code, detail, authorization)
+        elif status == 403:
+            error = AuthError(response.name, status, code, detail, reason="access denied")
+        else:
+            error = RegistryError(response.name, status, code, detail)
         if status in RETRY_STATUSES:
             error.retry_after = parse_retry_after(response.headers.get("Retry-After"))
         response.fail(error)
         return error
-
-
-def _unauthorized(authorization: str | None, detail: str) -> str:
-    """What a final 401 means, by what the request carried."""
-    if authorization is None:
-        return detail or "authentication required"
-    refused = "credentials refused" if authorization.lower().startswith("basic ") else "token refused"
-    return refused + (f" ({detail})" if detail else "")
 
 
 def _sleep(seconds: float) -> None:

@@ -284,6 +284,9 @@ def _range_end(value: str | None) -> int | None:
     return int(m.group(1)) + 1 if m else None
 
 
+# A page of tags held in memory at once: distribution answers every tag in one page unless asked
+# for fewer (``n``), ~30 bytes a tag; this is room for half a million.
+MAX_TAGS_PAGE = 16 << 20
 _LINK_RE = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
 
 
@@ -300,8 +303,13 @@ def list_tags(client: RegistryClient, ref: Reference, page_size: int | None = No
         if seen_pages > 100_000:
             raise ProtocolError(f"{GET_TAGS}: pagination does not end")
         with client.send(Request("GET", url, GET_TAGS), pull_scope(ref)) as response:
-            body = response.read()
+            body = read_bounded(response, MAX_TAGS_PAGE)
             link = response.headers.get("Link")
+            if len(body) > MAX_TAGS_PAGE:
+                too_large = f"a page of the tag list is larger than {MAX_TAGS_PAGE >> 20} MiB (ask for smaller pages)"
+                error = ProtocolError(f"{GET_TAGS}: {too_large}")
+                response.fail(error)
+                raise error
             try:
                 tags = json.loads(body).get("tags") or []
             except (ValueError, AttributeError, RecursionError):  # RecursionError: nested too deeply

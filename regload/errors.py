@@ -12,8 +12,10 @@ failed, 2 when the user's input or usage was wrong. Messages never contain crede
     |-- PlainHTTPRefused             the user's settings forbid sending credentials in clear
     |-- TransportError               the network
     |   |-- TLSError
-    |   |   `-- CertificateError
-    |   `-- RequestTimeout
+    |   |   |-- CertificateError
+    |   |   `-- PlainHTTPAnswer      an https:// URL whose server speaks plain HTTP
+    |   |-- RequestTimeout
+    |   `-- StaleConnection          a reused connection found closed before any answer
     |-- ProtocolError                what the registry (or a blob it served) says
     |   |-- ManifestError
     |   |   `-- InvalidDigest
@@ -77,8 +79,21 @@ class CertificateError(TLSError):
     host name. Front ends add how to trust it (their CA-file and skip-verification options)."""
 
 
+class PlainHTTPAnswer(TLSError):
+    """The TLS handshake was answered in plain HTTP: the registry serves plain HTTP on that port.
+    Front ends add how to ask for plain HTTP (their URL scheme or plain-HTTP option)."""
+
+
 class RequestTimeout(TransportError):
     """A connect or read timed out."""
+
+
+class StaleConnection(TransportError):
+    """A kept-alive connection taken from the pool turned out closed by the server (or a proxy)
+    before any byte of the answer to a request sent whole: the keep-alive race of RFC 9112
+    §9.3.1, where the server closes an idle connection just as the client sends on it. The
+    request was most likely never processed; the client may send an idempotent one again on a
+    new connection. (A reset is not this: it may end a request the server read.)"""
 
 
 class ProtocolError(RegloadError):
@@ -121,4 +136,44 @@ class RegistryError(ProtocolError):
 
 
 class AuthError(RegistryError):
-    """Authentication failed: 401/403, or the token server refused or answered nonsense."""
+    """Authentication failed: 401/403, or the token server refused or answered nonsense.
+
+    ``reason``: a short, fixed, secret-free phrase for a load test's failure table (``credentials
+    refused``, ``authentication refused by https://auth.example/token``); ``credentials_missing``:
+    the registry wants credentials and none were given (front ends name their options for them).
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        status: int,
+        code: str | None = None,
+        detail: str = "",
+        *,
+        reason: str = "",
+        credentials_missing: bool = False,
+    ) -> None:
+        super().__init__(endpoint, status, code, detail)
+        self.reason = reason
+        self.credentials_missing = credentials_missing
+
+    @property
+    def refused(self) -> bool:
+        """The registry or its token server said no (401, 403): the same request with the same
+        credentials cannot succeed, and sending it again at once only loads the token service."""
+        return self.status in (401, 403)
+
+
+def mended_by(error: BaseException) -> str | None:
+    """Which of the user's settings mends ``error``, when one does: ``trust`` (a certificate that
+    does not verify), ``plain-http`` (an https:// URL on a plain-HTTP registry), ``credentials``
+    (asked for, none given) or ``refused`` (credentials refused). Front ends name their options."""
+    if isinstance(error, CertificateError):
+        return "trust"
+    if isinstance(error, PlainHTTPAnswer):
+        return "plain-http"
+    if isinstance(error, AuthError) and error.credentials_missing:
+        return "credentials"
+    if isinstance(error, AuthError) and error.refused:
+        return "refused"
+    return None

@@ -128,10 +128,11 @@ def test_disabled_cache_fetches_every_time():
 @pytest.mark.parametrize(
     "status, body, message",
     [
-        (401, b"", "refused the credentials"),
+        (401, b"", "authentication refused by https://auth/token"),
         (500, b"oops", "token server failed"),
         (200, b"not json", "not a token"),
         (200, b'{"expires_in": 5}', "no token"),
+        (200, b'{"token": "' + b"t" * (2 << 20) + b'"}', "answer is larger than 1 MiB"),
     ],
 )
 def test_token_server_failures(status, body, message):
@@ -147,10 +148,21 @@ def test_token_server_failures(status, body, message):
 
 
 def test_basic_without_credentials_is_a_clear_error():
-    with pytest.raises(AuthError, match="requires a username"):
+    with pytest.raises(AuthError, match="requires a username") as e:
         Authenticator().handle_challenge(
             FakeResponse(401, headers=[("WWW-Authenticate", 'Basic realm="r"')]), (), None, "GET /v2/"
         )
+    assert e.value.credentials_missing and e.value.refused
+
+
+def test_a_refusal_names_the_realm_without_its_query_or_user_information():
+    challenge = ("WWW-Authenticate", 'Bearer realm="https://bot:pw@auth.example:8443/v2/token?account=x",service="r"')
+    auth = Authenticator(Credentials("u", "hunter2"))
+    with pytest.raises(AuthError) as e:
+        auth.handle_challenge(FakeResponse(401, headers=[challenge]), (), lambda request: FakeResponse(403), "x")
+    assert e.value.reason == "authentication refused by https://auth.example:8443/v2/token"
+    assert e.value.refused and not e.value.credentials_missing
+    assert "pw@" not in str(e.value) and "account" not in str(e.value)
 
 
 def test_credentials_repr_hides_password():

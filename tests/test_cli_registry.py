@@ -116,8 +116,23 @@ def test_credentials_from_environment_and_docker_config(registry_basic, tmp_path
     (tmp_path / "config.json").write_text(json.dumps({"auths": {registry_basic.host: {"auth": auth}}}))
     pull = regload("pull", ref, env={"DOCKER_CONFIG": str(tmp_path)})
     assert pull.code == 0, pull.output
-    anonymous = regload("pull", ref)
-    assert_clean_failure(anonymous, 1, "401")
+    anonymous = regload("pull", ref, env={"DOCKER_CONFIG": str(tmp_path / "none")})
+    assert_clean_failure(anonymous, 1, "401", "-u USER", "REGLOAD_USERNAME", "config.json")
+
+
+@pytest.mark.registry
+@pytest.mark.parametrize("registry_name", ["registry_basic", "registry_token"])
+def test_credentials_asked_for_and_none_given_names_the_options_that_give_them(request, registry_name, tmp_path):
+    registry = request.getfixturevalue(registry_name)
+    run = regload("pull", f"{registry.host}/e2e/x:v1", env={"DOCKER_CONFIG": str(tmp_path)})
+    assert_clean_failure(run, 1, "401", "(give them with -u USER and --password-stdin, REGLOAD_USERNAME")
+
+
+@pytest.mark.registry
+def test_https_to_a_plain_http_registry_says_so_and_how_to_ask_for_plain_http(registry_anon):
+    run = regload("pull", "--registry", f"https://{registry_anon.host}", "e2e/x:v1")
+    assert_clean_failure(run, 1, "the registry answered in plain HTTP, not TLS", "--plain-http")
+    assert "WRONG_VERSION_NUMBER" not in run.output
 
 
 @pytest.mark.registry

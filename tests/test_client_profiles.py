@@ -27,7 +27,7 @@ from tests.support import traffic
 from tests.support.cli import regload
 from tests.support.fault_proxy import Fault, FaultProxy
 from tests.support.images import File, OciImage, make_oci_layout
-from tests.support.locust_run import Locust, Result, headless
+from tests.support.locust_run import Locust, Result, assert_clean, headless, run_locust
 from tests.support.podman import Podman
 from tests.support.skopeo import run_skopeo
 
@@ -363,3 +363,22 @@ def test_locust_users_send_what_their_client_profile_sends(registry_anon, tmp_pa
     assert traffic.user_agents(exchanges) == {CONTAINERD_UA}
     blob_accepts = {e.get("Accept") for e in exchanges if traffic.blob_gets(traffic.template(e))}
     assert blob_accepts and all(value.endswith(", */*") for value in blob_accepts)
+
+
+@pytest.mark.locust_run
+def test_the_docker_profile_through_a_proxy_that_closes_without_saying_so(registry_anon, tmp_path):
+    """docker sends ``Connection: close`` on every request. A proxy that honours it without
+    echoing it in the answer (as many load balancers do) must see a new connection per request,
+    and no request may meet a connection it already closed (RFC 9112 §9.6)."""
+    with FaultProxy(registry_anon.url, echo_close=False, max_connections=512, timeout=10) as proxy:
+        repos = f"profiles/close-{uuid.uuid4().hex[:8]}"
+        args = ["--client-profile", "docker", "--repo-prefix", repos, "PullUser", "PushUser"]
+        result = run_locust(
+            headless(proxy.url, tmp_path / "run", *args, users=2, run_time="4s"), tmp_path, timeout=60, name="run"
+        )
+        counters = proxy.counters()
+    assert_clean(result)
+    stats = result.json_stats()
+    assert stats[("PULL", "image")]["num_requests"] > 0 and stats[("PUSH", "image")]["num_requests"] > 0
+    # A connection per request (one may open as the run stops, with no request sent on it).
+    assert counters.requests > 100 and counters.requests <= counters.connections <= counters.requests + 4

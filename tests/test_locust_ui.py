@@ -20,6 +20,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from regload.local_registry import free_port
 from regload.locust.options import add_arguments
 from tests.support.locust_run import SMALL_IMAGES, Locust
+from tests.support.web_form import untouched_form
 
 pytestmark = pytest.mark.browser
 
@@ -167,3 +168,21 @@ def test_web_ui_runs_and_stops_a_push_load(web_ui, page, tmp_path):
     # Locust quits cleanly on SIGTERM, the form's (empty) check fields notwithstanding.
     assert locust.terminate() == 0, locust.output[-6000:]
     assert "Traceback" not in locust.stderr, locust.output[-6000:]
+
+
+def test_the_browser_posts_an_untouched_form_as_the_form_emulation_says(web_ui, page):
+    """``tests.support.web_form`` stands in for a browser in ``test_web_form.py``: what Chromium
+    posts for a form nobody touched is what it computes from the served page, field by field."""
+    locust, url = web_ui
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=10) as served:
+        expected = untouched_form(served.read().decode())
+    page.goto(url)
+    page.get_by_text("Custom parameters").click()
+    with page.expect_request(f"{url}/swarm") as swarm:
+        page.get_by_role("button", name="Start").click()
+    posted = parse_qs(swarm.value.post_data or "", keep_blank_values=True)
+    assert {name: posted.get(name) for name in expected} == {name: [value] for name, value in expected.items()}
+    assert posted["upload_mode"] == ["profile"]  # the profile's, not the first mode listed
+    page.get_by_role("button", name="Stop").click()
+    page.get_by_text(re.compile(r"^stopped$", re.I)).first.wait_for()
+    assert locust.terminate() == 0, locust.output[-6000:]

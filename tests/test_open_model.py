@@ -56,6 +56,14 @@ def arrivals(result: Result) -> dict[str, dict[str, object]]:
     return {row["operation"]: row for row in rows}
 
 
+def assert_no_error_logged(result: Result) -> None:
+    """A clean stop logs no ERROR line: users released by a stopped schedule end on their own,
+    and Locust once met them half gone (``While stopping users, we encountered a user that
+    didn't have proper args``)."""
+    errors = [line for line in result.stderr.splitlines() if "/ERROR/" in line]
+    assert errors == [], errors
+
+
 def pull_median_ms(result: Result) -> float:
     return float(result.row("PULL", "image")["50%"])
 
@@ -63,6 +71,7 @@ def pull_median_ms(result: Result) -> float:
 def test_a_rate_the_users_can_serve_starts_every_arrival_timed_from_its_arrival(slow_registry, tmp_path):
     result = open_run(slow_registry, tmp_path, 40, 20, "--pull-rate", "10", "--arrivals", "uniform", "PullUser")
     assert result.code == 0, result.output[-4000:]
+    assert_no_error_logged(result)
     pull = arrivals(result)["PULL"]
     assert 184 <= pull["started"] <= 216, pull  # 10/s for 20 s, ±8 %
     assert pull["dropped"] == 0 and ("PULL", "dropped") not in result.stats()
@@ -110,6 +119,7 @@ def test_a_ramp_follows_its_stages(slow_registry, tmp_path):
         *("--rate-stages", "6s:20,6s:20", "--arrivals", "uniform", "PullUser"),
     )
     assert result.code == 0, result.output[-4000:]
+    assert_no_error_logged(result)
     pull = arrivals(result)["PULL"]
     assert pull["schedule"] == "6s:20,6s:20"
     assert pull["elapsed"] >= 12, pull
@@ -132,6 +142,7 @@ def test_pull_and_push_rates_together(slow_registry, tmp_path):
         *("--pull-rate", "8", "--push-rate", "2", "--arrivals", "uniform", "PullUser", "PushUser"),
     )
     assert result.code == 0, result.output[-4000:]
+    assert_no_error_logged(result)
     rows = arrivals(result)
     # Each at its own rate (the schedule starts once the users are spawned: a little under 12 s).
     for kind, rate in (("PULL", 8), ("PUSH", 2)):
@@ -152,6 +163,7 @@ def test_two_workers_reach_the_total_rate_together(slow_registry, tmp_path):
         *("--processes", "2", "--pull-rate", "10", "--arrivals", "uniform", "PullUser"),
     )
     assert result.code == 0, result.output[-4000:]
+    assert_no_error_logged(result)
     pull = arrivals(result)["PULL"]
     # Each worker schedules half: together 10/s, not 20/s (nor 5/s).
     assert pull["achieved_rate"] == pytest.approx(10, rel=0.1) and pull["dropped"] == 0, pull

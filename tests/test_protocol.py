@@ -19,15 +19,16 @@ from hypothesis import strategies as st
 from regload import endpoints
 from regload import mediatypes as mt
 from regload.auth import Credentials, parse_challenges
-from regload.client import MAX_REDIRECTS
+from regload.client import MAX_REDIRECTS, RegistryClient
 from regload.concurrency import SequentialRunner
 from regload.digest import Digest
-from regload.errors import AuthError, DigestMismatch, InvalidReference, RegistryError, UsageError
+from regload.errors import AuthError, DigestMismatch, InvalidReference, ProtocolError, RegistryError, UsageError
 from regload.pull import READ_CHUNK, pull
 from regload.push import PushOptions, push, push_blob
-from regload.reference import _DOMAIN_RE, _PATH_RE, _TAG_RE, parse_reference
+from regload.reference import _DOMAIN_RE, _PATH_RE, _TAG_RE, Reference, Registry, parse_reference
 from regload.sinks.discard import DiscardSink
 from regload.sources.base import BytesBlob, SourceImage
+from regload.transports.memory import MemoryTransport
 from tests.support.fake_registry import BASE, REALM, FakeRegistry, RecordingObserver
 
 DATA = random.Random(7).randbytes(250)
@@ -472,6 +473,21 @@ def test_tags_link_chosen_by_the_registry_is_followed_without_n():
         fake.add_image("app", tag, [DATA])
     assert list(endpoints.list_tags(fake.client(), fake.ref("app:1"))) == ["x", "y", "z"]
     assert len(fake.requests) == 3
+
+
+@pytest.mark.flows
+def test_a_tags_page_past_its_bound_is_a_clear_error_and_is_not_read_whole():
+    page = b'{"name": "app", "tags": ["' + b"t" * (64 << 20) + b'"]}'
+    transport = MemoryTransport(lambda request, body: (200, [("Content-Type", "application/json")], page))
+    observer = RecordingObserver()
+    client = RegistryClient(Registry.from_url(BASE), transport, observer=observer)
+    with pytest.raises(ProtocolError, match=r"^GET /v2/<name>/tags/list: a page of the tag list is larger than 16 MiB"):
+        list(endpoints.list_tags(client, Reference(client.registry, "app", "1")))
+    assert transport.open_responses == []
+    [response] = transport._responses  # how much of the page was read: the bound and one chunk
+    assert response._offset <= endpoints.MAX_TAGS_PAGE + (1 << 20)
+    [event] = observer.events
+    assert isinstance(event.error, ProtocolError)
 
 
 # -- 9. auth through the client (distribution docs/spec/auth/token.md) --------------------------

@@ -9,7 +9,7 @@ from email.utils import formatdate
 import pytest
 
 from regload.client import RegistryClient
-from regload.errors import RegistryError, TransportError, UsageError
+from regload.errors import RegistryError, StaleConnection, TransportError, UsageError
 from regload.http import Request
 from regload.reference import Registry
 from regload.retry import NO_RETRIES, RetryPolicy, parse_retry_after
@@ -144,3 +144,47 @@ def test_client_gives_up_when_the_count_is_spent() -> None:
         _client(transport, RetryPolicy(retries=1, backoff=0.5), observer, waits).send(_request())
     assert waits == [0.5]
     assert len(observer.events) == 2 and all(e.error for e in observer.events)
+
+
+STALE = "GET /v2/<name>/manifests/<reference> to registry.test:80: server closed a reused connection before answering"
+
+
+@pytest.mark.flows
+def test_a_stale_connection_is_sent_again_once_and_the_dead_attempt_is_reported() -> None:
+    # The keep-alive race (RFC 9112 §9.3.1), with no retry policy: an idempotent request is sent
+    # again on a new connection, and the attempt on the dead one is a failure with its cause.
+    transport = MemoryTransport()
+    transport.queue_error(StaleConnection(STALE))
+    transport.queue(200, [("Content-Type", "application/json")], b"{}")
+    observer, waits = RecordingObserver(), []
+    with _client(transport, NO_RETRIES, observer, waits).send(_request()) as response:
+        assert response.read() == b"{}"
+    assert waits == [] and len(transport.requests) == 2
+    dead, done = observer.events
+    assert isinstance(dead.error, StaleConnection) and dead.status is None
+    assert str(dead.error) == STALE + "; sent again on a new connection"
+    assert done.status == 200 and done.error is None
+
+
+@pytest.mark.flows
+def test_a_stale_connection_is_sent_again_only_once() -> None:
+    transport = MemoryTransport()
+    transport.queue_error(StaleConnection(STALE))
+    transport.queue_error(StaleConnection(STALE))
+    observer = RecordingObserver()
+    with pytest.raises(StaleConnection):
+        _client(transport, NO_RETRIES, observer, []).send(_request())
+    assert len(transport.requests) == 2 and [str(e.error) for e in observer.events][1] == STALE
+
+
+@pytest.mark.flows
+@pytest.mark.parametrize("method, body", [("POST", None), ("PUT", iter([b"blob"]))])
+def test_a_stale_connection_is_not_sent_again_when_not_idempotent_or_not_replayable(method: str, body: object) -> None:
+    transport = MemoryTransport()
+    transport.queue_error(StaleConnection(STALE))
+    transport.queue(202, [], b"")
+    observer = RecordingObserver()
+    with pytest.raises(StaleConnection):
+        _client(transport, NO_RETRIES, observer, []).send(_request(method, body), expect=(202,))
+    assert len(transport.requests) == 1 and transport.unanswered == 1
+    assert [str(e.error) for e in observer.events] == [STALE]

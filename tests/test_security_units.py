@@ -15,7 +15,7 @@ from regload import endpoints
 from regload import mediatypes as mt
 from regload.auth import Authenticator, Credentials
 from regload.client import RegistryClient
-from regload.errors import AuthError, CertificateError, PlainHTTPRefused, TLSError
+from regload.errors import AuthError, CertificateError, PlainHTTPAnswer, PlainHTTPRefused, TLSError
 from regload.http import Request
 from regload.push import PushOptions, push_blob
 from regload.reference import Registry
@@ -124,10 +124,10 @@ def test_a_redirect_from_https_to_plain_http_drops_authorization():
 
 
 @pytest.mark.unit
-def test_locust_failure_causes_for_tls_and_refusals_are_short_and_the_tls_hint_comes_once(monkeypatch, caplog):
+def test_locust_failure_causes_for_tls_and_refusals_are_short_and_each_hint_comes_once(monkeypatch, caplog):
     from regload.locust import observer
 
-    monkeypatch.setattr(observer, "_tls_hint_given", False)
+    monkeypatch.setattr(observer, "_hints_given", set())
     unknown_ca = CertificateError(
         "GET /v2/ to 127.0.0.1:5000: TLS certificate verification failed: unable to get local issuer certificate"
     )
@@ -137,12 +137,22 @@ def test_locust_failure_causes_for_tls_and_refusals_are_short_and_the_tls_hint_c
     assert observer.failure_cause(TLSError("GET /v2/ to h:1: TLS error: WRONG_VERSION_NUMBER")) == (
         "TLS error: WRONG_VERSION_NUMBER"
     )
+    plain = PlainHTTPAnswer("GET /v2/ to h:1: TLS error: the registry answered in plain HTTP, not TLS")
+    assert observer.failure_cause(plain) == "TLS error: the registry answered in plain HTTP, not TLS"
     refused = PlainHTTPRefused("GET token", "the token server http://a is plain HTTP")
     assert observer.failure_cause(refused) == "credentials refused over plain HTTP"
+    wrong = AuthError("GET token", 401, "UNAUTHORIZED", "x", reason="authentication refused by https://auth/token")
+    assert observer.failure_cause(wrong) == "HTTP 401 UNAUTHORIZED: authentication refused by https://auth/token"
+    missing = AuthError("GET /v2/", 401, None, "x", reason="no credentials given", credentials_missing=True)
+    assert observer.failure_cause(missing) == "HTTP 401: no credentials given"
     with caplog.at_level("WARNING", logger="regload"):
-        for error in (unknown_ca, self_signed, unknown_ca, refused):
-            observer.tls_hint(error)
-    [record] = caplog.records
-    line = record.getMessage()
-    assert "unable to get local issuer certificate" in line
-    assert "--registry-ca-cert" in line and "--registry-insecure" in line and "\n" not in line
+        for error in (unknown_ca, self_signed, unknown_ca, refused, plain, plain, wrong, wrong, missing, missing):
+            observer.log_hint(error)
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == 4 and not any("\n" in line for line in lines), lines
+    tls, plain_http, refusal, credentials = lines
+    assert "unable to get local issuer certificate" in tls
+    assert "--registry-ca-cert" in tls and "--registry-insecure" in tls
+    assert "give --host http://HOST:PORT" in plain_http
+    assert "--registry-password" in refusal and "--connection-backoff" in refusal
+    assert "--registry-username and --registry-password (or REGLOAD_USERNAME" in credentials

@@ -11,10 +11,14 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from regload.cli.trace import stats_lines
 from regload.errors import UsageError
+from regload.locust.options import settings_from
+from regload.locust.trace_replay import Replay, replay_record
 from regload.popularity import Zipf
 from regload.sizes import parse_size_distribution
 from regload.trace import records as records_module
@@ -23,6 +27,7 @@ from regload.trace.records import Window, iter_json_array, load_trace, parse_uri
 from regload.trace.stats import percentile, trace_stats
 from regload.trace.synth import SynthSpec, parse_mix, synth_records, write_trace
 from tests.support.cli import regload
+from tests.support.fake_registry import FakeRegistry
 
 pytestmark = pytest.mark.unit
 
@@ -53,8 +58,9 @@ def write(path: Path, items: list[dict[str, object]]) -> str:
 def test_uris_name_a_repository_a_kind_and_an_object():
     assert parse_uri("v2/u1/r1/manifests/t1") == ("u1/r1", "manifest", "t1")
     assert parse_uri("/v2/a/b/c/blobs/d1?x=1") == ("a/b/c", "blob", "d1")
-    assert parse_uri("v2/u/r/blobs/uploads/abc") is None  # an upload session
-    assert parse_uri("v2/u/r/blobs/uploads/") is None
+    # Upload sessions, as the registry logs them: the commit (PUT) and PATCHes name the session.
+    assert parse_uri("v2/u/r/blobs/uploads/abc") == ("u/r", "upload", "abc")
+    assert parse_uri("/v2/r/blobs/uploads/?mount=x") == ("r", "upload", "")  # the POST that opens one
     assert parse_uri("v2/u/r/tags/list") is None
     assert parse_uri("v2/") is None and parse_uri("v1/u/r/manifests/t") is None
 
@@ -68,9 +74,9 @@ def test_a_trace_keeps_successful_gets_and_puts_of_manifests_and_blobs(tmp_path)
             record(500, "HEAD", "v2/u/r/manifests/t1"),
             record(600, "GET", "v2/u/r/blobs/b2", status=404),
             record(700, "GET", "v2/u/r/blobs/b3", status=307, written=0),
-            record(800, "PUT", "v2/u/r/blobs/uploads/s1", status=201),
+            record(800, "GET", "v2/u/r/tags/list"),
             record(900, "PUT", "v2/u/r/manifests/t2", status=201, **{"http.request.contentlength": 900}),
-            record(1000, "PATCH", "v2/u/r/blobs/uploads/s1", status=202),
+            record(1000, "DELETE", "v2/u/r/manifests/t1", status=202),
         ],
     )
     trace = load_trace([path])
@@ -80,8 +86,105 @@ def test_a_trace_keeps_successful_gets_and_puts_of_manifests_and_blobs(tmp_path)
         (0.9, "PUT", "manifest", "t2", 900),
         (2.0, "GET", "blob", "b1", 500),
     ]
-    assert trace.skipped == Counter({"method HEAD": 1, "method PATCH": 1, "status 404": 1, "not a manifest or blob": 1})
+    assert trace.skipped == Counter(
+        {"method HEAD": 1, "method DELETE": 1, "status 404": 1, "not a manifest or blob": 1}
+    )
     assert trace.duration == 2.0
+
+
+LENGTH = "http.request.contentlength"
+PART = "upload part (replayed with its PUT)"
+
+
+def test_uploads_as_the_registry_logs_them_are_blob_puts_and_their_parts_are_counted(tmp_path):
+    """distribution logs a blob's push as POST …/blobs/uploads/, PATCH and PUT …/uploads/<session>:
+    the commit is the upload, sized by what its records carried; the other steps are its parts."""
+    path = write(
+        tmp_path / "t.json",
+        [
+            # docker's push: the bytes in one PATCH, then an empty PUT
+            record(0, "POST", "v2/u/r/blobs/uploads/", status=202),
+            record(100, "PATCH", "v2/u/r/blobs/uploads/s1", status=202, **{LENGTH: 700}),
+            record(200, "PUT", "v2/u/r/blobs/uploads/s1", status=201, **{LENGTH: 0}),
+            # a monolithic upload: the bytes in the PUT
+            record(300, "POST", "v2/u/r/blobs/uploads/", status=202),
+            record(400, "PUT", "v2/u/r/blobs/uploads/s2", status=201, **{LENGTH: 300}),
+            # IBM's records: no length anywhere
+            record(500, "POST", "v2/u/q/blobs/uploads/", status=202),
+            record(600, "PATCH", "v2/u/q/blobs/uploads/s3", status=202),
+            record(700, "PUT", "v2/u/q/blobs/uploads/s3", status=201),
+            record(800, "POST", "v2/u/q/blobs/uploads/", status=201),  # a mount: no PUT follows
+            record(900, "GET", "v2/u/q/blobs/uploads/s3", status=204),  # an upload's status
+            record(950, "PATCH", "v2/u/q/blobs/uploads/s4", status=416),
+        ],
+    )
+    trace = load_trace([path])
+    assert [(r.offset, r.method, r.kind, r.repository, r.name, r.size) for r in trace.records] == [
+        (0.0, "PUT", "blob", "u/r", "uploads/s1", 700),  # offsets from the first record kept
+        (0.2, "PUT", "blob", "u/r", "uploads/s2", 300),
+        (0.5, "PUT", "blob", "u/q", "uploads/s3", None),  # the replay draws it from --push-layer-size
+    ]
+    assert trace.skipped == Counter(
+        {PART: 5, "blob mount (not replayed)": 1, "not a manifest or blob": 1, "status 416": 1}
+    )
+    plan = TracePlan.of(trace)
+    assert plan.blob_sizes == {"uploads/s1": 700, "uploads/s2": 300} and plan.warm_blobs == []
+
+    stats = trace_stats(trace, plan)
+    assert stats["records"] == 3 and stats["mix"]["PUT blob"] == 3
+    shown = "\n".join(stats_lines(stats))
+    assert "5 upload part (replayed with its PUT)" in shown and "1 blob mount (not replayed)" in shown, shown
+    assert re.search(r"PUT blob +3 +100.0 %", shown), shown
+
+
+def test_the_patches_of_at_most_so_many_open_uploads_are_remembered(tmp_path, monkeypatch):
+    monkeypatch.setattr(records_module, "MAX_OPEN_UPLOADS", 2)
+    path = write(
+        tmp_path / "t.json",
+        [
+            record(0, "PATCH", "v2/u/r/blobs/uploads/a", status=202, **{LENGTH: 10}),
+            record(1, "PATCH", "v2/u/r/blobs/uploads/b", status=202, **{LENGTH: 20}),
+            record(2, "PATCH", "v2/u/r/blobs/uploads/c", status=202, **{LENGTH: 30}),  # a is forgotten
+            record(3, "PATCH", "v2/u/r/blobs/uploads/b", status=202, **{LENGTH: 5}),  # chunks add up
+            record(4, "PUT", "v2/u/r/blobs/uploads/a", status=201),
+            record(5, "PUT", "v2/u/r/blobs/uploads/b", status=201),
+            record(6, "PUT", "v2/u/r/blobs/uploads/c", status=201, **{LENGTH: 4}),  # the last chunk
+        ],
+    )
+    assert [(r.name, r.size) for r in load_trace([path]).records] == [
+        ("uploads/a", None),
+        ("uploads/b", 25),
+        ("uploads/c", 34),
+    ]
+
+
+def test_each_logged_upload_is_replayed_as_a_whole_upload_of_a_blob_of_its_own(tmp_path):
+    """In the in-memory registry: one POST, PATCH and PUT per commit record, none for its parts,
+    of the size its records carried, else of --push-layer-size."""
+    path = write(
+        tmp_path / "t.json",
+        [
+            record(0, "POST", "v2/u/r/blobs/uploads/", status=202),
+            record(100, "PATCH", "v2/u/r/blobs/uploads/s1", status=202, **{LENGTH: 700}),
+            record(200, "PUT", "v2/u/r/blobs/uploads/s1", status=201),
+            record(300, "POST", "v2/u/r/blobs/uploads/", status=202),
+            record(400, "PATCH", "v2/u/r/blobs/uploads/s2", status=202),
+            record(500, "PUT", "v2/u/r/blobs/uploads/s2", status=201),
+            record(600, "PUT", "v2/u/q/blobs/uploads/s3", status=201),
+        ],
+    )
+    settings = settings_from(SimpleNamespace(trace=[path], push_layer_size="3KiB"))
+    trace = load_trace([path])
+    replay = Replay(trace, TracePlan.of(trace), settings.repo_prefix)
+    fake = FakeRegistry()
+    client = fake.client()
+    sent = [replay_record(client, client.registry, replay, r, settings) for r in trace.records]
+    assert sent == [700, 3072, 3072]
+    assert [r.method for r in fake.requests] == ["POST", "PATCH", "PUT"] * 3
+    assert [len(r.body) for r in fake.named("PATCH /v2/<name>/blobs/uploads/<session>")] == [700, 3072, 3072]
+    stored = {repo: data for (repo, _), data in fake.blobs.items()}
+    assert len(fake.blobs) == 3 and set(stored) == {replay.repository("u/r"), replay.repository("u/q")}
+    assert len(set(fake.blobs.values())) == 3  # a fresh blob per upload
 
 
 def test_files_merge_by_time_gzip_included_and_a_window_cuts_them(tmp_path):

@@ -111,6 +111,40 @@ def test_a_second_replay_finds_its_warm_up_in_the_registry(registry, tmp_path):
     assert "blobs found" in second, second
 
 
+def logged(ms: int, method: str, uri: str, status: int, **extra: object) -> dict[str, object]:
+    """A record as IBM's traces write it (their anonymised names; no ``?digest=`` on the commit)."""
+    stamp = f"2017-06-20T00:00:{ms // 1000:02d}.{ms % 1000:03d}Z"
+    fields = {"http.request.method": method, "http.request.uri": uri, "http.response.status": status}
+    return {"timestamp": stamp, **fields, "http.response.written": 0, **extra}
+
+
+def test_uploads_as_the_registry_logs_them_reach_the_registry_as_whole_uploads(registry, tmp_path):
+    """A trace that writes its pushes as the registry's access log does (POST …/blobs/uploads/,
+    PATCH and PUT …/uploads/<session>): each commit is one whole upload of a blob of its own, of
+    the size its PATCH carried, else of --push-layer-size; its POST and PATCH are not sent again."""
+    items = []
+    for i in range(6):
+        uploads = f"v2/u/r{i % 2}/blobs/uploads/"
+        length = {"http.request.contentlength": 5000 + i} if i % 2 == 0 else {}
+        items += [
+            logged(i * 300, "POST", uploads, 202),
+            logged(i * 300 + 100, "PATCH", f"{uploads}s{i}", 202, **length),
+            logged(i * 300 + 200, "PUT", f"{uploads}s{i}", 201),
+        ]
+    trace_file = tmp_path / "logged.json"
+    trace_file.write_text(json.dumps(items))
+
+    result = replay(
+        registry.url, tmp_path, "uploads", "--trace", str(trace_file), "--push-layer-size", "8KiB", run_time=6
+    )
+    assert_clean(result)
+    stats = result.stats()
+    assert set(stats) == {*ROWS["PUT blob"], ("TRACE", "PUT blob")}, set(stats)
+    assert all(int(row["Request Count"]) == 6 for row in stats.values()), stats
+    blobs = registry.storage_dir / "docker" / "registry" / "v2" / "blobs"
+    assert sorted(data.stat().st_size for data in blobs.rglob("data")) == [5000, 5002, 5004, 8192, 8192, 8192]
+
+
 def test_a_window_replays_only_its_part_of_the_trace(registry, tmp_path):
     trace_file = synth(tmp_path / "trace.json", "--requests", "120", "--duration", "12s")
     inside = sum(1 for r in load_trace([str(trace_file)]).records if 4 <= r.offset <= 8)

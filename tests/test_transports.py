@@ -23,7 +23,7 @@ from typing import Any
 import gevent
 import pytest
 
-from regload.errors import RequestTimeout, TLSError, TransportError
+from regload.errors import RequestTimeout, StaleConnection, TLSError, TransportError
 from regload.http import Request, Response, Transport, TransportOptions, add_query, resolve_url
 from regload.transports import make_transport
 from regload.transports.httpx_transport import HttpxTransport
@@ -512,6 +512,47 @@ def test_no_hidden_retry_when_the_server_drops_the_request(
         _get(transport, f"{server.url}/drop", method, body=body, content_length=3 if body else None)
     assert server.drops - before == 1
     assert _body(_get(transport, f"{server.url}/bytes/5")) == _payload(5)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("asked", ["keep_alive off", "a header"])
+def test_a_request_that_says_close_never_reuses_its_connection(
+    make: Callable[..., Transport], server: _Server, asked: str
+) -> None:
+    # RFC 9112 §9.6: whatever the answer says. The stdlib server closes the connection after such
+    # a request without saying so in its answer, as many proxies and load balancers do.
+    transport = make(keep_alive=asked != "keep_alive off")
+    headers = (("Connection", "close"),) if asked == "a header" else ()
+
+    def run() -> None:
+        for size in range(100, 120):
+            assert _body(_get(transport, f"{server.url}/bytes/{size}", headers=headers)) == _payload(size)
+
+    assert _connections_during(server, run) == 20
+
+
+@pytest.mark.unit
+def test_a_reused_connection_closed_before_any_answer_is_stale_and_closes_the_idle_ones(server: _Server) -> None:
+    transport = SocketTransport(TransportOptions(read_timeout=5))
+
+    def run() -> None:
+        # Two bodies left unread hold two connections; read, both go back to the pool.
+        held = [_get(transport, f"{server.url}/bytes/{MiB + i}") for i in range(2)]
+        for i, response in enumerate(held):
+            assert _body(response) == _payload(MiB + i)
+        with pytest.raises(StaleConnection, match=r"to 127\.0\.0\.1:\d+: server closed a reused connection before"):
+            _get(transport, f"{server.url}/drop")
+        # The other idle connection, as old, was closed with it: this one is new ...
+        assert _body(_get(transport, f"{server.url}/bytes/7")) == _payload(7)
+        # ... and a new connection dropped the same way is not the keep-alive race.
+        transport.close()
+        fresh = SocketTransport(TransportOptions(read_timeout=5))
+        with pytest.raises(TransportError, match="closed the connection without a response") as caught:
+            _get(fresh, f"{server.url}/drop")
+        assert not isinstance(caught.value, StaleConnection)
+        fresh.close()
+
+    assert _connections_during(server, run) == 4
 
 
 @pytest.mark.unit

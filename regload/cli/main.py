@@ -15,7 +15,7 @@ from ..audit import AuditEntry, AuditLog, check_writable
 from ..auth import Credentials
 from ..client import RegistryClient
 from ..concurrency import Runner
-from ..errors import CertificateError, ManifestError, RegloadError, UsageError
+from ..errors import ManifestError, RegloadError, UsageError, mended_by
 from ..manifest import DEFAULT_PLATFORM, ImageManifest, Index, Platform
 from ..profiles import PROFILES, REGLOAD, profile
 from ..pull import PullOptions, fetch_manifest, platform_manifest, pull
@@ -452,7 +452,20 @@ def print_human(command: str, out: dict[str, Any]) -> None:
         print("  blobs: " + ", ".join(f"{n} {a}" for a, n in sorted(actions.items())))
 
 
-CLI_TLS_HINT = " (trust the registry's CA with --ca-cert FILE, or skip verification with --insecure)"
+#: What to add to an error message that an option mends (``errors.mended_by``).
+CLI_HINTS = {
+    "trust": " (trust the registry's CA with --ca-cert FILE, or skip verification with --insecure)",
+    "plain-http": " (ask for plain HTTP with --plain-http, or give --registry http://HOST:PORT)",
+    "credentials": " (give them with -u USER and --password-stdin, REGLOAD_USERNAME and REGLOAD_PASSWORD,"
+    " or docker login's config.json)",
+}
+
+
+def hint(error: RegloadError) -> str:
+    """What the user can do about ``error`` with this command's options, or nothing."""
+    cause = getattr(error, "cause", None) or error  # verify's VerifyAborted carries what stopped it
+    return CLI_HINTS.get(mended_by(cause) or "", "")
+
 
 COMMANDS = {
     "pull": cmd_pull,
@@ -479,8 +492,7 @@ def main(argv: Sequence[str] | None = None, *, before_run: Callable[[argparse.Na
         # Name the image an operation failed on; usage errors already name what was wrong.
         subject = getattr(args, "reference", None) or getattr(args, "repository", None)
         prefix = f"{subject}: " if subject and not isinstance(e, UsageError) else ""
-        hint = CLI_TLS_HINT if isinstance(getattr(e, "cause", e), CertificateError) else ""
-        print(f"regload: error: {prefix}{e}{hint}", file=sys.stderr)
+        print(f"regload: error: {prefix}{e}{hint(e)}", file=sys.stderr)
         return e.exit_code
     except OSError as e:
         # Local files: an unreadable source, a full disk, a permission denied on the output.

@@ -318,7 +318,6 @@ def _probe(host: str, url: str, *, tls: bool, timeout: float = 2.0) -> int:
     try:
         conn.request("GET", path)
         resp = conn.getresponse()
-        resp.read()
         return resp.status
     finally:
         conn.close()

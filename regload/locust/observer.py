@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import (
+    AuthError,
     CertificateError,
     DigestMismatch,
     PlainHTTPRefused,
@@ -16,11 +17,20 @@ from ..errors import (
     RequestTimeout,
     TLSError,
     TransportError,
+    mended_by,
 )
 
 log = logging.getLogger("regload")
-LOCUST_TLS_HINT = "give --registry-ca-cert FILE to trust the registry's CA, or --registry-insecure to skip verification"
-_tls_hint_given = False
+#: What to log, once, of a failure that an option mends (``errors.mended_by``).
+LOCUST_HINTS = {
+    "trust": "give --registry-ca-cert FILE to trust the registry's CA, or --registry-insecure to skip verification",
+    "plain-http": "the registry speaks plain HTTP: give --host http://HOST:PORT",
+    "credentials": "give credentials with --registry-username and --registry-password"
+    " (or REGLOAD_USERNAME and REGLOAD_PASSWORD)",
+    "refused": "check --registry-username and --registry-password; a user waits --connection-backoff seconds"
+    " after each refusal",
+}
+_hints_given: set[str] = set()
 
 
 def failure_cause(error: BaseException) -> str:
@@ -29,13 +39,14 @@ def failure_cause(error: BaseException) -> str:
     if isinstance(error, PlainHTTPRefused):
         return "credentials refused over plain HTTP"
     if isinstance(error, RegistryError):
-        return f"HTTP {error.status}" + (f" {error.code}" if error.code else "")
+        status = f"HTTP {error.status}" + (f" {error.code}" if error.code else "")
+        return f"{status}: {error.reason}" if isinstance(error, AuthError) and error.reason else status
     if isinstance(error, DigestMismatch):
         return "digest mismatch"
     if isinstance(error, RequestTimeout):
         return "timeout"
     if isinstance(error, CertificateError):
-        return "TLS error: certificate verify failed"  # the whole story once in the log: tls_hint
+        return "TLS error: certificate verify failed"  # the whole story once in the log: log_hint
     if isinstance(error, TLSError):
         return "TLS error: " + str(error).rsplit(": ", 1)[-1][:80]
     if isinstance(error, TransportError):
@@ -57,12 +68,14 @@ _DIGESTS = re.compile(r"\b[a-z0-9]+:[a-f0-9]{12,}\b")
 _NUMBERS = re.compile(r"\d+")
 
 
-def tls_hint(error: BaseException) -> None:
-    """Log, once per process, why a certificate failed and which options fix it."""
-    global _tls_hint_given
-    if isinstance(error, CertificateError) and not _tls_hint_given:
-        _tls_hint_given = True
-        log.warning("regload: %s; %s", error, LOCUST_TLS_HINT)
+def log_hint(error: BaseException) -> None:
+    """Log, once per process and kind, the whole story of a failure whose fix is an option (an
+    untrusted certificate, plain HTTP, missing or refused credentials): the failure table keeps
+    only a short cause."""
+    hint = LOCUST_HINTS.get(mended_by(error) or "")
+    if hint is not None and hint not in _hints_given:
+        _hints_given.add(hint)
+        log.warning("regload: %s; %s", error, hint)
 
 
 class CauseError(Exception):
@@ -91,7 +104,7 @@ class LocustObserver:
             kind, _, path = name.partition(" ")
             split = self._split[name] = (kind or method, path or name)
         if error is not None:
-            tls_hint(error)
+            log_hint(error)
         self._fire(
             request_type=split[0],
             name=split[1],

@@ -19,7 +19,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from ..errors import RegloadError
 from .arrival_report import ArrivalRow, arrival_row
-from .open_model import ArrivalCounts
+from .open_model import RELEASE_SECONDS, ArrivalCounts
 from .rates import Schedule
 from .state import OPEN, SHARE, WORKER_COUNTS, schedule_for, settings_for
 from .trace_replay import trace_schedule
@@ -93,6 +93,20 @@ def _on_test_stop(environment: Any, **_: Any) -> None:
     if _watcher is not None:
         _watcher.kill(block=False)
         _watcher = None
+    if environment.runner is not None:
+        _let_ended_users_leave(environment.runner)
+
+
+def _let_ended_users_leave(runner: Any) -> None:
+    """Users released by a stopped schedule end on their own (``StopUser``). gevent clears a
+    greenlet's ``args`` when it ends but drops it from its group only at the event loop's next
+    turn; Locust's ``stop_users``, which follows ``test_stopping`` with no switch in between,
+    logs ``While stopping users, we encountered a user that didn't have proper args`` at ERROR
+    for each such greenlet still in the group (locust/runners.py, 2.47). Let the loop turn until
+    none is left (bounded)."""
+    deadline = time.monotonic() + RELEASE_SECONDS
+    while any(user.dead for user in runner.user_greenlets) and time.monotonic() < deadline:
+        gevent.sleep(0)
 
 
 @events.report_to_master.add_listener

@@ -18,12 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import gevent
+from gevent import getcurrent
 from gevent.event import Event
 from gevent.queue import Channel, Full
 
 from .rates import Schedule, arrival_times
 
 DropFn = Callable[[str], None]
+RELEASE_SECONDS = 5.0  # how long ``stop`` waits for the users it released to end
 
 
 @dataclass
@@ -128,6 +130,7 @@ class Arrivals:
         self._next_due: float | None = None  # the arrival the scheduler waits for, not reached yet
         self._channel: Channel = Channel()
         self._greenlet: gevent.Greenlet | None = None
+        self._waiting: set[Any] = set()  # the greenlets of the users waiting for an arrival
 
     def start(self) -> None:
         if self._greenlet is None:
@@ -135,7 +138,10 @@ class Arrivals:
 
     def stop(self) -> None:
         """End the schedule, and let the users waiting for an arrival go (``next`` gives them
-        None): a user blocked in its task would hold Locust's stop for its whole timeout."""
+        None): a user blocked in its task would hold Locust's stop for its whole timeout.
+
+        Then wait (a bounded time) until those users have ended: Locust must not meet them half
+        gone when it stops its users (``open_hooks``)."""
         if self._greenlet is not None:
             self._greenlet.kill(block=True)
             self._greenlet = None
@@ -145,6 +151,8 @@ class Arrivals:
             self.stopped = min(now, self._next_due) if self._next_due is not None else now
         while self._channel.getters:  # gevent's Channel: the greenlets waiting in get()
             self._channel.put(None, block=False)
+        released = [g for g in self._waiting if isinstance(g, gevent.Greenlet) and g is not getcurrent()]
+        gevent.joinall(released, timeout=RELEASE_SECONDS)
 
     def elapsed(self) -> float:
         """Seconds of schedule so far (0 before it started)."""
@@ -162,7 +170,12 @@ class Arrivals:
         """``next`` with what the arrival carries (a trace's record; None for a rate)."""
         if self.stopped is not None:
             return None
-        item: tuple[float, Any] | None = self._channel.get()
+        waiting = getcurrent()
+        self._waiting.add(waiting)
+        try:
+            item: tuple[float, Any] | None = self._channel.get()
+        finally:
+            self._waiting.discard(waiting)
         if item is None:
             return None
         late = time.perf_counter() - item[0]

@@ -25,6 +25,9 @@ from .platforms import PlatformMix
 from .rates import ARRIVALS, Schedule, parse_rate
 
 TOKEN_CACHE_MODES = ("shared", "user", "off")
+# A select's default must be one of its choices: Locust's web form shows (and a browser posts) the
+# first choice for a default that is not among them. The profile's upload mode is a choice of its own.
+PROFILES_UPLOAD_MODE = "profile"
 _PULL, _PUSH = PullOptions(), PushOptions()
 _SIZES_HELP = (
     "SIZE, MIN-MAX (uniform), lognormal:median=SIZE,p90=SIZE[,max=SIZE], empirical:PATH (one size per line,"
@@ -62,7 +65,7 @@ DEFAULTS: dict[str, Any] = {
     "push_layers": 3,
     "push_layer_size": "1MiB",
     "layer_gzip_ratio": "",
-    "upload_mode": None,
+    "upload_mode": PROFILES_UPLOAD_MODE,
     "chunk_size": f"{_PUSH.chunk_size // (1 << 20)}MiB",
     "push_jobs": None,
     "no_check_existing": not _PUSH.check_existing,
@@ -176,8 +179,8 @@ def add_arguments(parser: Any) -> None:
     )
     add(
         "--upload-mode",
-        choices=UPLOAD_MODES,
-        help=f"how PushUser uploads blobs (default: the profile's; regload {_PUSH.upload_mode})",
+        choices=(PROFILES_UPLOAD_MODE, *UPLOAD_MODES),
+        help=f"how PushUser uploads blobs (default: the client profile's; regload's is {_PUSH.upload_mode})",
     )
     add("--chunk-size", help="chunk size for --upload-mode chunked")
     add(
@@ -187,7 +190,8 @@ def add_arguments(parser: Any) -> None:
     add(
         "--connection-backoff",
         type=float,
-        help="seconds a user waits after an operation failed to reach the registry (0: retry at once)",
+        help="seconds a user waits after an operation failed to reach the registry, or had its credentials"
+        " refused (0: retry at once)",
     )
     add(
         "--audit-file",
@@ -344,7 +348,7 @@ def settings_from(options: Any) -> LoadSettings:
         pull_pushed=bool(get("pull_pushed")),
         push_layers=max(1, int(get("push_layers"))),
         push_layer_size=parse_size_distribution(get("push_layer_size"), "--push-layer-size"),
-        upload_mode=get("upload_mode") or chosen.push.upload_mode,
+        upload_mode=_given_upload_mode(get("upload_mode")) or chosen.push.upload_mode,
         chunk_size=parse_size(get("chunk_size"), "--chunk-size"),
         push_jobs=push_jobs or chosen.push.jobs,
         check_existing=chosen.push.check_existing and not get("no_check_existing"),
@@ -371,6 +375,12 @@ def settings_from(options: Any) -> LoadSettings:
             _at_least(get("node_parallel_pulls"), 1, "--node-parallel-pulls"),
         ),
     )
+
+
+def _given_upload_mode(value: Any) -> str | None:
+    """--upload-mode: None for the profile's (``profile``, or empty from an older form)."""
+    text = str(value or "").strip()
+    return None if text in ("", PROFILES_UPLOAD_MODE) else text
 
 
 def _given_jobs(value: Any, what: str) -> int | None:

@@ -25,7 +25,7 @@ import gevent
 
 from ..client import NULL_OBSERVER, RegistryClient
 from ..endpoints import head_manifest, push_scope, put_manifest
-from ..errors import RegloadError
+from ..errors import AuthError, RegloadError
 from ..http import Transport
 from ..manifest import Descriptor
 from ..push import PushOptions, manifest_bytes, push_blob
@@ -33,7 +33,7 @@ from ..reference import Reference, Registry, parse_reference
 from ..sources.base import BlobSource
 from ..wiring.connect import make_client
 from ..wiring.gevent_runner import GeventRunner
-from .observer import tls_hint
+from .observer import log_hint
 from .options import LoadSettings
 from .pool import PoolImage
 from .pool_layout import PoolSpec
@@ -125,7 +125,7 @@ def seed_pool(environment: Any, transport_factory: TransportFactory | None = Non
     except RegloadError as e:
         POOL.error = e
         log.error("regload: could not seed the pull pool: %s", e)
-        tls_hint(e)
+        log_hint(e)
     finally:
         client.close()
         POOL_READY.set()
@@ -184,10 +184,11 @@ def seed_images(
                 counts.pushed += 1
                 progress()
                 return
-            except RegloadError:
+            except RegloadError as e:
                 # Set-up, not measurement, so it may try again (a registry under load from an
-                # earlier run, or blobs of another process's pushes being linked).
-                if attempt == SEED_ATTEMPTS:
+                # earlier run, or blobs of another process's pushes being linked); refused
+                # credentials would be refused again.
+                if attempt == SEED_ATTEMPTS or (isinstance(e, AuthError) and e.refused):
                     raise
                 gevent.sleep(0.5 * attempt)
 

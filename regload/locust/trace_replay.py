@@ -28,7 +28,7 @@ from .. import endpoints
 from .. import mediatypes as mt
 from ..client import NULL_OBSERVER, RegistryClient
 from ..digest import Digest
-from ..errors import RegloadError
+from ..errors import AuthError, RegloadError
 from ..pull import fetch_blob
 from ..push import PushOptions, push_blob
 from ..reference import Reference, Registry
@@ -184,9 +184,9 @@ def warm_up(replay: Replay, client: RegistryClient, settings: LoadSettings) -> C
             try:
                 done[action()] += 1
                 return
-            except RegloadError:
-                if n == WARM_UP_ATTEMPTS:
-                    raise
+            except RegloadError as e:
+                if n == WARM_UP_ATTEMPTS or (isinstance(e, AuthError) and e.refused):
+                    raise  # refused credentials would be refused again
                 gevent.sleep(0.5 * n)
 
     def blob_to(repository: str, blob: BlobSource, options: PushOptions = CHECKED) -> None:
@@ -236,7 +236,8 @@ def warm_up_client(settings: LoadSettings, host: str, transport: Any = None) -> 
 def replay_record(
     client: RegistryClient, registry: Registry, replay: Replay, record: TraceRecord, settings: LoadSettings
 ) -> int:
-    """Send one record's request (a PUT of a blob is a whole upload: POST, PATCH, PUT); the bytes moved."""
+    """Send one record's request (a PUT of a blob, or the commit of an upload session as a registry
+    logs it, is a whole upload: POST, PATCH, PUT); the bytes moved."""
     repository = replay.repository(record.repository)
     if record.kind == "manifest":
         tag = tag_name(record.name)

@@ -20,7 +20,7 @@ from locust.exception import StopUser
 
 from ..audit import AuditEntry
 from ..client import RegistryClient
-from ..errors import RegloadError, TransportError
+from ..errors import AuthError, RegloadError, TransportError
 from ..pull import PullOptions, PullResult, pull
 from ..push import PushResult, push
 from ..reference import Reference, Registry
@@ -188,9 +188,10 @@ class RegistryUser(User):
     def _after_failure(self, error: Exception) -> None:
         if not isinstance(error, RegloadError):
             raise error  # a bug, not a registry fault: Locust lists it under Exceptions
-        if isinstance(error, TransportError) and self.settings.connection_backoff > 0:
-            # The registry cannot be reached: wait before the next attempt instead of counting
-            # thousands of instant failures a second while it is down.
+        if _waits_after(error) and self.settings.connection_backoff > 0:
+            # The registry cannot be reached, or refused the credentials: wait before the next
+            # attempt instead of counting thousands of instant failures a second while it is
+            # down, or asking its token service for thousands of tokens a second it will refuse.
             gevent.sleep(self.settings.connection_backoff)
 
     def on_stop(self) -> None:
@@ -246,6 +247,12 @@ class PushUser(RegistryUser):
                 POOL.add(PoolImage(repository, tag))
             if s.pull_after_push is not None and s.pull_after_push.chosen(self.rng):
                 FRESH.add(PoolImage(repository, tag), time.perf_counter() + s.pull_after_push.delay)
+
+
+def _waits_after(error: RegloadError) -> bool:
+    """Whether a user waits ``--connection-backoff`` after this failure: the network failed, or
+    the registry or its token server refused the credentials (the next try would be refused too)."""
+    return isinstance(error, TransportError) or (isinstance(error, AuthError) and error.refused)
 
 
 def _arrivals(environment: Any, kind: str, settings: LoadSettings) -> Arrivals | None:

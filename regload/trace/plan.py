@@ -5,14 +5,17 @@ in every process and every run.
 - A manifest's tag → the tag itself when it is a valid tag (anonymised tags are hex), else a hash.
 - A blob's anonymised digest → a blob of its recorded size whose bytes are noise keyed by that
   name: the same anonymised digest is the same blob in every repository (a layer shared by
-  images), as in the registry the trace came from.
+  images), as in the registry the trace came from. An upload's commit, logged as
+  ``PUT …/blobs/uploads/<session>``, names its blob ``uploads/<session>``: each upload pushes a
+  blob of its own, as a push of a new layer does.
 - A manifest → an OCI manifest over two small blobs of its repository, with an annotation that
   names the tag and pads it to the recorded size (GETs of it then move as many bytes).
 
 The plan lists what the replay's GETs need (``warm_blobs``, ``warm_manifests``): a warm-up creates
 it before the replay, outside the stats. A blob's size is the largest body a GET of it wrote
-(a 307 redirect writes none), else what a PUT record says (``http.request.contentlength``, which
-IBM's traces do not carry), else unknown: the replay then uses ``--push-layer-size``.
+(a 307 redirect writes none), else what a PUT record says (``http.request.contentlength``, with
+its PATCHes' for an upload session; IBM's traces do not carry it), else unknown: the replay then
+draws it from ``--push-layer-size``.
 """
 
 from __future__ import annotations

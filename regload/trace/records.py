@@ -9,6 +9,17 @@ replay does not need (``remoteaddr``, ``useragent``, ``host``, ``id``).
 As the replayer published with the study does, a replay keeps GETs and PUTs of manifests and
 blobs that succeeded; everything else is counted under a reason and skipped. Files are parsed
 one record at a time: a trace of millions of records does not sit in memory as JSON objects.
+
+Uploads are written as the registry logs them: distribution logs the request URI of each step of
+an upload session, so a push's blob is ``POST v2/<repo>/blobs/uploads/``, ``PATCH …/uploads/<id>``
+(maybe several) and the commit ``PUT …/uploads/<id>`` (its ``?digest=`` is stripped in IBM's
+traces). The commit is kept as a ``PUT blob`` named ``uploads/<id>`` — a fresh blob per upload —
+and replayed as a whole upload (POST, PATCH, PUT). The POST and PATCHes are counted as ``upload
+part (replayed with its PUT)``: replaying them too would upload each blob twice (a POST answered
+201 is a mount, which no PUT follows: ``blob mount (not replayed)``). The upload's size is what its
+PATCHes and PUT carried (``http.request.contentlength``: a docker push sends the bytes in a PATCH
+and commits with an empty PUT), the PATCHes remembered for the last ``MAX_OPEN_UPLOADS`` sessions
+of a file; when no record says, the replay draws it from ``--push-layer-size``.
 """
 
 from __future__ import annotations
@@ -26,6 +37,10 @@ from ..units import parse_duration
 
 KINDS = ("manifest", "blob")
 METHODS = ("GET", "PUT")
+UPLOAD_PARTS = ("POST", "PATCH")  # of an upload session, whose PUT commits it
+UPLOAD_PART = "upload part (replayed with its PUT)"
+MOUNT = "blob mount (not replayed)"
+MAX_OPEN_UPLOADS = 10_000  # sessions whose PATCHes' bytes wait for their PUT (one abandoned never sees it)
 READ_SIZE = 1 << 20
 _DECODER = json.JSONDecoder()
 
@@ -39,7 +54,7 @@ class TraceRecord:
     method: str  # GET or PUT
     kind: str  # manifest or blob
     repository: str  # the anonymised "<user>/<repo>"
-    name: str  # the anonymised tag or digest
+    name: str  # the anonymised tag or digest, or uploads/<session> for an upload's commit
     size: int | None  # bytes written (a GET's body); None when the record has none
     status: int
 
@@ -80,14 +95,17 @@ class Window:
 
 
 def parse_uri(uri: str) -> tuple[str, str, str] | None:
-    """(repository, kind, name) of ``v2/<repo…>/manifests|blobs/<name>``, or None for another
-    endpoint (uploads, tags, catalog, the base). The repository may have any number of parts."""
+    """(repository, kind, name) of ``v2/<repo…>/manifests|blobs/<name>``, kind ``upload`` and the
+    session id (empty for the POST that opens one) for ``v2/<repo…>/blobs/uploads/<id>``, or None
+    for another endpoint (tags, catalog, the base). The repository may have any number of parts."""
     parts = uri.split("?", 1)[0].lstrip("/").split("/")
     if len(parts) < 4 or parts[0] != "v2":
         return None
+    if len(parts) >= 5 and parts[-3:-1] == ["blobs", "uploads"]:
+        return "/".join(parts[1:-3]), "upload", parts[-1]
     kind = {"manifests": "manifest", "blobs": "blob"}.get(parts[-2])
     if kind is None or parts[-3] == "blobs" or not parts[-1]:
-        return None  # …/blobs/uploads/<id> is an upload session, not a blob
+        return None
     return "/".join(parts[1:-2]), kind, parts[-1]
 
 
@@ -137,22 +155,45 @@ def _open(path: str) -> IO[str]:
     return open(path, encoding="utf-8")
 
 
+class _OpenUploads:
+    """The bytes the PATCHes of each upload session sent, kept until its PUT commits it: at most
+    ``MAX_OPEN_UPLOADS`` sessions, the oldest forgotten (an abandoned upload never sees its PUT)."""
+
+    def __init__(self) -> None:
+        self._sent: dict[tuple[str, str], int] = {}
+
+    def patch(self, key: tuple[str, str], size: int | None) -> None:
+        if not size:
+            return
+        if key not in self._sent and len(self._sent) >= MAX_OPEN_UPLOADS:
+            del self._sent[next(iter(self._sent))]
+        self._sent[key] = self._sent.get(key, 0) + size
+
+    def commit(self, key: tuple[str, str], size: int | None) -> int | None:
+        """The upload's size: its PATCHes' bytes and the PUT's own (a last chunk may ride on the
+        commit), or None when no record says."""
+        sent = [n for n in (self._sent.pop(key, None), size) if n]
+        return sum(sent) if sent else None
+
+
 def _records_of(path: str, skipped: Counter[str], names: dict[str, str]) -> Iterator[TraceRecord]:
     """Every record worth replaying, its offset in seconds since the epoch. ``names`` keeps one
     copy of each repository and object name: a trace names the same ones again and again."""
-    methods = {m: m for m in METHODS}
+    methods = {m: m for m in (*METHODS, *UPLOAD_PARTS)}
+    uploads = _OpenUploads()
     try:
         with _open(path) as stream:
             for i, item in enumerate(iter_json_array(stream, path)):
                 if not isinstance(item, dict):
                     raise UsageError(f"{path}: record {i} is not a JSON object")
-                method = str(item.get("http.request.method", "")).upper()
-                if method not in methods:
-                    skipped[f"method {method or '-'}"] += 1
-                    continue
-                method = methods[method]
+                asked = str(item.get("http.request.method", "")).upper()
+                method = methods.get(asked)
                 parsed = parse_uri(str(item.get("http.request.uri", "")))
-                if parsed is None:
+                upload = parsed is not None and parsed[1] == "upload"
+                if method is None or (method in UPLOAD_PARTS and not upload):
+                    skipped[f"method {asked or '-'}"] += 1
+                    continue
+                if parsed is None or (upload and method == "GET"):  # GET …/uploads/<id>: its status
                     skipped["not a manifest or blob"] += 1
                     continue
                 status = _integer(item.get("http.response.status"), path, i, "http.response.status")
@@ -171,9 +212,17 @@ def _records_of(path: str, skipped: Counter[str], names: dict[str, str]) -> Iter
                     size = written if status == 200 else None
                 else:  # not in IBM's schema; regload's synthetic traces record it
                     size = _integer(item.get("http.request.contentlength"), path, i, "http.request.contentlength")
-                repository = names.setdefault(parsed[0], parsed[0])
-                name = names.setdefault(parsed[2], parsed[2])
-                yield TraceRecord(when.timestamp(), method, parsed[1], repository, name, size, status)
+                repository, kind, name = parsed
+                if upload:  # a step of an upload session: see the module's docstring
+                    kind, name = "blob", f"uploads/{name}"  # the session names a fresh blob
+                    if method != "PUT":
+                        uploads.patch((repository, name), size if method == "PATCH" else None)
+                        skipped[MOUNT if method == "POST" and status == 201 else UPLOAD_PART] += 1
+                        continue
+                    size = uploads.commit((repository, name), size)
+                repository = names.setdefault(repository, repository)
+                name = names.setdefault(name, name)
+                yield TraceRecord(when.timestamp(), method, kind, repository, name, size, status)
     except OSError as e:
         if isinstance(e, gzip.BadGzipFile):
             raise UsageError(f"{path}: not a gzip file: {e}") from None

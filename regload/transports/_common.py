@@ -10,11 +10,14 @@ import socket
 import ssl
 from collections.abc import Callable, Iterable, Iterator
 
-from regload.errors import CertificateError, RequestTimeout, TLSError, TransportError, UsageError
+from regload.errors import CertificateError, PlainHTTPAnswer, RequestTimeout, TLSError, TransportError, UsageError
 from regload.http import Request, TransportOptions
 
 # Framing is the transport's job: these request headers are replaced by what the body needs.
 FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
+# What OpenSSL says when the first bytes back are not a TLS record but an HTTP answer ("HTTP/1.x
+# 400 ..."): 3.0 calls the five bytes "HTTP/" a wrong version, 3.2 and later a record layer failure.
+PLAIN_HTTP_REASONS = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"})
 # Methods that carry content: they get ``Content-Length: 0`` when they have no body (RFC 9110
 # 8.6; some proxies answer 411 otherwise).
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -104,6 +107,8 @@ def map_exception(exc: BaseException, where: str, phase: str, timeout: float) ->
         return CertificateError(f"{where}: TLS certificate verification failed: {exc.verify_message}")
     if isinstance(exc, TimeoutError):  # also socket.timeout and gevent's TLS timeouts
         return RequestTimeout(f"{where}: {phase} timed out after {timeout:g}s")
+    if isinstance(exc, ssl.SSLError) and exc.reason in PLAIN_HTTP_REASONS:
+        return PlainHTTPAnswer(f"{where}: TLS error: the registry answered in plain HTTP, not TLS")
     if isinstance(exc, ssl.SSLError):
         return TLSError(f"{where}: TLS error: {exc.reason or exc.strerror or exc}")
     if isinstance(exc, socket.gaierror):

@@ -2,6 +2,12 @@
 
 Slower per request than ``SocketTransport``; use it for HTTP/2 registries or proxies. One shared
 ``httpx.Client`` and one SSL context (a new client per user would build a context each time).
+
+A request that says ``Connection: close`` is never followed by another on its connection (h11
+closes it, RFC 9112 §9.6), and without keep-alive the pool keeps no connection. httpcore checks
+an idle connection for a close before it reuses it; a keep-alive race it misses (the server
+closes just as the request leaves) is a plain ``TransportError`` here, not ``StaleConnection``:
+httpx does not say whether the connection was a reused one, so the client does not send it again.
 """
 
 from __future__ import annotations

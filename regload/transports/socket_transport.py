@@ -16,8 +16,18 @@ beside a bare socket loop):
 - a body of known length is read with ``recv_into`` into one buffer per response, handed out
   as memoryview chunks of it: a chunk is valid until the next one is asked for.
 
+Connections are kept alive unless either side says ``close``: a request sent with
+``Connection: close`` (``keep_alive=False``, docker's profile, or a header of the caller's) never
+gives its connection back to the pool, whatever the answer says (RFC 9112 §9.6: proxies and load
+balancers often close without echoing the header).
+
 Nothing is sent twice: a write that fails is an error, once any answer the server gave before
-it closed (a 401, a 413) has been looked for. Redirects, retries and auth belong to the client.
+it closed (a 401, a 413) has been looked for. A connection taken from the pool whose server
+closed it (FIN, not a reset) before any byte of the answer to a request sent whole (the keep-alive
+race, RFC 9112 §9.3.1: the server closed it just as the request left) is ``StaleConnection``,
+and the other idle connections to that origin, no younger, are closed with it; the client
+decides whether to send the request again (``RegistryClient`` does, once, for an idempotent
+request, and reports the dead attempt). Redirects, retries and auth belong to the client.
 """
 
 from __future__ import annotations
@@ -40,7 +50,7 @@ from gevent import get_hub, getcurrent
 from gevent.lock import BoundedSemaphore
 from gevent.monkey import get_original
 
-from regload.errors import TransportError
+from regload.errors import StaleConnection, TransportError
 from regload.http import Headers, Request, Response, TransportOptions
 from regload.transports._common import (
     body_length,
@@ -71,7 +81,8 @@ _FRESH = 0.001  # s: an event loop that polled this recently has seen what an id
 _now = time.time  # the event loop's clock (``loop.now()``) is wall-clock time
 
 
-_HEADS: dict[tuple[object, ...], bytes] = {}  # request heads as sent, by what makes them
+# Request heads as sent, by what makes them, and whether they say ``Connection: close``.
+_HEADS: dict[tuple[object, ...], tuple[bytes, bool]] = {}
 
 _os_thread_id = get_original("_thread", "get_ident")  # the patched one tells greenlets apart
 _HEAD_BUFFERS: dict[int, memoryview] = {}
@@ -123,10 +134,11 @@ class _Connection:
     a ``Timeout`` for every wait (1.7 µs against 0.13 µs for restarting a timer, measured here).
     A TLS socket reads through gevent's ``SSLSocket``, which knows what OpenSSL has buffered."""
 
-    __slots__ = ("sock", "_raw", "_timer", "_hub", "_idle")
+    __slots__ = ("sock", "reused", "_raw", "_timer", "_hub", "_idle")
 
     def __init__(self, sock: socket.socket, read_timeout: float | None) -> None:
         self.sock = sock
+        self.reused = False  # it carried a request before: the server may have closed it since
         self._raw = sock._sock if type(sock) is _PLAIN else None  # type: ignore[attr-defined]
         self._hub = get_hub()
         # A repeating timer, armed with ``again``: libev's plain start would go on counting down
@@ -141,6 +153,7 @@ class _Connection:
         if self._idle is None:
             self._idle = _IdleWatch(self._hub.loop, self.sock.fileno())
         self._idle.start()
+        self.reused = True
 
     def alive(self) -> bool:
         """A parked keep-alive socket can carry a request: the server has neither closed it nor
@@ -267,11 +280,16 @@ class _Pool:
         conn.close()
         self.slots.release()
 
-    def close(self) -> None:
-        self.closed = True
+    def close_idle(self) -> None:
+        """Close the idle connections: one of them was found closed by the server, and the rest,
+        used before it, have been idle at least as long."""
         for conn in self.idle:
             conn.close()
         self.idle.clear()
+
+    def close(self) -> None:
+        self.closed = True
+        self.close_idle()
 
 
 class _Origin:
@@ -405,7 +423,7 @@ class SocketTransport:
         origin, target = self._route(request)
         where = origin.where(request)
         length = body_length(request, where)
-        head = self._head(request, origin, target, length, where)
+        head, closes = self._head(request, origin, target, length, where)
         pool = origin.pool
         try:
             conn = pool.get()
@@ -421,13 +439,15 @@ class SocketTransport:
                 # worth more than the broken pipe.
                 if failed.cause.errno in (errno.EPIPE, errno.ECONNRESET):
                     try:
-                        return _SocketResponse(conn, pool, request, where, self, broken=True)
+                        return _SocketResponse(conn, pool, request, where, self, keep_alive=False, sent=False)
                     except TransportError:
                         pass
                 raise map_exception(failed.cause, where, "write", self._options.read_timeout) from failed.cause
-            return _SocketResponse(conn, pool, request, where, self, broken=False)
-        except BaseException:
+            return _SocketResponse(conn, pool, request, where, self, keep_alive=not closes)
+        except BaseException as exc:
             pool.discard(conn)  # a response takes the connection over only once it is built
+            if isinstance(exc, StaleConnection):
+                pool.close_idle()
             raise
 
     def close(self) -> None:
@@ -482,9 +502,12 @@ class SocketTransport:
         self._origins[(scheme, netloc)] = origin
         return origin
 
-    def _head(self, request: Request, origin: _Origin, target: str, length: int | None, where: str) -> bytes:
-        # A load test sends the same few requests over and over (the same pool images' paths,
-        # from every user): their heads are built and checked once per process.
+    def _head(
+        self, request: Request, origin: _Origin, target: str, length: int | None, where: str
+    ) -> tuple[bytes, bool]:
+        """The request head, and whether it says ``Connection: close``. A load test sends the same
+        few requests over and over (the same pool images' paths, from every user): their heads
+        are built and checked once per process."""
         key = (origin.host_line, self._defaults, request.method, target, request.headers, length, request.body is None)
         head = _HEADS.get(key)
         if head is None:
@@ -494,13 +517,17 @@ class SocketTransport:
             _HEADS[key] = head
         return head
 
-    def _new_head(self, request: Request, origin: _Origin, target: str, length: int | None, where: str) -> bytes:
+    def _new_head(
+        self, request: Request, origin: _Origin, target: str, length: int | None, where: str
+    ) -> tuple[bytes, bool]:
         if not _TARGET_OK.fullmatch(target):
             raise TransportError(f"{where}: URL path or query contains spaces or control characters")
         lines = [f"{request.method} {target} HTTP/1.1"]
         if not request.headers or request.header("Host") is None:
             lines.append(origin.host_line)
-        lines += [f"{n}: {v}" for n, v in merge_headers(self._defaults, request)]
+        fields = merge_headers(self._defaults, request)
+        closes = any(n.lower() == "connection" and _lists_close(v) for n, v in fields)
+        lines += [f"{n}: {v}" for n, v in fields]
         if length is not None:
             lines.append(f"Content-Length: {length}")
         elif request.body is not None:
@@ -512,9 +539,14 @@ class SocketTransport:
             bad = [n for n, v in (*self._defaults, *request.headers) if "\r" in n + v or "\n" in n + v]
             raise TransportError(f"{where}: header field {bad[0] if bad else request.method!r} contains a line break")
         try:
-            return text.encode("latin-1")
+            return text.encode("latin-1"), closes
         except UnicodeEncodeError as exc:
             raise TransportError(f"{where}: a header is not latin-1 text") from exc
+
+
+def _lists_close(value: str) -> bool:
+    """Whether a ``Connection`` field value lists the ``close`` option (RFC 9110 §7.6.1)."""
+    return any(option.strip().lower() == "close" for option in value.split(","))
 
 
 def _send(sock: socket.socket, data: bytes | memoryview) -> None:
@@ -612,8 +644,18 @@ class _SocketResponse:
     )
 
     def __init__(
-        self, conn: _Connection, pool: _Pool, request: Request, where: str, transport: SocketTransport, broken: bool
+        self,
+        conn: _Connection,
+        pool: _Pool,
+        request: Request,
+        where: str,
+        transport: SocketTransport,
+        keep_alive: bool,
+        sent: bool = True,
     ) -> None:
+        """``keep_alive``: the request let the connection live on (it did not say ``close``);
+        the answer may still end it. ``sent``: the request went out whole (else its write
+        failed, and this is the early answer the server may have given before it closed)."""
         self._conn: _Connection | None = None  # set at the very end: send() owns it till then
         self._pool = pool
         self._where = where
@@ -622,7 +664,7 @@ class _SocketResponse:
         self._closed = False
         message = self._message = _Message(request.method == "HEAD")
         parser = self._parser = httptools.HttpResponseParser(message)
-        self._read_head(conn, message)
+        self._read_head(conn, message, sent)
         self.status: int = parser.get_status_code()
         self.headers = headers = Headers(message.fields)
         self.url = request.url
@@ -642,22 +684,27 @@ class _SocketResponse:
             except ValueError:
                 raise TransportError(f"{where}: invalid Content-Length in the response") from None
         self._keep_alive = (
-            not broken
+            keep_alive
             and self.http_version == "HTTP/1.1"
             and not self._until_close
-            and (connection is None or not any("close" in v.lower() for v in headers.get_all("connection")))
+            and (connection is None or not any(_lists_close(v) for v in headers.get_all("connection")))
         )
         self._conn = conn
         if message.complete or self._remaining == 0:
             self._release()
 
-    def _read_head(self, conn: _Connection, message: _Message) -> None:
+    def _read_head(self, conn: _Connection, message: _Message, sent: bool) -> None:
         buffer = _head_buffer()
         received = 0
         try:
             while not message.final:
                 n = conn.recv_into(buffer, wait_first=not received)
                 if not n:
+                    # The keep-alive race: a close (FIN) of an idle connection the request went
+                    # out on whole. A reset, or a close while the request was being written,
+                    # may end a request the server read: an error like any other.
+                    if conn.reused and sent and not received:
+                        raise StaleConnection(f"{self._where}: server closed a reused connection before answering")
                     cause = "without a response" if not received else "mid-head"
                     raise TransportError(f"{self._where}: server closed the connection {cause}")
                 received += n

@@ -52,6 +52,10 @@ request sequence faults the same requests on every run. A body fault drawn for a
 a body (a HEAD, a 201), or a ``redirect_blob`` drawn for anything but a blob GET, is not applied
 (the request is forwarded as it is) and counts in ``Counters.skipped``.
 
+A client's ``Connection: close`` is honoured: the proxy closes that connection after its answer.
+With ``echo_close=False`` it does so without adding ``Connection: close`` to the answer, as many
+reverse proxies and load balancers do (RFC 9112 §9.6 lets the client know it anyway: it sent it).
+
 Runtime control (thread-safe): ``set_faults(faults)`` replaces the mix (fresh RNGs),
 ``clear_faults()``, ``counters()`` returns a snapshot (``Counters``: connections, requests in total
 and per endpoint, faults injected per kind and per ``(kind, endpoint)``, skipped draws, upstream
@@ -148,7 +152,7 @@ _ENDPOINTS = (
     (re.compile(r"/v2/_catalog$"), "catalog"),
 )
 _MAX_TOKENS = 4096  # redirect tokens remembered by the storage listener
-_MAX_EVENTS = 2000
+_MAX_EVENTS = 20_000  # a few seconds of a small load run: 2 users make ~2,000 requests in 4 s
 
 
 def endpoint_kind(method: str, target: str) -> str:
@@ -399,6 +403,7 @@ class FaultProxy:
         max_connections: int = 256,
         timeout: float = 30.0,
         record: bool = False,
+        echo_close: bool = True,
     ) -> None:
         parts = urlsplit(upstream)
         if parts.scheme != "http" or not parts.hostname:
@@ -414,6 +419,7 @@ class FaultProxy:
         self._hits: list[StorageHit] = []
         self._events: collections.deque[Event] = collections.deque(maxlen=_MAX_EVENTS)
         self.record = record
+        self.echo_close = echo_close  # a close the client asked for is said in the answer too
         self._exchanges: list[Exchange] = []
         self._tokens: collections.OrderedDict[str, _Signed] = collections.OrderedDict()
         self._slots = threading.BoundedSemaphore(max_connections)
@@ -731,7 +737,7 @@ class FaultProxy:
         keep_alive: bool,
     ) -> None:
         fields = [*fields, ("Content-Length", str(len(body)))]
-        if not keep_alive:
+        if not keep_alive and self.echo_close:
             fields.append(("Connection", "close"))
         conn.send(encode_head(f"HTTP/1.1 {status} {reason}", fields) + body)
         conn.last_status = status
@@ -814,7 +820,7 @@ class FaultProxy:
             chunked = False  # close-delimited to the client as well
         elif chunked:
             out.append(("Transfer-Encoding", "chunked"))
-        if not keep_alive:
+        if not keep_alive and self.echo_close:
             out.append(("Connection", "close"))
         upstream_reusable = head.start[0] == "HTTP/1.1" and not head.has_token("Connection", "close")
         if fault is not None and fault.kind == "huge_head":
