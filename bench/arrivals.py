@@ -70,8 +70,8 @@ def timer_floor(rate: float, seconds: float) -> dict[str, Any]:
     import gevent
 
     from regload.locust.arrival_report import arrival_row
-    from regload.locust.open_model import ArrivalCounts
-    from regload.locust.rates import ConstantRate
+    from regload.workload.open_model import ArrivalCounts
+    from regload.workload.rates import ConstantRate
 
     counts = ArrivalCounts()
     cpu = time.process_time()
@@ -95,8 +95,8 @@ def handoff_floor(rate: float, seconds: float, kind: str, users: int) -> dict[st
     import gevent
 
     from regload.locust.arrival_report import arrival_row
-    from regload.locust.open_model import Arrivals, Share
-    from regload.locust.rates import ConstantRate
+    from regload.workload.open_model import Arrivals, Share
+    from regload.workload.rates import ConstantRate
 
     schedule = ConstantRate(rate)
     drops: list[str] = []
@@ -143,7 +143,7 @@ def pull_run(server: StaticServer, users: int, seconds: float, rate: float | Non
 
 def pull_figures(run: LocustRun) -> dict[str, Any]:
     """The ``PULL image`` row's pulls, pulls/s, mean and p99 latency (ms), CPU µs per pull."""
-    from regload.locust.open_model import ArrivalCounts
+    from regload.workload.open_model import ArrivalCounts
 
     row = run.operation("PULL")
     if not row or not row["num_requests"]:

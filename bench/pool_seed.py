@@ -27,11 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from regload.client import NULL_OBSERVER  # noqa: E402
 from regload.local_registry import LocalRegistry  # noqa: E402
-from regload.locust.pool_layout import PoolSpec  # noqa: E402
-from regload.locust.seeding import seed_images  # noqa: E402
 from regload.reference import Registry  # noqa: E402
-from regload.sizes import parse_size_distribution  # noqa: E402
 from regload.wiring.connect import ClientSettings, make_client  # noqa: E402
+from regload.workload.pool_layout import PoolSpec  # noqa: E402
+from regload.workload.pool_seed import seed_images  # noqa: E402
+from regload.workload.sizes import parse_size_distribution  # noqa: E402
 
 
 def _cpu_seconds(pid: int | None) -> float | None:

@@ -1,4 +1,5 @@
-"""Imports point down: protocol core < transports < wiring < front ends (DESIGN.md §1).
+"""Imports point down: protocol core < transports < wiring < workload < front ends (the layer
+table of docs/architecture.md).
 
 Every module of ``regload`` belongs to one layer, named here by inclusion: a new module must be
 placed in a layer before this test passes. Relative imports (``from .. import x``) are resolved
@@ -30,7 +31,6 @@ CORE = {
     "http",
     "manifest",
     "mediatypes",
-    "popularity",
     "profiles",
     "pull",
     "push",
@@ -38,10 +38,8 @@ CORE = {
     "retry",
     "schema1",
     "sinks",
-    "sizes",
     "sources",
     "streams",
-    "trace",
     "units",
     "ustar",
     "verify",
@@ -52,8 +50,10 @@ ALLOWED = {
     "transports": set(CORE),
     "local_registry": set(CORE),  # a process launcher on the standard library
     "wiring": CORE | {"transports"},
-    "cli": CORE | {"transports", "wiring"},
-    "locust": CORE | {"transports", "wiring", "local_registry"},
+    # What describes or schedules load without Locust: it may use gevent, never locust.
+    "workload": CORE | {"transports", "wiring"},
+    "cli": CORE | {"transports", "wiring", "workload"},
+    "locust": CORE | {"transports", "wiring", "local_registry", "workload"},
     "__main__": {"cli"},
 }
 IO_LIBRARIES = {"gevent", "geventhttpclient", "httptools", "httpx", "locust", "requests", "urllib3", "socket", "ssl"}
@@ -123,6 +123,13 @@ def test_core_imports_no_io_library():
     assert len(core) > 30
     offenders = {str(p.relative_to(PACKAGE)): sorted(_imports(p)[1] & IO_LIBRARIES) for p in core}
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_workload_never_imports_locust():
+    workload = [p for p in _modules() if _layer(p) == "workload"]
+    assert len(workload) > 10
+    offenders = {str(p.relative_to(PACKAGE)) for p in workload if "locust" in _imports(p)[1]}
+    assert offenders == set()
 
 
 def test_relative_imports_are_resolved(tmp_path):

@@ -11,8 +11,8 @@ from regload.locust.options import add_arguments, settings_from
 from regload.locust.thresholds import PercentileCheck, breaches
 from regload.locust.throughput import throughput
 from regload.locust.web_secrets import SECRET_OPTIONS
-from regload.popularity import Zipf
-from regload.sizes import PRESETS, Fixed, LogNormal, Uniform
+from regload.workload.popularity import Zipf
+from regload.workload.sizes import PRESETS, Fixed, LogNormal, Uniform
 
 pytestmark = pytest.mark.unit
 
@@ -67,7 +67,7 @@ def test_observer_splits_names_and_reports_causes():
 
 
 def test_layer_size_and_popularity_options(tmp_path):
-    """Every syntax of regload.sizes reaches the settings through both layer-size options (the
+    """Every syntax of regload.workload.sizes reaches the settings through both layer-size options (the
     syntaxes themselves are tested in tests/test_sizes.py), and --pull-popularity through its own."""
     rng = random.Random(1)
     s = settings_from(None)

@@ -10,10 +10,10 @@ import gevent
 import pytest
 
 from regload.errors import UsageError
-from regload.locust.nodes import Node, Nodes, NodeSpec
 from regload.locust.options import settings_from
-from regload.locust.platforms import PlatformMix
 from regload.manifest import Platform
+from regload.workload.nodes import Node, Nodes, NodeSpec
+from regload.workload.platforms import PlatformMix
 from tests.support import traffic
 from tests.support.fault_proxy import Fault, FaultProxy
 from tests.support.locust_run import Locust, Result, headless

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from regload.local_registry import LocalRegistry
-from regload.locust.pool_layout import PoolSpec
-from regload.sizes import parse_size_distribution
+from regload.workload.pool_layout import PoolSpec
+from regload.workload.sizes import parse_size_distribution
 from tests.support.cli import regload
 from tests.support.fault_proxy import FaultProxy
 

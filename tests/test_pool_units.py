@@ -9,13 +9,14 @@ from types import SimpleNamespace
 import pytest
 
 from regload.errors import UsageError
-from regload.locust.fresh import FreshQueue, PullAfterPush
 from regload.locust.options import settings_from
-from regload.locust.pool import MAX_POOL, ImagePool, PoolImage
-from regload.locust.pool_layout import PoolSpec
-from regload.locust.seeding import pool_images, pool_spec, seed_order
+from regload.locust.seeding import pool_images, pool_spec
 from regload.reference import Registry
-from regload.sizes import Fixed, Uniform
+from regload.workload.fresh import FreshQueue, PullAfterPush
+from regload.workload.pool import MAX_POOL, ImagePool, PoolImage
+from regload.workload.pool_layout import PoolSpec
+from regload.workload.pool_seed import seed_order
+from regload.workload.sizes import Fixed, Uniform
 
 pytestmark = pytest.mark.unit
 

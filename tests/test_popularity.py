@@ -1,4 +1,4 @@
-"""Pull popularity (regload.popularity): parsing, Zipf and uniform picks against their expected
+"""Pull popularity (regload.workload.popularity): parsing, Zipf and uniform picks against their expected
 frequencies, and the cost of a Zipf pick over 10,000 images.
 
 Frequency checks use 50,000 seeded picks. Per index, the count is binomial: its standard deviation
@@ -16,7 +16,7 @@ from statistics import NormalDist
 import pytest
 
 from regload.errors import UsageError
-from regload.popularity import UNIFORM, Uniform, Zipf, parse_popularity
+from regload.workload.popularity import UNIFORM, Uniform, Zipf, parse_popularity
 
 pytestmark = pytest.mark.unit
 

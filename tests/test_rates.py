@@ -8,8 +8,8 @@ import random
 import pytest
 
 from regload.errors import UsageError
-from regload.locust.open_model import ArrivalCounts
-from regload.locust.rates import ConstantRate, ShapeRate, Stages, arrival_times, expected_count, parse_rate
+from regload.workload.open_model import ArrivalCounts
+from regload.workload.rates import ConstantRate, ShapeRate, Stages, arrival_times, expected_count, parse_rate
 
 pytestmark = pytest.mark.unit
 
@@ -106,7 +106,7 @@ def test_a_scheduler_hands_arrivals_to_idle_users_drops_the_rest_and_follows_a_n
     the process becomes one of two workers, its arrivals halve from then on."""
     import gevent
 
-    from regload.locust.open_model import Arrivals, Share
+    from regload.workload.open_model import Arrivals, Share
 
     share, drops = Share(), []
     share.set(0, 1)

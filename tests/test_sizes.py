@@ -1,4 +1,4 @@
-"""Layer size distributions (regload.sizes): every syntax, its errors, and the presets against the
+"""Layer size distributions (regload.workload.sizes): every syntax, its errors, and the presets against the
 percentiles their papers publish.
 
 Tolerances on fractions of 10,000 seeded draws: a fraction's binomial standard deviation is
@@ -14,7 +14,8 @@ from statistics import NormalDist
 import pytest
 
 from regload.errors import UsageError
-from regload.sizes import (
+from regload.units import parse_size
+from regload.workload.sizes import (
     DEFAULT_MAX,
     PRESETS,
     Empirical,
@@ -24,7 +25,6 @@ from regload.sizes import (
     format_size,
     parse_size_distribution,
 )
-from regload.units import parse_size
 
 pytestmark = pytest.mark.unit
 

@@ -18,14 +18,14 @@ import pytest
 from regload.cli.trace import stats_lines
 from regload.errors import UsageError
 from regload.locust.options import settings_from
-from regload.locust.trace_replay import Replay, replay_record
-from regload.popularity import Zipf
-from regload.sizes import parse_size_distribution
-from regload.trace import records as records_module
-from regload.trace.plan import MAX_MANIFEST, TraceBlob, TracePlan, manifest_for, repository_name, tag_name
-from regload.trace.records import Window, iter_json_array, load_trace, parse_uri
-from regload.trace.stats import percentile, trace_stats
-from regload.trace.synth import SynthSpec, parse_mix, synth_records, write_trace
+from regload.workload.popularity import Zipf
+from regload.workload.sizes import parse_size_distribution
+from regload.workload.trace import records as records_module
+from regload.workload.trace.plan import MAX_MANIFEST, TraceBlob, TracePlan, manifest_for, repository_name, tag_name
+from regload.workload.trace.records import Window, iter_json_array, load_trace, parse_uri
+from regload.workload.trace.replay import Replay, replay_record
+from regload.workload.trace.stats import percentile, trace_stats
+from regload.workload.trace.synth import SynthSpec, parse_mix, synth_records, write_trace
 from tests.support.cli import regload
 from tests.support.fake_registry import FakeRegistry
 
@@ -175,10 +175,10 @@ def test_each_logged_upload_is_replayed_as_a_whole_upload_of_a_blob_of_its_own(t
     )
     settings = settings_from(SimpleNamespace(trace=[path], push_layer_size="3KiB"))
     trace = load_trace([path])
-    replay = Replay(trace, TracePlan.of(trace), settings.repo_prefix)
+    replay = Replay(trace, TracePlan.of(trace), settings.repo_prefix, settings.push_layer_size)
     fake = FakeRegistry()
     client = fake.client()
-    sent = [replay_record(client, client.registry, replay, r, settings) for r in trace.records]
+    sent = [replay_record(client, replay, r) for r in trace.records]
     assert sent == [700, 3072, 3072]
     assert [r.method for r in fake.requests] == ["POST", "PATCH", "PUT"] * 3
     assert [len(r.body) for r in fake.named("PATCH /v2/<name>/blobs/uploads/<session>")] == [700, 3072, 3072]
@@ -272,7 +272,7 @@ def test_replayed_manifests_have_the_recorded_size_and_stay_valid():
     assert len(manifest_for("u/a", "t", 10)) == len(small)  # never below the smallest manifest
     assert len(manifest_for("u/a", "t", 1 << 30)) == MAX_MANIFEST
     doc = json.loads(manifest_for("u/a", "t", 5000))
-    assert doc["schemaVersion"] == 2 and doc["annotations"]["org.regload.trace.tag"] == "t"
+    assert doc["schemaVersion"] == 2 and doc["annotations"]["org.regload.workload.trace.tag"] == "t"
     assert manifest_for("u/a", "t", None) != manifest_for("u/a", "t2", None)
 
 
@@ -359,7 +359,7 @@ def test_stats_of_a_trace(tmp_path):
 # is not: a child started from a large pytest would inherit its peak).
 PEAK_OF = """
 import json, re, sys
-from regload.trace.records import load_trace
+from regload.workload.trace.records import load_trace
 def peak():
     return int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
 before = peak()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from regload.local_registry import LocalRegistry, free_port
-from regload.trace.records import load_trace
+from regload.workload.trace.records import load_trace
 from tests.support.cli import regload
 from tests.support.locust_run import TEST_LOCUSTFILES, Locust, Result, assert_clean
 

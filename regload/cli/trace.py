@@ -1,5 +1,5 @@
 """``regload trace stats FILE…`` and ``regload trace synth OUT``: read and write registry traces in
-the IBM format (see ``regload.trace``)."""
+the IBM format (see ``regload.workload.trace``)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import tempfile
 from typing import Any
 
 from ..errors import UsageError
-from ..popularity import parse_popularity
-from ..sizes import parse_size_distribution
-from ..trace.records import Window, load_trace
-from ..trace.stats import trace_stats
-from ..trace.synth import SynthSpec, parse_mix, write_trace
 from ..units import parse_duration
+from ..workload.popularity import parse_popularity
+from ..workload.sizes import parse_size_distribution
+from ..workload.trace.records import Window, load_trace
+from ..workload.trace.stats import trace_stats
+from ..workload.trace.synth import SynthSpec, parse_mix, write_trace
 from .progress import human_bytes
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..workload.rates import expected_count
 from .arrival_report import ArrivalRow
-from .rates import expected_count
 from .state import schedule_for
 
 PATH = "/regload/arrivals"

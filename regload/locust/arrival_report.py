@@ -7,8 +7,8 @@ import csv
 import json
 from dataclasses import asdict, dataclass
 
-from .open_model import ArrivalCounts
-from .rates import Schedule, expected_count
+from ..workload.open_model import ArrivalCounts
+from ..workload.rates import Schedule, expected_count
 
 
 @dataclass(frozen=True)

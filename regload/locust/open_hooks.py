@@ -18,9 +18,9 @@ from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 from ..errors import RegloadError
+from ..workload.open_model import RELEASE_SECONDS, ArrivalCounts
+from ..workload.rates import Schedule
 from .arrival_report import ArrivalRow, arrival_row
-from .open_model import RELEASE_SECONDS, ArrivalCounts
-from .rates import Schedule
 from .state import OPEN, SHARE, WORKER_COUNTS, schedule_for, settings_for
 from .trace_replay import trace_schedule
 

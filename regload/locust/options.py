@@ -8,21 +8,21 @@ from typing import Any
 
 from ..auth import Credentials
 from ..errors import UsageError
-from ..popularity import UNIFORM, Popularity, parse_popularity
 from ..profiles import PROFILES, REGLOAD, ClientProfile, profile
 from ..pull import PullOptions
 from ..push import UPLOAD_MODES, PushOptions
 from ..retry import NO_RETRIES, RetryPolicy
-from ..sizes import SizeDistribution, parse_size_distribution
 from ..sources.gzip_layer import check_ratio
-from ..trace.records import Window
 from ..units import parse_size
 from ..wiring.connect import ClientSettings
 from ..wiring.retry_options import add_retry_arguments, retry_policy
-from .fresh import PullAfterPush
-from .nodes import NodeSpec
-from .platforms import PlatformMix
-from .rates import ARRIVALS, Schedule, parse_rate
+from ..workload.fresh import PullAfterPush
+from ..workload.nodes import NodeSpec
+from ..workload.platforms import PlatformMix
+from ..workload.popularity import UNIFORM, Popularity, parse_popularity
+from ..workload.rates import ARRIVALS, Schedule, parse_rate
+from ..workload.sizes import SizeDistribution, parse_size_distribution
+from ..workload.trace.records import Window
 
 TOKEN_CACHE_MODES = ("shared", "user", "off")
 # A select's default must be one of its choices: Locust's web form shows (and a browser posts) the

@@ -10,12 +10,12 @@ from gevent.event import Event
 
 from ..audit import AuditLog
 from ..auth import TokenCache
-from .fresh import FreshQueue
-from .nodes import Node, Nodes
-from .open_model import ArrivalCounts, Arrivals, Share
+from ..workload.fresh import FreshQueue
+from ..workload.nodes import Node, Nodes
+from ..workload.open_model import ArrivalCounts, Arrivals, Share
+from ..workload.pool import ImagePool
+from ..workload.rates import Schedule, ShapeRate
 from .options import LoadSettings, settings_from
-from .pool import ImagePool
-from .rates import Schedule, ShapeRate
 
 SHARED_TOKENS = TokenCache()  # --token-cache shared: one cache for the users of this process
 POOL = ImagePool()

@@ -17,9 +17,10 @@ from locust import task
 from locust.exception import StopUser
 
 from ..errors import RegloadError
+from ..workload.trace.replay import TraceArrivals, replay_record, warm_up
 from .observer import drop_counter
 from .state import OPEN, SHARE
-from .trace_replay import TraceArrivals, replay_for, replay_record, trace_schedule, warm_up, warm_up_client
+from .trace_replay import replay_for, trace_schedule, warm_up_client
 from .users import RegistryUser
 
 KIND = "TRACE"
@@ -44,7 +45,7 @@ class TraceUser(RegistryUser):
         scheduled, record = item
         name = f"{record.method} {record.kind}"
         try:
-            moved = replay_record(self.client, self.registry, arrivals.replay, record, self.settings)
+            moved = replay_record(self.client, arrivals.replay, record, self.settings.verify)
         except Exception as e:
             self.observer.operation(KIND, time.perf_counter() - scheduled, 0, e, name=name)
             self._after_failure(e)
@@ -67,7 +68,7 @@ def _trace_arrivals(user: TraceUser) -> TraceArrivals | None:
         def warm(replay: Any) -> Counter[str]:
             client = warm_up_client(settings, environment.host, factory() if factory is not None else None)
             try:
-                return warm_up(replay, client, settings)
+                return warm_up(replay, client)
             finally:
                 client.close()
 

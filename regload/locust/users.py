@@ -30,13 +30,13 @@ from ..sources.base import SourceImage
 from ..sources.synthetic import synthetic_image_of
 from ..wiring.connect import make_client
 from ..wiring.gevent_runner import GeventRunner
+from ..workload.nodes import Node
+from ..workload.open_model import Arrivals
+from ..workload.pool import MAX_POOL, PoolImage
+from ..workload.rates import ArrivalShape
 from . import hooks  # noqa: F401  (registers regload's options and listeners with the user classes)
-from .nodes import Node
 from .observer import LocustObserver, drop_counter
-from .open_model import Arrivals
 from .options import LoadSettings
-from .pool import MAX_POOL, PoolImage
-from .rates import ArrivalShape
 from .seeding import TransportFactory, ensure_pool
 from .state import (
     CLOSED,

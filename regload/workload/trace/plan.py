@@ -26,12 +26,12 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .. import mediatypes as mt
-from ..digest import Digest, Tally
-from ..manifest import Descriptor
-from ..sources.base import BytesBlob, StreamDigestedBlob
-from ..sources.noise import noise
-from ..streams import Chunk, checked
+from ... import mediatypes as mt
+from ...digest import Digest, Tally
+from ...manifest import Descriptor
+from ...sources.base import BytesBlob, StreamDigestedBlob
+from ...sources.noise import noise
+from ...streams import Chunk, checked
 from .records import Trace
 
 MAX_MANIFEST = 4 << 20  # distribution refuses manifests above 4 MiB
@@ -123,7 +123,7 @@ def base_blobs(repository: str) -> tuple[BytesBlob, BytesBlob]:
             "architecture": "amd64",
             "os": "linux",
             "rootfs": {"type": "layers", "diff_ids": []},
-            "config": {"Labels": {"org.regload.trace.repository": _short_hash(repository)}},
+            "config": {"Labels": {"org.regload.workload.trace.repository": _short_hash(repository)}},
         },
         sort_keys=True,
         separators=(",", ":"),
@@ -143,7 +143,7 @@ def manifest_for(repository: str, tag: str, size: int | None) -> bytes:
             "mediaType": mt.OCI_MANIFEST,
             "config": _descriptor(config.descriptor()),
             "layers": [_descriptor(layer.descriptor())],
-            "annotations": {"org.regload.trace.tag": tag, "org.regload.trace.padding": padding},
+            "annotations": {"org.regload.workload.trace.tag": tag, "org.regload.workload.trace.padding": padding},
         }
         return json.dumps(doc, separators=(",", ":")).encode()
 

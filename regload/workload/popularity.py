@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Protocol
 
-from .errors import UsageError
+from ..errors import UsageError
 
 FORMS = "uniform or zipf:EXPONENT (an exponent above 0, e.g. zipf:1.1)"
 

@@ -43,8 +43,8 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import Protocol
 
-from .errors import UsageError
-from .units import parse_size
+from ..errors import UsageError
+from ..units import parse_size
 
 Z90 = 1.2815515655446004  # the standard normal's 90th percentile
 DEFAULT_MAX = 2 << 30  # lognormal's cap unless max= is given: 2 GiB

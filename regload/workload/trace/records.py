@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from ..errors import UsageError
-from ..units import parse_duration
+from ...errors import UsageError
+from ...units import parse_duration
 
 KINDS = ("manifest", "blob")
 METHODS = ("GET", "PUT")

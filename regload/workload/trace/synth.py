@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
-from ..errors import UsageError
+from ...errors import UsageError
 from ..popularity import Popularity, Zipf
 from ..sizes import SizeDistribution, parse_size_distribution
 
