@@ -10,7 +10,6 @@ import pytest
 
 from regload.errors import UsageError
 from regload.locust.options import settings_from
-from regload.locust.seeding import pool_images, pool_spec
 from regload.reference import Registry
 from regload.workload.fresh import FreshQueue, PullAfterPush
 from regload.workload.pool import MAX_POOL, ImagePool, PoolImage
@@ -93,11 +92,11 @@ def test_every_process_derives_the_same_pool_list_from_the_options():
     )
     settings = settings_from(options)
     registry = Registry.from_url("http://127.0.0.1:5000")
-    seeded, named = pool_images(settings, registry)
-    fingerprint = pool_spec(settings).fingerprint
+    seeded, named = settings.pool_images(registry)
+    fingerprint = settings.pool_spec().fingerprint
     assert seeded == [PoolImage(f"regload/load-{i % 4}", f"pool-{fingerprint}-{i}") for i in range(5)]
     assert named == [PoolImage("other/app", "1")]
-    assert pool_images(settings_from(options), registry) == (seeded, named)
+    assert settings_from(options).pool_images(registry) == (seeded, named)
 
 
 def test_new_options_are_checked():

@@ -127,7 +127,7 @@ def test_a_redirect_from_https_to_plain_http_drops_authorization():
 def test_locust_failure_causes_for_tls_and_refusals_are_short_and_each_hint_comes_once(monkeypatch, caplog):
     from regload.locust import observer
 
-    monkeypatch.setattr(observer, "_hints_given", set())
+    hints = observer.Hints()
     unknown_ca = CertificateError(
         "GET /v2/ to 127.0.0.1:5000: TLS certificate verification failed: unable to get local issuer certificate"
     )
@@ -147,7 +147,7 @@ def test_locust_failure_causes_for_tls_and_refusals_are_short_and_each_hint_come
     assert observer.failure_cause(missing) == "HTTP 401: no credentials given"
     with caplog.at_level("WARNING", logger="regload"):
         for error in (unknown_ca, self_signed, unknown_ca, refused, plain, plain, wrong, wrong, missing, missing):
-            observer.log_hint(error)
+            hints.log(error)
     lines = [record.getMessage() for record in caplog.records]
     assert len(lines) == 4 and not any("\n" in line for line in lines), lines
     tls, plain_http, refusal, credentials = lines

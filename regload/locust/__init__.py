@@ -1,15 +1,16 @@
-"""The Locust front end: ``PullUser``, ``PushUser``, ``TraceUser`` and the abstract ``RegistryUser``.
+"""The Locust front end: ``PullUser``, ``PushUser``, ``TraceUser``, the abstract ``RegistryUser``
+for scenarios of one's own, and the run they share (``LoadRun``, ``install``).
 
-Importing the user classes (``from regload.locust import PullUser``, or from
-``regload.locust.users``) imports Locust, which monkey-patches the standard library for gevent,
-and registers regload's options and event listeners (``users`` imports ``hooks``). The helper
-modules (``observer``, ``options``, ``pool``, ``thresholds``, ``throughput``) do not import
-Locust, so they can be used and tested without that patching.
+Importing a user class (``from regload.locust import PullUser``, or from ``regload.locust.users``)
+imports Locust, which monkey-patches the standard library for gevent, and installs regload's
+plugin (``plugin``: its options, and a ``LoadRun`` on each environment). The modules that do not
+import Locust (``observer``, ``options``, ``thresholds``, ``throughput``, ``arrival_report``) can
+be used and tested without that patching: this package imports nothing until a name is asked for.
 """
 
 from typing import Any
 
-__all__ = ["PullUser", "PushUser", "RegistryUser", "TraceUser"]
+__all__ = ("LoadRun", "PullUser", "PushUser", "RegistryUser", "TraceUser", "install")
 
 
 def __getattr__(name: str) -> Any:
@@ -17,8 +18,16 @@ def __getattr__(name: str) -> Any:
         from . import trace_user
 
         return trace_user.TraceUser
-    if name in __all__:
+    if name in ("PullUser", "PushUser", "RegistryUser"):
         from . import users
 
         return getattr(users, name)
+    if name == "LoadRun":
+        from .run import LoadRun
+
+        return LoadRun
+    if name == "install":
+        from .plugin import install
+
+        return install
     raise AttributeError(name)

@@ -5,20 +5,20 @@ are often offline)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from ..workload.rates import expected_count
+from ..workload.rates import Schedule, expected_count
 from .arrival_report import ArrivalRow
-from .state import schedule_for
 
 PATH = "/regload/arrivals"
 
 
-def series(environment: Any, rows: list[ArrivalRow]) -> dict[str, Any]:
+def series(schedule_for: Callable[[str], Schedule | None], rows: list[ArrivalRow]) -> dict[str, Any]:
     """Per operation: the target and the achieved (started) arrivals of each second."""
     out = []
     for row in rows:
-        schedule = schedule_for(environment, row.operation)
+        schedule = schedule_for(row.operation)
         seconds = max(len(row.started_per_second), int(row.elapsed))
         target = (
             [round(expected_count(schedule, s + 1) - expected_count(schedule, s), 3) for s in range(seconds)]

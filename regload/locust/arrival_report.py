@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from ..workload.open_model import ArrivalCounts
 from ..workload.rates import Schedule, expected_count
@@ -56,7 +57,7 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:g} ms"
 
 
-HEADER = [
+HEADER = (
     "Operation",
     "Schedule",
     "Elapsed s",
@@ -67,7 +68,7 @@ HEADER = [
     "Dropped",
     "Lateness p50 ms",
     "Lateness p99 ms",
-]
+)
 
 
 def write_csv(path: str, rows: list[ArrivalRow]) -> None:
@@ -85,19 +86,21 @@ def write_json(path: str, rows: list[ArrivalRow]) -> None:
 
 
 # The web UI's "Arrivals" tab (Locust's extended tables: a key and its columns).
-UI_TABLE = {
-    "key": "arrivals",
-    "structure": [
-        {"key": "operation", "title": "Operation"},
-        {"key": "schedule", "title": "Schedule"},
-        {"key": "target", "title": "Target /s"},
-        {"key": "achieved", "title": "Achieved /s"},
-        {"key": "started", "title": "Started"},
-        {"key": "dropped", "title": "Dropped"},
-        {"key": "p50", "title": "Lateness p50"},
-        {"key": "p99", "title": "Lateness p99"},
-    ],
-}
+UI_COLUMNS = (
+    ("operation", "Operation"),
+    ("schedule", "Schedule"),
+    ("target", "Target /s"),
+    ("achieved", "Achieved /s"),
+    ("started", "Started"),
+    ("dropped", "Dropped"),
+    ("p50", "Lateness p50"),
+    ("p99", "Lateness p99"),
+)
+
+
+def ui_table() -> dict[str, Any]:
+    """The web UI's table of these rows (Locust's ``extended_tables``)."""
+    return {"key": "arrivals", "structure": [{"key": k, "title": t} for k, t in UI_COLUMNS]}
 
 
 def ui_rows(rows: list[ArrivalRow]) -> list[dict[str, object]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from types import MappingProxyType
 from typing import Any
 
 from ..errors import (
@@ -22,15 +23,16 @@ from ..errors import (
 
 log = logging.getLogger("regload")
 #: What to log, once, of a failure that an option mends (``errors.mended_by``).
-LOCUST_HINTS = {
-    "trust": "give --registry-ca-cert FILE to trust the registry's CA, or --registry-insecure to skip verification",
-    "plain-http": "the registry speaks plain HTTP: give --host http://HOST:PORT",
-    "credentials": "give credentials with --registry-username and --registry-password"
-    " (or REGLOAD_USERNAME and REGLOAD_PASSWORD)",
-    "refused": "check --registry-username and --registry-password; a user waits --connection-backoff seconds"
-    " after each refusal",
-}
-_hints_given: set[str] = set()
+LOCUST_HINTS = MappingProxyType(
+    {
+        "trust": "give --registry-ca-cert FILE to trust the registry's CA, or --registry-insecure to skip verification",
+        "plain-http": "the registry speaks plain HTTP: give --host http://HOST:PORT",
+        "credentials": "give credentials with --registry-username and --registry-password"
+        " (or REGLOAD_USERNAME and REGLOAD_PASSWORD)",
+        "refused": "check --registry-username and --registry-password; a user waits --connection-backoff seconds"
+        " after each refusal",
+    }
+)
 
 
 def failure_cause(error: BaseException) -> str:
@@ -46,7 +48,7 @@ def failure_cause(error: BaseException) -> str:
     if isinstance(error, RequestTimeout):
         return "timeout"
     if isinstance(error, CertificateError):
-        return "TLS error: certificate verify failed"  # the whole story once in the log: log_hint
+        return "TLS error: certificate verify failed"  # the whole story once in the log: Hints
     if isinstance(error, TLSError):
         return "TLS error: " + str(error).rsplit(": ", 1)[-1][:80]
     if isinstance(error, TransportError):
@@ -68,14 +70,19 @@ _DIGESTS = re.compile(r"\b[a-z0-9]+:[a-f0-9]{12,}\b")
 _NUMBERS = re.compile(r"\d+")
 
 
-def log_hint(error: BaseException) -> None:
-    """Log, once per process and kind, the whole story of a failure whose fix is an option (an
+class Hints:
+    """Logs, once per run and kind, the whole story of a failure whose fix is an option (an
     untrusted certificate, plain HTTP, missing or refused credentials): the failure table keeps
     only a short cause."""
-    hint = LOCUST_HINTS.get(mended_by(error) or "")
-    if hint is not None and hint not in _hints_given:
-        _hints_given.add(hint)
-        log.warning("regload: %s; %s", error, hint)
+
+    def __init__(self) -> None:
+        self._given: set[str] = set()
+
+    def log(self, error: BaseException) -> None:
+        hint = LOCUST_HINTS.get(mended_by(error) or "")
+        if hint is not None and hint not in self._given:
+            self._given.add(hint)
+            log.warning("regload: %s; %s", error, hint)
 
 
 class CauseError(Exception):
@@ -92,8 +99,9 @@ class LocustObserver:
     """``regload.client.Observer`` firing ``events.request``: ``GET /v2/<name>/blobs/<digest>``
     becomes request type ``GET`` and name ``/v2/<name>/blobs/<digest>``."""
 
-    def __init__(self, events: Any) -> None:
+    def __init__(self, events: Any, hints: Hints | None = None) -> None:
         self._fire = events.request.fire
+        self._hints = hints or Hints()
         self._split: dict[str, tuple[str, str]] = {}
 
     def on_request(
@@ -104,7 +112,7 @@ class LocustObserver:
             kind, _, path = name.partition(" ")
             split = self._split[name] = (kind or method, path or name)
         if error is not None:
-            log_hint(error)
+            self._hints.log(error)
         self._fire(
             request_type=split[0],
             name=split[1],

@@ -11,6 +11,7 @@ from ..errors import UsageError
 from ..profiles import PROFILES, REGLOAD, ClientProfile, profile
 from ..pull import PullOptions
 from ..push import UPLOAD_MODES, PushOptions
+from ..reference import Registry, parse_reference
 from ..retry import NO_RETRIES, RetryPolicy
 from ..sources.gzip_layer import check_ratio
 from ..units import parse_size
@@ -19,6 +20,8 @@ from ..wiring.retry_options import add_retry_arguments, retry_policy
 from ..workload.fresh import PullAfterPush
 from ..workload.nodes import NodeSpec
 from ..workload.platforms import PlatformMix
+from ..workload.pool import PoolImage
+from ..workload.pool_layout import PoolSpec
 from ..workload.popularity import UNIFORM, Popularity, parse_popularity
 from ..workload.rates import ARRIVALS, Schedule, parse_rate
 from ..workload.sizes import SizeDistribution, parse_size_distribution
@@ -289,6 +292,27 @@ class LoadSettings:
             jobs=self.push_jobs,
             check_existing=self.check_existing,
         )
+
+    def pool_spec(self) -> PoolSpec:
+        """The pull pool's images, as ``--pull-pool-…`` and ``--pool-…`` describe them."""
+        return PoolSpec(
+            layers=self.pool_layers,
+            layer_size=self.pool_layer_size,
+            families=self.pool_families,
+            base_layers=self.pool_base_layers,
+            gzip_ratio=self.gzip_ratio,
+        )
+
+    def pool_images(self, registry: Registry) -> tuple[list[PoolImage], list[PoolImage]]:
+        """The seeded images (index order: the popularity rank) and the ``--pull-image`` ones, as
+        every process computes them."""
+        spec = self.pool_spec()
+        seeded = [PoolImage(self.repository(i), spec.tag(i)) for i in range(self.pool_size)]
+        named = []
+        for text in self.pull_images:
+            ref = parse_reference(text, registry=registry)
+            named.append(PoolImage(ref.repository, ref.reference))
+        return seeded, named
 
     def rate(self, kind: str) -> Schedule | None:
         """The open model's schedule of ``PULL`` or ``PUSH``, or None for a closed loop."""

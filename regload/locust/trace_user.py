@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Any
 
 from locust import task
 from locust.exception import StopUser
 
+from ..client import NULL_OBSERVER
 from ..errors import RegloadError
-from ..workload.trace.replay import TraceArrivals, replay_record, warm_up
+from ..reference import Registry
+from ..wiring.connect import make_client
+from ..workload.trace.replay import Replay, TraceArrivals, replay_record, warm_up
 from .observer import drop_counter
-from .state import OPEN, SHARE
-from .trace_replay import replay_for, trace_schedule, warm_up_client
 from .users import RegistryUser
 
 KIND = "TRACE"
@@ -54,30 +54,26 @@ class TraceUser(RegistryUser):
 
 
 def _trace_arrivals(user: TraceUser) -> TraceArrivals | None:
-    """This process's trace schedule, started by the first TraceUser to ask."""
-    arrivals = OPEN.get(KIND)
+    """The run's trace schedule, started by the first TraceUser to ask."""
+    open_model = user.load_run.open_model
+    arrivals = open_model.schedules.get(KIND)
     if arrivals is None:
-        settings = user.settings
-        replay = replay_for(settings)
-        schedule = trace_schedule(settings)
+        replay, schedule = user.load_run.replay(), user.load_run.trace_schedule()
         if replay is None or schedule is None:
             return None
-        environment = user.environment
+        settings, environment = user.settings, user.environment
         factory = type(user).transport_factory
 
-        def warm(replay: Any) -> Counter[str]:
-            client = warm_up_client(settings, environment.host, factory() if factory is not None else None)
+        def warm(replay: Replay) -> Counter[str]:
+            registry = Registry.from_url(environment.host)
+            transport = factory() if factory is not None else None
+            client = make_client(registry, settings.client_settings(), observer=NULL_OBSERVER, transport=transport)
             try:
                 return warm_up(replay, client)
             finally:
                 client.close()
 
-        arrivals = OPEN[KIND] = TraceArrivals(
-            replay, schedule, SHARE, drop_counter(environment.events, "no idle user at the record's time"), warm
-        )
-        arrivals.start()
+        dropped = drop_counter(environment.events, "no idle user at the record's time")
+        arrivals = open_model.add(TraceArrivals(replay, schedule, open_model.share, dropped, warm))
     assert isinstance(arrivals, TraceArrivals)
     return arrivals
-
-
-__all__ = ["TraceUser"]

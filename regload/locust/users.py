@@ -31,32 +31,14 @@ from ..sources.synthetic import synthetic_image_of
 from ..wiring.connect import make_client
 from ..wiring.gevent_runner import GeventRunner
 from ..workload.nodes import Node
-from ..workload.open_model import Arrivals
-from ..workload.pool import MAX_POOL, PoolImage
+from ..workload.pool import PoolImage
 from ..workload.rates import ArrivalShape
-from . import hooks  # noqa: F401  (registers regload's options and listeners with the user classes)
-from .observer import LocustObserver, drop_counter
+from . import plugin  # noqa: F401  (a locustfile imports the user classes: that installs the plugin)
+from .observer import LocustObserver
 from .options import LoadSettings
-from .seeding import TransportFactory, ensure_pool
-from .state import (
-    CLOSED,
-    FRESH,
-    OPEN,
-    POOL,
-    POOL_READY,
-    SHARE,
-    audit_log,
-    node_for,
-    schedule_for,
-    settings_for,
-    token_cache,
-)
+from .run import LoadRun, TransportFactory
 
 POOL_WAIT_SECONDS = 300.0
-_DISCARD = DiscardSink()  # it holds nothing: one for every pull that keeps nothing
-# Every pull of a pool image needs its Reference (immutable): parsed once per process.
-_REFERENCES_MAX = MAX_POOL
-_REFERENCES: dict[tuple[str, str, str], Reference] = {}
 
 
 class RegistryUser(User):
@@ -76,19 +58,20 @@ class RegistryUser(User):
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
-        self.settings = settings_for(environment)
+        self.load_run = LoadRun.of(environment)
+        self.settings = self.load_run.settings
         host = environment.host or self.host
         if not host:
             raise RegloadError("no registry: give --host http(s)://registry[:port][/prefix]")
         self.registry = Registry.from_url(host)
         self.rng = random.Random()
-        self.observer = LocustObserver(environment.events)
+        self.observer = LocustObserver(environment.events, self.load_run.hints)
         factory = type(self).transport_factory  # looked up on the class: a plain function stays unbound
         self.client = make_client(
             self.registry,
             self.settings.client_settings(),
             observer=self.observer,
-            tokens=token_cache(self.settings.token_cache),
+            tokens=self.load_run.token_cache(),
             transport=factory() if factory is not None else None,
         )
         self.runner = GeventRunner()
@@ -100,21 +83,14 @@ class RegistryUser(User):
         self._on_node = False  # joined a node (--node-users) at its first pull
 
     def reference(self, repository: str, reference: str) -> Reference:
-        key = (self.registry.base_url, repository, reference)
-        ref = _REFERENCES.get(key)
-        if ref is None:
-            ref = Reference(self.registry, repository).with_reference(reference)
-            if len(_REFERENCES) >= _REFERENCES_MAX:
-                _REFERENCES.clear()
-            _REFERENCES[key] = ref
-        return ref
+        return self.load_run.reference(self.registry, repository, reference)
 
     def arrival(self, kind: str) -> float:
         """When this user's next ``kind`` (``PULL``/``PUSH``) operation starts, as ``perf_counter``:
         with a rate set (the open model), the scheduled time of the next arrival, waited for idle;
         without, now (a closed loop). Time the operation from it (``started=``). When the test
         stops while the user waits, the user stops (``StopUser``): it has nothing left to do."""
-        arrivals = _arrivals(self.environment, kind, self.settings)
+        arrivals = self.load_run.open_model.arrivals(kind)
         if arrivals is None:
             return time.perf_counter()
         scheduled = arrivals.next()
@@ -140,7 +116,7 @@ class RegistryUser(User):
             options = replace(options, head_first=head_first)
         started = time.perf_counter() if started is None else started
         if not self._on_node:
-            self._node, self._on_node = node_for(self.settings), True
+            self._node, self._on_node = self.load_run.node(), True
         if self._node is None:
             return self._pull(repository, reference, options, sink, started)
         with self._node.pulling():
@@ -153,7 +129,7 @@ class RegistryUser(User):
     ) -> PullResult | None:
         try:
             ref = self.reference(repository, reference)
-            result = pull(self.client, ref, sink or _DISCARD, self.runner, options)
+            result = pull(self.client, ref, sink or DiscardSink(), self.runner, options)
         except Exception as e:
             self.observer.operation("PULL", time.perf_counter() - started, 0, e)
             self._after_failure(e)
@@ -182,7 +158,7 @@ class RegistryUser(User):
         if s.audit_file:
             # No greenlet switch since the manifest PUT: a line per push counted as a success.
             entry = AuditEntry.pushed(ref, result.manifest_digest, result.media_type, result.manifest_size)
-            audit_log(s.audit_file).record(entry)
+            self.load_run.audit_log(s.audit_file).record(entry)
         return result
 
     def _after_failure(self, error: Exception) -> None:
@@ -204,24 +180,26 @@ class PullUser(RegistryUser):
     kind = "PULL"
 
     def on_start(self) -> None:
-        ensure_pool(self.environment, type(self).transport_factory)  # once per process and test
+        self.load_run.pool.ensure(type(self).transport_factory)  # once per run and test
 
     @task
     def pull_from_pool(self) -> None:
-        if not POOL_READY.wait(POOL_WAIT_SECONDS):
+        pool = self.load_run.pool
+        if not pool.ready.wait(POOL_WAIT_SECONDS):
             return  # still seeding (a large pool takes minutes): wait on, nothing to count yet
+        images = pool.images
         # An empty pool is fine when pushed images are to be pulled (--pull-after-push).
-        if POOL.error is not None or not (POOL or self.settings.pull_after_push is not None):
+        if images.error is not None or not (images or self.settings.pull_after_push is not None):
             # Seeding failed (logged once with its cause): nothing to pull. Count a failed pull
             # with the cause that stopped the seeding (the same words as its request's row), so
             # that the run cannot pass its checks with no request made, and do not spin.
-            cause = POOL.error or RegloadError("nothing to pull: the pull pool is empty")
+            cause = images.error or RegloadError("nothing to pull: the pull pool is empty")
             self.observer.operation("PULL", 0.0, 0, cause)
             gevent.sleep(1.0)
             return
         started = self.arrival("PULL")
         # A freshly pushed image due for its pull (--pull-after-push) comes before the pool.
-        image = FRESH.take(time.perf_counter()) or POOL.pick(self.rng, self.settings.pull_popularity)
+        image = self.load_run.fresh.take(time.perf_counter()) or images.pick(self.rng, self.settings.pull_popularity)
         if image is None:
             gevent.sleep(0.1)  # only pushed images to pull, and none due yet
             return
@@ -244,30 +222,12 @@ class PushUser(RegistryUser):
         tag = f"push-{seed:016x}"
         if self.push_image(synthetic_image_of(sizes, seed, ratio=s.gzip_ratio), repository, tag, started=started):
             if s.pull_pushed:
-                POOL.add(PoolImage(repository, tag))
+                self.load_run.pool.images.add(PoolImage(repository, tag))
             if s.pull_after_push is not None and s.pull_after_push.chosen(self.rng):
-                FRESH.add(PoolImage(repository, tag), time.perf_counter() + s.pull_after_push.delay)
+                self.load_run.fresh.add(PoolImage(repository, tag), time.perf_counter() + s.pull_after_push.delay)
 
 
 def _waits_after(error: RegloadError) -> bool:
     """Whether a user waits ``--connection-backoff`` after this failure: the network failed, or
     the registry or its token server refused the credentials (the next try would be refused too)."""
     return isinstance(error, TransportError) or (isinstance(error, AuthError) and error.refused)
-
-
-def _arrivals(environment: Any, kind: str, settings: LoadSettings) -> Arrivals | None:
-    """This process's schedule of ``kind`` (started by the first user to ask), or None when
-    ``kind`` has no rate: a closed loop."""
-    arrivals = OPEN.get(kind)
-    if arrivals is None:
-        if kind in CLOSED:
-            return None
-        schedule = schedule_for(environment, kind)
-        if schedule is None:
-            CLOSED.add(kind)  # until the next test (the web UI may set a rate then)
-            return None
-
-        dropped = drop_counter(environment.events, "no idle user at the arrival time")
-        arrivals = OPEN[kind] = Arrivals(kind, schedule, settings.arrivals, SHARE, dropped)
-        arrivals.start()
-    return arrivals

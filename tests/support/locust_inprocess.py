@@ -51,7 +51,7 @@ def _main(scenario: dict[str, Any]) -> dict[str, Any]:
     from locust.argument_parser import parse_options
     from locust.env import Environment
 
-    from regload.locust.open_hooks import arrival_rows
+    from regload.locust.run import LoadRun
     from regload.locust.users import PullUser, PushUser  # as a locustfile of one's own would
     from regload.transports.memory import MemoryTransport
     from tests.support.fake_registry import BASE, FakeRegistry, error
@@ -118,7 +118,7 @@ def _main(scenario: dict[str, Any]) -> dict[str, Any]:
         "tokens": len(fake.tokens),
         "blob_faults": blob_gets // scenario["fail_every"] if scenario.get("fail_every") else 0,
         "exit_code": environment.process_exit_code,
-        "arrivals": [dataclasses.asdict(row) for row in arrival_rows(environment)],
+        "arrivals": [dataclasses.asdict(row) for row in LoadRun.of(environment).open_model.rows()],
         "image_times_ms": {
             kind: entry.total_response_time / max(1, entry.num_requests)
             for (name, kind), entry in environment.stats.entries.items()

@@ -16,7 +16,6 @@ from locust import task
 from locust.exception import StopUser
 
 from regload.locust import PullUser, RegistryUser
-from regload.locust.state import POOL_READY
 from regload.sinks.rootfs import RootfsSink
 from regload.sources.open import open_source
 
@@ -40,7 +39,7 @@ class RootfsPuller(RegistryUser):
             self.pulls += 1
             self.pull_image(REPOSITORY, TAG, sink=RootfsSink(out))
             return
-        POOL_READY.wait(120)
+        self.load_run.pool.ready.wait(120)
         # From a greenlet of its own: runner.quit() stops every user, this one too, and a user
         # greenlet killed half-way through quit() would leave the run going.
         gevent.spawn(self.environment.runner.quit)

@@ -1,0 +1,104 @@
+"""regload's Locust plugin: the one module that registers listeners.
+
+Importing ``regload.locust`` (which a locustfile does to get a user class) registers two
+listeners on Locust's global events: one adds regload's options to Locust's parser, the other
+installs a ``LoadRun`` on each environment Locust initialises. ``install`` registers the run's
+own listeners on that environment's events; an environment made by hand with events of its own
+gets a run with ``install(environment)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from typing import Any
+
+import gevent
+from locust import events
+from locust.runners import WorkerRunner
+
+from ..audit import check_writable
+from ..errors import RegloadError
+from ..local_registry import LocalRegistry, RegistryBinaryNotFound
+from .open_run import SHARE_MESSAGE
+from .options import add_arguments, settings_from
+from .pull_pool import READY_MESSAGE
+from .run import LoadRun
+from .thresholds import PercentileCheck
+
+log = logging.getLogger("regload")
+
+
+@events.init_command_line_parser.add_listener
+def _add_arguments(parser: Any, **_: Any) -> None:
+    add_arguments(parser)
+
+
+@events.init.add_listener
+def _on_init(environment: Any, **_: Any) -> None:
+    install(environment)
+
+
+def install(environment: Any) -> LoadRun:
+    """The environment's run, made once: options checked (a bad value stops Locust here, in one
+    line), the embedded registry started when no ``--host`` was given, the run's listeners and
+    worker messages registered, the web UI extended."""
+    existing = getattr(environment, "regload", None)
+    if isinstance(existing, LoadRun):
+        return existing
+    options = environment.parsed_options
+    try:
+        run = LoadRun(environment, settings_from(options))
+        if options is not None:
+            if run.settings.audit_file:
+                check_writable(run.settings.audit_file)
+            for text in options.check_percentile or ():
+                PercentileCheck.parse(text)
+            run.replay()  # a trace that cannot be read stops the run here
+    except RegloadError as e:
+        print(f"regload: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    environment.regload = run
+    worker = isinstance(environment.runner, WorkerRunner)
+    if worker:
+        environment.runner.register_message(SHARE_MESSAGE, run.open_model.on_share)
+        environment.runner.register_message(READY_MESSAGE, run.pool.on_ready)
+    elif not environment.host:
+        run.local_registry = _start_local_registry()
+        environment.host = run.local_registry.url
+    listen = environment.events
+    listen.test_start.add_listener(run.start_test)
+    listen.test_stopping.add_listener(run.stop_test)
+    listen.test_stop.add_listener(run.stop_test)
+    listen.spawning_complete.add_listener(run.spawning_complete)
+    listen.report_to_master.add_listener(run.report_to_master)
+    listen.worker_report.add_listener(run.worker_report)
+    listen.quitting.add_listener(run.quit)
+    if environment.web_ui is not None:
+        from .web import extend_web_ui
+
+        extend_web_ui(run)
+    _interrupt_cleanly()
+    return run
+
+
+def _start_local_registry() -> Any:
+    try:
+        registry = LocalRegistry().start()
+    except RegistryBinaryNotFound as e:
+        sys.exit(f"regload: error: no --host given and {e}")
+    log.warning(
+        "no --host given: started a local docker-registry at %s (storage %s)", registry.url, registry.storage_dir
+    )
+    return registry
+
+
+def _interrupt_cleanly() -> None:
+    """Ctrl-C raises KeyboardInterrupt in the main greenlet, where Locust waits for it to shut
+    down, and not in whichever greenlet runs when the signal comes: in a busy run that is a
+    user's transfer, which then dies with a traceback on the terminal. The signal is taken from
+    the event loop instead (left alone when ignored: a background job)."""
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        main = gevent.getcurrent()  # the init event fires in the main greenlet
+        gevent.signal_handler(signal.SIGINT, main.throw, KeyboardInterrupt)

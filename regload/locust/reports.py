@@ -1,0 +1,75 @@
+"""What a run reports at its end: the throughput and open-model summaries on stderr and beside
+Locust's CSV and JSON files, and the pass/fail checks that decide the exit code. At ``quitting``
+a master holds the workers' final stats, so this is the whole run."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from . import arrival_report, throughput
+from .thresholds import PercentileCheck, breaches
+
+if TYPE_CHECKING:
+    from .run import LoadRun
+
+log = logging.getLogger("regload")
+
+
+def report(run: LoadRun) -> None:
+    environment = run.environment
+    options = environment.parsed_options
+    rows = throughput.throughput(environment.stats)
+    arrivals = run.open_model.rows()
+    if options is not None and rows and any(r.images for r in rows):
+        chosen = run.settings.profile
+        print(f"regload client profile: {chosen.name} ({chosen.client})", file=sys.stderr)
+    for line in throughput.summary_lines(rows) + arrival_report.summary_lines(arrivals):
+        print(line, file=sys.stderr)
+    outputs: list[tuple[str, Callable[[str], None]]] = []
+    if options is not None and getattr(options, "csv_prefix", None):
+        outputs.append((f"{options.csv_prefix}_throughput.csv", lambda path: throughput.write_csv(path, rows)))
+        if arrivals:
+            outputs.append(
+                (f"{options.csv_prefix}_arrivals.csv", lambda path: arrival_report.write_csv(path, arrivals))
+            )
+    if options is not None and getattr(options, "json_file", None):
+        outputs.append((f"{options.json_file}_throughput.json", lambda path: throughput.write_json(path, rows)))
+        if arrivals:
+            outputs.append(
+                (f"{options.json_file}_arrivals.json", lambda path: arrival_report.write_json(path, arrivals))
+            )
+    for path, write in outputs:
+        try:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)  # Locust makes it only later
+            write(path)
+        except OSError as e:
+            log.error("regload: cannot write %s: %s", path, e.strerror or e)
+
+
+def check(run: LoadRun) -> None:
+    """With checks given, they alone decide the exit code: 1 on a breach, else 0 (Locust would
+    exit 1 on any failure, which a run with an accepted failure ratio expects)."""
+    environment = run.environment
+    options = environment.parsed_options
+    if options is None:
+        return
+    checks = [PercentileCheck.parse(t) for t in options.check_percentile or ()]
+    fail_ratio = _fail_ratio(options.check_fail_ratio)
+    if fail_ratio is None and not checks:
+        return
+    failed = breaches(environment.stats, fail_ratio, checks)
+    for line in failed:
+        log.error("regload check failed: %s", line)
+    environment.process_exit_code = 1 if failed else 0
+    if not failed:
+        log.info("regload: all checks passed")
+
+
+def _fail_ratio(value: Any) -> float | None:
+    """A float from the command line, but text from the web UI's form, where Locust keeps the
+    type of a None default as str: "" when the field was left empty."""
+    return None if value is None or value == "" else float(value)

@@ -1,0 +1,50 @@
+"""regload in Locust's web UI: the Throughput and Arrivals tabs, fed with the stats the UI polls,
+the arrivals chart page, and no secret in any page (``web_secrets``)."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from . import arrival_chart, arrival_report, throughput
+from .web_secrets import protect_secrets
+
+if TYPE_CHECKING:
+    from .run import LoadRun
+
+
+def extend_web_ui(run: LoadRun) -> None:
+    from flask import request
+
+    environment = run.environment
+    web_ui = environment.web_ui
+    if environment.parsed_options is not None:
+        protect_secrets(web_ui, environment.parsed_options)
+    web_ui.template_args["extended_tabs"] = [
+        {"title": "Throughput", "key": "throughput"},
+        {"title": "Arrivals", "key": "arrivals"},
+    ]
+    web_ui.template_args["extended_tables"] = [throughput.ui_table(), arrival_report.ui_table()]
+
+    @web_ui.app.route(arrival_chart.PATH)
+    @web_ui.auth_required_if_enabled
+    def _arrival_chart() -> Any:
+        return arrival_chart.PAGE
+
+    @web_ui.app.route(arrival_chart.PATH + ".json")
+    @web_ui.auth_required_if_enabled
+    def _arrival_series() -> Any:
+        return arrival_chart.series(run.open_model.schedule_for, run.open_model.rows())
+
+    @web_ui.app.after_request
+    def _add_throughput(response: Any) -> Any:
+        if request.path.endswith("/stats/requests") and response.is_json and environment.runner is not None:
+            data = response.get_json()
+            rows = throughput.ui_rows(throughput.throughput(environment.runner.stats))
+            arrivals = arrival_report.ui_rows(run.open_model.rows())
+            data["extended_stats"] = [
+                {"key": "throughput", "data": rows},
+                {"key": "arrivals", "data": arrivals},
+            ]
+            response.set_data(json.dumps(data))
+        return response
