@@ -5,9 +5,10 @@
     locust -f locustfile.py --host http://registry:5000 --headless -u 50 -t 5m --trace trace.json TraceUser
 
 The classes live in ``regload.locust``; their options (``--upload-mode``, ``--push-layer-size``,
-…) are listed in the README and appear in the web UI (Locust's ``--help`` is printed before the
-locustfile is loaded, so it does not show them). ``TraceUser`` is offered only when ``--trace``
-is on the command line: a run that names no class would otherwise give it a share of the users.
+…) are listed in docs/reference/options.md and appear in the web UI (Locust's ``--help`` is
+printed before the locustfile is loaded, so it does not show them). ``TraceUser`` is offered only
+when ``--trace`` is on the command line: a run that names no class would otherwise give it a share
+of the users.
 """
 
 import sys

@@ -96,7 +96,7 @@ def test_locust_parser_has_the_regload_options():
 @pytest.mark.xfail(
     strict=True,
     reason="Locust 2.47 prints --help before it imports the locustfile, so options that a locustfile "
-    "adds never appear there (locustio/locust#2917); the README lists them instead",
+    "adds never appear there (locustio/locust#2917); docs/reference/options.md lists them instead",
 )
 def test_locust_help_lists_the_regload_options():
     result = run("-m", "locust", "-f", "locustfile.py", "--help")
