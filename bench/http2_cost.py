@@ -1,4 +1,4 @@
-"""What ``--http2`` costs: the httpx transport (HTTP/2 over TLS) beside the default socket
+"""What ``--registry-http2`` costs: the httpx transport (HTTP/2 over TLS) beside the default socket
 transport (HTTPS/1.1) on the same manifest GET loop against docker-registry with a test
 certificate, on loopback.
 
@@ -83,7 +83,7 @@ def main() -> int:
             repository, tag = "bench/h2", "v1"
             push = subprocess.run(
                 [REGLOAD, "push", "synthetic:layers=1,size=4KiB,seed=1", f"{repository}:{tag}"]
-                + ["--registry", registry.url, "--ca-cert", str(pki.ca_cert)],
+                + ["--registry", registry.url, "--registry-ca-cert", str(pki.ca_cert)],
                 capture_output=True,
                 text=True,
                 timeout=60,
@@ -96,7 +96,7 @@ def main() -> int:
                 f"{args.users} greenlets, {seconds:g} s each"
             )
             results = {}
-            for name, http2 in (("socket transport (HTTP/1.1)", False), ("httpx transport (--http2)", True)):
+            for name, http2 in (("socket transport (HTTP/1.1)", False), ("httpx transport (--registry-http2)", True)):
                 spec = [registry.url, str(pki.ca_cert), http2, args.users, seconds, repository, tag]
                 out = subprocess.run(
                     [PYTHON, __file__, "--_worker", json.dumps(spec)],
@@ -116,7 +116,10 @@ def main() -> int:
                 )
     g, h = results[False], results[True]
     header("ratios")
-    print(f"--http2 / default: {h['rps'] / g['rps']:4.2f}× req/s, {h['cpu_us'] / g['cpu_us']:4.2f}× CPU per request")
+    print(
+        f"--registry-http2 / default: {h['rps'] / g['rps']:4.2f}× req/s,"
+        f" {h['cpu_us'] / g['cpu_us']:4.2f}× CPU per request"
+    )
     return 0
 
 

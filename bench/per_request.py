@@ -115,7 +115,7 @@ def flow_loop(url: str, image: str, users: int, seconds: float) -> dict[str, flo
     PullUser has), pulling ``image`` (``repository:tag``) over and over, every digest checked,
     nothing observed. PullUser minus this is what the Locust side costs."""
 
-    from regload.pull import PullOptions, pull
+    from regload.flows.pull import PullOptions, pull
     from regload.reference import Reference, Registry
     from regload.sinks.discard import DiscardSink
     from regload.wiring.connect import ClientSettings, make_client

@@ -104,7 +104,7 @@ def cpu_of(pid: int) -> float:
 def push_leg(kind: str, url: str, layers: int, size: int, users: int, seconds: float, registry_pid: int) -> dict:
     import gevent
 
-    from regload.push import PushOptions, push
+    from regload.flows.push import PushOptions, push
     from regload.reference import Reference, Registry
     from regload.wiring.connect import ClientSettings, make_client
     from regload.wiring.gevent_runner import GeventRunner

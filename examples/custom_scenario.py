@@ -39,10 +39,10 @@ class CIUser(RegistryUser):
 
     @task
     def build_push_pull(self) -> None:
-        s = self.settings
+        pushed = self.settings.images  # --push-layers, --push-layer-size, --repos
         seed = rng.getrandbits(63)
-        sizes = [s.push_layer_size.sample(rng) for _ in range(s.push_layers)]
-        repository = s.repository(rng.randrange(s.repos))
+        sizes = [pushed.layer_size.sample(rng) for _ in range(pushed.layers)]
+        repository = pushed.repository(rng.randrange(pushed.repos))
         tag = f"ci-{seed:016x}"
         if self.push_image(synthetic_image_of(sizes, seed), repository, tag):  # None when it failed
             self.pull_image(repository, tag)

@@ -19,9 +19,9 @@ from typing import Any
 from . import __version__
 from . import mediatypes as mt
 from .errors import UsageError
+from .flows.pull import PullOptions
+from .flows.push import PushOptions
 from .http import TransportOptions
-from .pull import PullOptions
-from .push import PushOptions
 
 
 @dataclass(frozen=True)

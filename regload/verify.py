@@ -15,7 +15,7 @@ from .client import RegistryClient
 from .concurrency import Runner
 from .digest import Digest
 from .errors import AuthError, DigestMismatch, PlainHTTPRefused, RegistryError, RegloadError, TransportError
-from .pull import PullOptions, pull
+from .flows.pull import PullOptions, pull
 from .reference import Reference, Registry
 from .sinks.discard import DiscardSink
 

@@ -63,8 +63,10 @@ def test_per_request_short() -> None:
 def test_http2_cost_short() -> None:
     out = run_bench("http2_cost.py", timeout=240)
     assert re.search(rf"socket transport \(HTTP/1.1\)\s+{NUMBER} req/s\s+{NUMBER} µs CPU/req .*HTTP/1.1\)", out), out
-    assert re.search(rf"httpx transport \(--http2\)\s+{NUMBER} req/s\s+{NUMBER} µs CPU/req .*HTTP/2\)", out), out
-    assert re.search(rf"--http2 / default: {NUMBER}× req/s, {NUMBER}× CPU per request", out), out
+    assert re.search(rf"httpx transport \(--registry-http2\)\s+{NUMBER} req/s\s+{NUMBER} µs CPU/req .*HTTP/2\)", out), (
+        out
+    )
+    assert re.search(rf"--registry-http2 / default: {NUMBER}× req/s, {NUMBER}× CPU per request", out), out
 
 
 def test_memory_short() -> None:

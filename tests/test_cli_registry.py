@@ -61,10 +61,12 @@ def len_manifest(registry, repo) -> int:
 @pytest.mark.registry
 def test_http2_is_negotiated_with_tls(registry_tls):
     ref = image_ref(registry_tls, "e2e/h2", "v1")
-    push = regload("push", "synthetic:layers=1,size=64KiB,seed=3", ref, "--http2", "--json", registry=registry_tls)
+    push = regload(
+        "push", "synthetic:layers=1,size=64KiB,seed=3", ref, "--registry-http2", "--json", registry=registry_tls
+    )
     assert push.code == 0, push.output
     assert push.json["http"] == ["HTTP/2"]
-    pull = regload("pull", ref, "--http2", "--json", registry=registry_tls)
+    pull = regload("pull", ref, "--registry-http2", "--json", registry=registry_tls)
     assert pull.code == 0, pull.output
     assert pull.json["http"] == ["HTTP/2"]
     default = regload("pull", ref, "--json", registry=registry_tls)
@@ -75,7 +77,7 @@ def test_http2_is_negotiated_with_tls(registry_tls):
 def test_tls_is_verified_by_default(registry_tls):
     run = regload("pull", "--registry", registry_tls.url, "e2e/none:v1")
     assert_clean_failure(run, 1, "certificate")
-    insecure = regload("inspect", "--registry", registry_tls.url, "--insecure", "e2e/none:v1")
+    insecure = regload("inspect", "--registry", registry_tls.url, "--registry-insecure", "e2e/none:v1")
     assert_clean_failure(insecure, 1, "404", "MANIFEST_UNKNOWN")
 
 
@@ -189,11 +191,11 @@ def test_inspect_and_pull_platform_from_index(registry_anon, tmp_path):
     assert run.code == 0, run.output
     assert {m["platform"] for m in run.json["manifests"]} == {"linux/amd64", "linux/arm64/v8"}
     out = tmp_path / "rootfs"
-    pull = regload("pull", ref, "--platform", "linux/arm64", "-o", str(out), "--json")
+    pull = regload("pull", ref, "--pull-platform", "linux/arm64", "-o", str(out), "--json")
     assert pull.code == 0, pull.output
     assert (out / "arch").read_bytes() == b"arm64\n"
     assert pull.json["index_digest"] == index.index.digest
-    missing = regload("pull", ref, "--platform", "linux/s390x")
+    missing = regload("pull", ref, "--pull-platform", "linux/s390x")
     assert_clean_failure(missing, 1, "linux/s390x")
 
 
@@ -252,8 +254,8 @@ def test_bad_usage_exit_2(registry_anon):
     assert run.code == 2 and "Traceback" not in run.output
     run = regload("pull", image_ref(registry_anon, "e2e/bad", "v1"), "-H", "no colon here")
     assert_clean_failure(run, 2, "header")
-    run = regload("pull", image_ref(registry_anon, "e2e/bad", "v1"), "--jobs", "0")
-    assert_clean_failure(run, 2, "--jobs")
+    run = regload("pull", image_ref(registry_anon, "e2e/bad", "v1"), "--pull-jobs", "0")
+    assert_clean_failure(run, 2, "--pull-jobs")
 
 
 @pytest.mark.flows

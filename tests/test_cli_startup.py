@@ -44,7 +44,7 @@ def test_only_the_httpx_transport_is_patched_for():
     library's sockets) patches before anything is sent."""
     out = run("tags", "127.0.0.1:1/nothing/here")  # connection refused: a clean failure
     assert out["code"] == 1 and "gevent" in out["loaded"] and not out["patched"], out
-    out = run("tags", "--http2", "127.0.0.1:1/nothing/here")
+    out = run("tags", "--registry-http2", "127.0.0.1:1/nothing/here")
     assert out["code"] == 1 and out["patched"], out
 
 
@@ -53,7 +53,7 @@ def test_version_answers_before_the_commands_are_imported(capsys):
     command modules (pull, push, the sinks and sources: ~70 ms of imports) loaded."""
     script = (
         "import sys; from regload.cli.entry import main; code = main(['--version']);"
-        "print(code, 'regload.cli.main' in sys.modules, 'regload.pull' in sys.modules, file=sys.stderr)"
+        "print(code, 'regload.cli.main' in sys.modules, 'regload.flows.pull' in sys.modules, file=sys.stderr)"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.stderr.split() == ["0", "False", "False"], done.stderr

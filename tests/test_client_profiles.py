@@ -325,7 +325,7 @@ def test_options_given_override_the_profile(registry_anon, proxy, tmp_path):
         f"{proxy.host}/{repository}:v1",
         "--client-profile",
         "podman",
-        "--jobs",
+        "--pull-jobs",
         "2",
         "--user-agent",
         "fleet-node/7",

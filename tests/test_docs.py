@@ -89,3 +89,12 @@ def test_the_readme_links_resolve() -> None:
             if anchor not in {_github_anchor(h) for h in headings}:
                 broken.append(link)
     assert broken == []
+
+
+def test_the_options_reference_is_written_from_the_option_groups():
+    """docs/reference/options.md is ``python -m regload.cli.reference``'s output: an option added,
+    renamed or documented otherwise in the code fails here until the page is written again."""
+    from regload.cli.reference import markdown
+
+    page = (ROOT / "docs" / "reference" / "options.md").read_text()
+    assert page == markdown(), "run: python -m regload.cli.reference > docs/reference/options.md"

@@ -573,7 +573,7 @@ def test_push_fails_cleanly_under_each_fault(proxy, kind, method, path, endpoint
 @pytest.mark.registry
 def test_a_delay_shorter_than_the_timeout_is_waited_for(proxy, image):
     proxy.set_faults([Fault("delay", seconds=0.3, **BLOB_GET)])
-    run = pull(proxy, image, "--timeout", "5")
+    run = pull(proxy, image, "--registry-timeout", "5")
     assert run.code == 0, run.output
     assert proxy.counters().faults("delay", "GET blob") == 3  # the config and both layers
 
@@ -583,7 +583,7 @@ def test_a_delay_longer_than_the_timeout_fails_naming_the_timeout(proxy, image, 
     # 30 s: a pull that waited the delay out would get the manifest and succeed (within the 60 s
     # the command may take); stopping the proxy fixture cuts the delay short.
     proxy.set_faults([Fault("delay", seconds=30, method="GET", path="/manifests/")])
-    run = pull(proxy, image, "--timeout", "0.5", "--output", str(tmp_path / "image"))
+    run = pull(proxy, image, "--registry-timeout", "0.5", "--output", str(tmp_path / "image"))
     assert_clean_failure(run, 1, "GET /v2/<name>/manifests/<reference>", "timed out after 0.5s")
     # The pull gave up while the proxy held its request in the delay: nothing had answered it.
     assert proxy.counters().faults("delay", "GET manifest") == 1

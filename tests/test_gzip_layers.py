@@ -186,7 +186,7 @@ def test_synthetic_spec_key() -> None:
 
 def test_locust_option() -> None:
     def ratio(value: Any) -> float | None:
-        return settings_from(SimpleNamespace(layer_gzip_ratio=value)).gzip_ratio
+        return settings_from(SimpleNamespace(layer_gzip_ratio=value)).images.gzip_ratio
 
     assert ratio("") is None and ratio("0") is None and ratio("1") is None and ratio(None) is None
     assert ratio("2.6") == 2.6 and ratio(4) == 4.0

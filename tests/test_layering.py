@@ -17,7 +17,6 @@ PACKAGE = Path(__file__).resolve().parent.parent / "regload"
 
 # The protocol core: no I/O library, no front end.
 CORE = {
-    "__init__",
     "audit",
     "auth",
     "blobstore",
@@ -28,12 +27,11 @@ CORE = {
     "endpoints",
     "errors",
     "fds",
+    "flows",
     "http",
     "manifest",
     "mediatypes",
     "profiles",
-    "pull",
-    "push",
     "reference",
     "retry",
     "schema1",
@@ -52,9 +50,14 @@ ALLOWED = {
     "wiring": CORE | {"transports"},
     # What describes or schedules load without Locust: it may use gevent, never locust.
     "workload": CORE | {"transports", "wiring"},
-    "cli": CORE | {"transports", "wiring", "workload"},
-    "locust": CORE | {"transports", "wiring", "local_registry", "workload"},
+    # Every option, declared once for both front ends.
+    "options": CORE | {"transports", "wiring", "workload"},
+    "cli": CORE | {"transports", "wiring", "workload", "options"},
+    "locust": CORE | {"transports", "wiring", "local_registry", "workload", "options"},
     "__main__": {"cli"},
+    # The public surface (``regload.__all__``): names of the core and of the wiring, imported when
+    # asked for (``__init__`` imports them by name: tests/test_public_api.py checks where from).
+    "__init__": CORE | {"transports", "wiring"},
 }
 IO_LIBRARIES = {"gevent", "geventhttpclient", "httptools", "httpx", "locust", "requests", "urllib3", "socket", "ssl"}
 
@@ -141,3 +144,44 @@ def test_relative_imports_are_resolved(tmp_path):
     finally:
         module.unlink()
     assert internal == {"cli", "locust", "sinks"}
+
+
+# What a module of the Locust front end may bind at module level: constants, loggers, patterns,
+# read-only mappings, type aliases.
+_IMMUTABLE_CALLS = {"getLogger", "compile", "frozenset", "tuple", "TypeVar", "MappingProxyType"}
+
+
+def _immutable(node: ast.AST) -> bool:
+    if isinstance(node, (ast.Constant, ast.JoinedStr, ast.Name, ast.Attribute, ast.Subscript)):
+        return True
+    if isinstance(node, ast.Dict):  # only as MappingProxyType's argument (see the Call case)
+        return all(
+            k is not None and _immutable(k) and _immutable(v) for k, v in zip(node.keys, node.values, strict=True)
+        )
+    if isinstance(node, ast.Tuple):
+        return all(_immutable(e) for e in node.elts)
+    if isinstance(node, ast.BinOp):
+        return _immutable(node.left) and _immutable(node.right)
+    if isinstance(node, ast.Call):
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        return name in _IMMUTABLE_CALLS and all(_immutable(a) for a in node.args)
+    return False
+
+
+def _binds_mutable(value: ast.AST) -> bool:
+    return isinstance(value, ast.Dict) or not _immutable(value)
+
+
+def test_the_locust_front_end_keeps_no_mutable_state_at_module_level():
+    """A run's state lives in its ``LoadRun`` (one per Locust environment), never in a module: no
+    module-level dict, list, set or object, and no ``global`` statement."""
+    offenders = []
+    for path in sorted((PACKAGE / "locust").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+            if value is not None and _binds_mutable(value):
+                offenders.append(f"{path.name}:{node.lineno}")
+        offenders += [f"{path.name}:{n.lineno} global" for n in ast.walk(tree) if isinstance(n, ast.Global)]
+    assert offenders == []

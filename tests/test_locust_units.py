@@ -71,7 +71,7 @@ def test_layer_size_and_popularity_options(tmp_path):
     syntaxes themselves are tested in tests/test_sizes.py), and --pull-popularity through its own."""
     rng = random.Random(1)
     s = settings_from(None)
-    assert s.push_layer_size == s.pool_layer_size == Fixed(1 << 20) and str(s.pull_popularity) == "uniform"
+    assert s.images.layer_size == s.pool.layer_size == Fixed(1 << 20) and str(s.pool.popularity) == "uniform"
     table = tmp_path / "sizes.txt"
     table.write_text("0 1KB\n65 1MB\n100 10MB\n")
     for text, expected in [
@@ -82,11 +82,11 @@ def test_layer_size_and_popularity_options(tmp_path):
         ("ibm-fast18", PRESETS["ibm-fast18"]),
     ]:
         s = settings_from(SimpleNamespace(push_layer_size=text, pull_pool_layer_size=text))
-        assert s.push_layer_size == s.pool_layer_size == expected, text
+        assert s.images.layer_size == s.pool.layer_size == expected, text
     s = settings_from(SimpleNamespace(push_layer_size=f"empirical:{table}", pull_popularity="zipf:1.1"))
-    assert s.push_layer_size.quantile(0.65) == 1_000_000 and 1000 <= s.push_layer_size.sample(rng) <= 10**7
-    assert s.pull_popularity == Zipf(1.1)
-    spread = settings_from(SimpleNamespace(push_layer_size="1KiB-4KiB")).push_layer_size
+    assert s.images.layer_size.quantile(0.65) == 1_000_000 and 1000 <= s.images.layer_size.sample(rng) <= 10**7
+    assert s.pool.popularity == Zipf(1.1)
+    spread = settings_from(SimpleNamespace(push_layer_size="1KiB-4KiB")).images.layer_size
     samples = {spread.sample(rng) for _ in range(200)}
     assert min(samples) >= 1024 and max(samples) <= 4096 and len(samples) > 50
     for bad in (
@@ -101,7 +101,7 @@ def test_layer_size_and_popularity_options(tmp_path):
 
 def test_settings_defaults_and_validation():
     s = settings_from(None)
-    assert (s.repos, s.upload_mode, s.token_cache, s.verify) == (4, "streamed", "shared", True)
+    assert (s.images.repos, s.push.upload_mode, s.token_cache, s.pull.verify) == (4, "streamed", "shared", True)
     assert s.repository(5) == "regload/load-1"
     assert "hunter2" not in repr(settings_from(SimpleNamespace(registry_password="hunter2")))
     with pytest.raises(UsageError):
@@ -172,9 +172,10 @@ def test_every_secret_option_is_kept_out_of_the_web_ui():
 
 def test_retry_options_reach_the_settings_and_bad_values_are_refused():
     settings = settings_from(SimpleNamespace(retries=3, retry_backoff=0.5, retry_max_wait=4.0, ignore_retry_after=True))
-    assert (settings.retry.retries, settings.retry.backoff, settings.retry.max_wait) == (3, 0.5, 4.0)
-    assert not settings.retry.honour_retry_after
-    assert settings_from(None).retry.retries == 0
+    retry = settings.client.retry
+    assert (retry.retries, retry.backoff, retry.max_wait) == (3, 0.5, 4.0)
+    assert not retry.honour_retry_after
+    assert settings_from(None).client.retry.retries == 0
     for bad in ({"retries": -1}, {"retries": 1000}, {"retry_backoff": float("nan")}, {"retry_max_wait": -2.0}):
         with pytest.raises(UsageError):
             settings_from(SimpleNamespace(**bad))

@@ -73,7 +73,7 @@ def test_a_platform_mix_is_drawn_by_its_weights():
 @pytest.mark.unit
 def test_locust_settings_carry_nodes_and_platforms():
     s = settings_from(SimpleNamespace(node_users="50", node_parallel_pulls="2", pull_platform="linux/arm64"))
-    assert s.nodes == NodeSpec(50, 2) and s.pull_platforms.platforms == (Platform("linux", "arm64"),)
+    assert s.nodes == NodeSpec(50, 2) and s.platforms.platforms == (Platform("linux", "arm64"),)
     assert settings_from(None).nodes == NodeSpec()
     with pytest.raises(UsageError, match="--node-parallel-pulls"):
         settings_from(SimpleNamespace(node_parallel_pulls="0"))

@@ -23,10 +23,10 @@ from hypothesis import strategies as st
 
 from regload import mediatypes as mt
 from regload.auth import parse_challenges
-from regload.cli.main import _headers
 from regload.digest import Digest
 from regload.errors import InvalidReference, ManifestError, SourceError, UsageError
 from regload.manifest import ImageManifest, Index, Platform, Schema1Manifest, parse_manifest
+from regload.options.groups import headers as _headers
 from regload.reference import _PATH_RE, _TAG_RE, Registry, parse_reference, parse_repository
 from regload.sinks.safetree import Refused, split_name, symlink_escapes
 from regload.sources.synthetic import parse_synthetic

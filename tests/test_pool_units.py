@@ -104,7 +104,7 @@ def test_new_options_are_checked():
         with pytest.raises(UsageError, match=f"--{name.replace('_', '-')}"):
             settings_from(SimpleNamespace(**{name: value}))
     settings = settings_from(SimpleNamespace(pool_families="3", pull_after_push="0.3:2s"))
-    assert settings.pool_families == 3 and settings.pull_after_push == PullAfterPush(0.3, 2.0)
+    assert settings.pool.families == 3 and settings.pool.after_push == PullAfterPush(0.3, 2.0)
 
 
 class Top:

@@ -14,10 +14,10 @@ from regload import mediatypes as mt
 from regload.cli.main import main
 from regload.concurrency import SequentialRunner
 from regload.errors import UsageError
+from regload.flows.pull import pull
+from regload.flows.push import push
 from regload.locust.options import settings_from
 from regload.profiles import CONTAINERD, DOCKER, PODMAN, PROFILES, REGLOAD, profile
-from regload.pull import pull
-from regload.push import push
 from regload.sinks.discard import DiscardSink
 from regload.sources.base import BytesBlob, SourceImage
 from tests.support.fake_registry import FakeRegistry
@@ -143,17 +143,16 @@ def test_each_profile_names_a_user_agent_of_its_client():
 
 def test_locust_settings_take_the_profile_unless_an_option_is_given():
     s = settings_from(SimpleNamespace(client_profile="containerd"))
-    assert (s.pull_jobs, s.push_jobs, s.upload_mode, s.head_first) == (3, 3, "monolithic", True)
-    assert s.user_agent == CONTAINERD.user_agent and s.client_settings().user_agent == CONTAINERD.user_agent
-    assert s.pull_options().typed_accept and not s.push_options().ping
+    assert (s.pull.jobs, s.push.jobs, s.push.upload_mode, s.pull.head_first) == (3, 3, "monolithic", True)
+    assert s.client.user_agent == CONTAINERD.user_agent
+    assert s.pull.typed_accept and not s.push.ping
 
     # The web UI posts an empty field for an option left alone.
     s = settings_from(SimpleNamespace(client_profile="podman", pull_jobs="", push_jobs="2", upload_mode="chunked"))
-    assert (s.pull_jobs, s.push_jobs, s.upload_mode) == (6, 2, "chunked")
-    assert s.push_options().upload_mode == "chunked"
+    assert (s.pull.jobs, s.push.jobs, s.push.upload_mode) == (6, 2, "chunked")
 
     s = settings_from(SimpleNamespace(client_profile="docker", user_agent="fleet/1", no_check_existing=True))
-    assert s.user_agent == "fleet/1" and not s.push_options().check_existing
+    assert s.client.user_agent == "fleet/1" and not s.push.check_existing
     assert settings_from(None).profile is REGLOAD
     with pytest.raises(UsageError, match="--push-jobs"):
         settings_from(SimpleNamespace(push_jobs="0"))

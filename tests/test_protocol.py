@@ -23,8 +23,8 @@ from regload.client import MAX_REDIRECTS, RegistryClient
 from regload.concurrency import SequentialRunner
 from regload.digest import Digest
 from regload.errors import AuthError, DigestMismatch, InvalidReference, ProtocolError, RegistryError, UsageError
-from regload.pull import READ_CHUNK, pull
-from regload.push import PushOptions, push, push_blob
+from regload.flows.pull import READ_CHUNK, pull
+from regload.flows.push import PushOptions, push, push_blob
 from regload.reference import _DOMAIN_RE, _PATH_RE, _TAG_RE, Reference, Registry, parse_reference
 from regload.sinks.discard import DiscardSink
 from regload.sources.base import BytesBlob, SourceImage

@@ -162,7 +162,7 @@ def test_an_upload_location_from_https_to_plain_http_gets_no_credentials(tmp_pat
     registry = LocalRegistry(config=config).start()
     try:
         args, password = credentials_args()
-        connection = ["--registry", registry.url, "--ca-cert", str(pki.ca_cert), *args]
+        connection = ["--registry", registry.url, "--registry-ca-cert", str(pki.ca_cert), *args]
         run = regload("push", SYNTHETIC, "e2e/downgrade:v1", *connection, stdin=password)
     finally:
         registry.stop()
@@ -202,7 +202,15 @@ def test_a_redirect_from_https_to_plain_http_gets_no_credentials(tmp_path, tiny_
     try:
         args, password = credentials_args()
         run = regload(
-            "pull", "app:v1", "--registry", front.url, "--ca-cert", str(pki.ca_cert), "--json", *args, stdin=password
+            "pull",
+            "app:v1",
+            "--registry",
+            front.url,
+            "--registry-ca-cert",
+            str(pki.ca_cert),
+            "--json",
+            *args,
+            stdin=password,
         )
     finally:
         front.stop()
@@ -243,7 +251,14 @@ def test_credentials_are_not_sent_to_a_plain_http_realm_for_an_https_registry(re
     args, password = credentials_args()
     before = (len(server.requests), len(server.refused))
     run = regload(
-        "pull", "e2e/realm:v1", "--registry", https_registry.url, "--ca-cert", str(ca_cert), *args, stdin=password
+        "pull",
+        "e2e/realm:v1",
+        "--registry",
+        https_registry.url,
+        "--registry-ca-cert",
+        str(ca_cert),
+        *args,
+        stdin=password,
     )
     assert_clean_failure(run, 1, "GET token: the token server http://", "plain HTTP")
     assert (len(server.requests), len(server.refused)) == before  # nothing reached it
@@ -280,7 +295,7 @@ def test_a_plain_http_realm_gets_the_credentials_only_when_plain_http_was_asked_
     "command",
     [
         ["pull", "e2e/none:v1"],
-        ["pull", "e2e/none:v1", "--http2"],
+        ["pull", "e2e/none:v1", "--registry-http2"],
         ["push", SYNTHETIC, "e2e/none:v1"],
         ["tags", "e2e/none"],
         ["inspect", "e2e/none:v1", "--json"],
@@ -288,7 +303,7 @@ def test_a_plain_http_realm_gets_the_credentials_only_when_plain_http_was_asked_
 )
 def test_an_untrusted_certificate_is_one_line_naming_ca_cert_and_insecure(registry_tls, command):
     run = regload(*command, "--registry", registry_tls.url)
-    assert_clean_failure(run, 1, "TLS certificate verification failed", "--ca-cert", "--insecure")
+    assert_clean_failure(run, 1, "TLS certificate verification failed", "--registry-ca-cert", "--registry-insecure")
     assert run.stdout == ""
 
 
@@ -299,7 +314,7 @@ def test_verify_of_an_untrusted_registry_names_ca_cert_and_insecure(registry_tls
     entry |= {"registry": registry_tls.url, "repository": "e2e/none", "tag": "v1"}
     audit.write_text(json.dumps(entry) + "\n")
     run = regload("verify", str(audit))
-    assert_clean_failure(run, 1, "TLS certificate verification failed", "--ca-cert", "--insecure")
+    assert_clean_failure(run, 1, "TLS certificate verification failed", "--registry-ca-cert", "--registry-insecure")
 
 
 @pytest.mark.registry
@@ -308,12 +323,12 @@ def test_a_self_signed_registry_fails_the_same_way_and_insecure_reaches_it(tmp_p
     registry = LocalRegistry(tls=(signer.cert, signer.key)).start()
     try:
         run = regload("inspect", "e2e/none:v1", "--registry", registry.url)
-        insecure = regload("inspect", "e2e/none:v1", "--registry", registry.url, "--insecure")
+        insecure = regload("inspect", "e2e/none:v1", "--registry", registry.url, "--registry-insecure")
     finally:
         registry.stop()
-    assert_clean_failure(run, 1, "self-signed certificate", "--ca-cert", "--insecure")
+    assert_clean_failure(run, 1, "self-signed certificate", "--registry-ca-cert", "--registry-insecure")
     assert_clean_failure(insecure, 1, "HTTP 404 MANIFEST_UNKNOWN")
-    assert "--insecure" not in insecure.stderr  # the hint is for certificate failures only
+    assert "--registry-insecure" not in insecure.stderr  # the hint is for certificate failures only
 
 
 @pytest.mark.locust_run

@@ -16,8 +16,8 @@ from regload import mediatypes as mt
 from regload.auth import Authenticator, Credentials
 from regload.client import RegistryClient
 from regload.errors import AuthError, CertificateError, PlainHTTPAnswer, PlainHTTPRefused, TLSError
+from regload.flows.push import PushOptions, push_blob
 from regload.http import Request
-from regload.push import PushOptions, push_blob
 from regload.reference import Registry
 from regload.sources.base import BytesBlob
 from regload.transports.memory import MemoryTransport

@@ -175,7 +175,7 @@ def test_each_logged_upload_is_replayed_as_a_whole_upload_of_a_blob_of_its_own(t
     )
     settings = settings_from(SimpleNamespace(trace=[path], push_layer_size="3KiB"))
     trace = load_trace([path])
-    replay = Replay(trace, TracePlan.of(trace), settings.repo_prefix, settings.push_layer_size)
+    replay = Replay(trace, TracePlan.of(trace), settings.images.prefix, settings.images.layer_size)
     fake = FakeRegistry()
     client = fake.client()
     sent = [replay_record(client, replay, r) for r in trace.records]

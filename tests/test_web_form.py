@@ -18,10 +18,12 @@ from pathlib import Path
 import pytest
 
 from regload.local_registry import free_port
+from regload.options.groups import GROUPS
+from regload.options.spec import LOCUST
 from tests.support import traffic
 from tests.support.fault_proxy import Exchange, FaultProxy
 from tests.support.locust_run import SMALL_IMAGES, Locust, assert_clean, headless, run_locust
-from tests.support.web_form import untouched_form
+from tests.support.web_form import template_args, untouched_form
 
 pytestmark = pytest.mark.locust_run
 
@@ -55,7 +57,11 @@ def _run_from_the_form(proxy: FaultProxy, args: list[str], workdir: Path) -> str
     locust = Locust([*ui, *CLASSES], workdir, name="web")
     try:
         url = locust.wait_for_web_ui(port)
-        form = untouched_form(_get(url))
+        page = _get(url)
+        # The form lists regload's options in the groups' order (what a user changes most first).
+        shown = list(template_args(page)["extra_options"])
+        assert shown == [o.dest for group in GROUPS for o in group.of(LOCUST) if o.web], shown
+        form = untouched_form(page)
         started = _post(f"{url}/swarm", {**form, "user_count": "2", "spawn_rate": "2", "host": proxy.url})
         assert started.get("success"), started
         deadline = time.monotonic() + WAIT

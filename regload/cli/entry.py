@@ -15,7 +15,7 @@ from .. import __version__
 
 
 def _patch_for_gevent(args: argparse.Namespace) -> None:
-    if getattr(args, "http2", False):
+    if getattr(args, "registry_http_2", False):  # --registry-http2
         from gevent import monkey
 
         monkey.patch_all()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
+import random
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, NoReturn
 
 from .. import __version__, endpoints
@@ -16,24 +16,22 @@ from ..auth import Credentials
 from ..client import RegistryClient
 from ..concurrency import Runner
 from ..errors import ManifestError, RegloadError, UsageError, mended_by
+from ..flows.pull import fetch_manifest, platform_manifest, pull
+from ..flows.push import push
 from ..manifest import DEFAULT_PLATFORM, ImageManifest, Index, Platform
-from ..profiles import PROFILES, REGLOAD, profile
-from ..pull import PullOptions, fetch_manifest, platform_manifest, pull
-from ..push import UPLOAD_MODES, PushOptions, push
+from ..options import groups as g
+from ..options.spec import CLI
+from ..profiles import PROFILES, REGLOAD
 from ..reference import Reference, Registry, parse_reference, parse_repository
 from ..sinks import make_sink
 from ..sources import open_source
 from ..sources.compress import Threads
 from ..sources.digest_cache import DigestCache
-from ..units import parse_size
-from ..wiring.connect import ClientSettings, make_client
-from ..wiring.retry_options import add_retry_arguments, retry_policy
+from ..wiring.connect import make_client
 from .credentials import resolve_credentials
 from .progress import Progress, human_bytes
 from .trace import add_trace_parser, cmd_trace, print_trace
 from .verify import add_verify_parser, print_verify, verify_command
-
-PULL, PUSH = PullOptions(), PushOptions()  # the defaults of their options
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,39 +42,8 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
-    net = common.add_argument_group("registry connection")
-    net.add_argument(
-        "--registry",
-        metavar="URL",
-        help="registry base URL, may include a path prefix (http://host:8081/repository/docker);"
-        " REFERENCE is then repo[:tag|@digest]",
-    )
-    net.add_argument("--plain-http", action="store_true", help="use HTTP even for a non-loopback registry")
-    net.add_argument("-u", "--username", help="registry user (or REGLOAD_USERNAME, or docker's config.json)")
-    net.add_argument("-p", "--password", help="registry password (prefer --password-stdin or REGLOAD_PASSWORD)")
-    net.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    net.add_argument(
-        "-H",
-        "--header",
-        action="append",
-        default=[],
-        metavar="'NAME: VALUE'",
-        help="add a header to every registry request (repeatable)",
-    )
-    net.add_argument(
-        "--user-agent", metavar="TEXT", help="the User-Agent to send (default: the client profile's, or regload's)"
-    )
-    net.add_argument("--ca-cert", metavar="FILE", help="PEM file of CA certificates to trust")
-    net.add_argument("--insecure", action="store_true", help="do not verify the registry's TLS certificate")
-    net.add_argument(
-        "--http2",
-        action="store_true",
-        help="use the httpx transport with HTTP/2 (default: HTTP/1.1 on gevent sockets)",
-    )
-    net.add_argument(
-        "--timeout", type=_seconds, default=60.0, metavar="SECONDS", help="network read timeout (default 60)"
-    )
-    add_retry_arguments(common.add_argument_group("retries (default: none, every failure is reported)"))
+    for group in (g.REGISTRY, g.CLIENT, g.RETRIES):
+        group.add_to(common, CLI)
     out = common.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print one JSON document with the result")
 
@@ -90,21 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--format", choices=("rootfs", "oci", "docker-archive"), default="rootfs", help="output format (default rootfs)"
     )
-    p.add_argument(
-        "--platform",
-        default=str(DEFAULT_PLATFORM),
-        help="os/arch[/variant] to pick from an index (default linux/amd64)",
-    )
-    p.add_argument(
-        "-j", "--jobs", type=int, help=f"layers fetched at once (default: the profile's; regload {PULL.jobs})"
-    )
-    _add_profile_argument(p)
-    p.add_argument(
-        "--no-verify",
-        action="store_true",
-        help="count the layers' bytes without checking their digests (the manifest and config are always"
-        " checked); not with --output",
-    )
+    g.PULL.add_to(p, CLI)
 
     s = sub.add_parser(
         "push", parents=[common], help="push an image from a docker-save tarball, an OCI layout or a synthetic spec"
@@ -115,20 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="docker save tarball, OCI layout dir[:ref], or synthetic:layers=N,size=S,seed=K[,gzip=RATIO]",
     )
     s.add_argument("reference", metavar="REFERENCE")
-    s.add_argument(
-        "--upload-mode",
-        choices=UPLOAD_MODES,
-        help=f"how blobs are uploaded (default: the profile's; regload {PUSH.upload_mode})",
-    )
-    s.add_argument(
-        "--chunk-size",
-        default=str(PUSH.chunk_size),
-        help=f"chunk size for --upload-mode chunked (default {PUSH.chunk_size >> 20}MiB)",
-    )
-    s.add_argument(
+    g.PUSH.add_to(s, CLI)
+    source = s.add_argument_group("source")
+    source.add_argument(
         "--compression", choices=("gzip", "none"), default="gzip", help="compress tarball layers (default gzip)"
     )
-    s.add_argument(
+    source.add_argument(
         "--compression-level",
         type=int,
         default=None,
@@ -136,16 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="1-9",
         help="gzip with zlib at this level (default: ISA-L igzip, much faster, blobs ~7%% larger than zlib 6)",
     )
-    s.add_argument("--mount-from", metavar="REPO", help="try a cross-repository mount from this repository first")
-    s.add_argument("--no-check-existing", action="store_true", help="upload blobs without a HEAD first")
-    s.add_argument(
+    source.add_argument(
         "--platform", default=str(DEFAULT_PLATFORM), help="os/arch[/variant] to pick from an OCI layout index"
     )
-    s.add_argument(
-        "-j", "--jobs", type=int, help=f"blobs uploaded at once (default: the profile's; regload {PUSH.jobs})"
-    )
-    _add_profile_argument(s)
-    s.add_argument("--audit-file", metavar="PATH", help="append a JSON line for the pushed image (see verify)")
+    s.add_argument("--mount-from", metavar="REPO", help="try a cross-repository mount from this repository first")
 
     t = sub.add_parser("tags", parents=[common], help="list a repository's tags")
     t.add_argument("repository", metavar="REPO")
@@ -157,26 +96,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_verify_parser(sub, common)
     add_trace_parser(sub, _Parser)
     return parser
-
-
-def _add_profile_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--client-profile",
-        choices=list(PROFILES),
-        default=REGLOAD.name,
-        help="send what this client sends: its requests, headers, concurrency and User-Agent (default regload);"
-        " options given explicitly override it",
-    )
-
-
-def _headers(values: list[str]) -> tuple[tuple[str, str], ...]:
-    out = []
-    for value in values:
-        name, sep, text = value.partition(":")
-        if not sep or not name.strip() or any(c in name for c in " \t\r\n") or "\n" in text or "\r" in text:
-            raise UsageError(f"invalid header {value.split(':')[0]!r}: expected 'Name: value'")
-        out.append((name.strip(), text.strip()))
-    return tuple(out)
 
 
 def _reference(args: argparse.Namespace, text: str, repository_only: bool = False) -> Reference:
@@ -191,13 +110,15 @@ CredentialsFor = Callable[[str], Credentials | None]
 def credentials_source(args: argparse.Namespace) -> CredentialsFor:
     """Credentials by registry host; warns about a command-line password and reads
     ``--password-stdin`` once, however many registries a command reaches."""
-    if args.password is not None:
+    if args.registry_password is not None:
         print(
             "regload: warning: a password on the command line may be seen by other users; prefer --password-stdin",
             file=sys.stderr,
         )
     stdin_text = sys.stdin.read() if args.password_stdin else None
-    return lambda host: resolve_credentials(host, args.username, args.password, args.password_stdin, stdin_text)
+    return lambda host: resolve_credentials(
+        host, args.registry_username, args.registry_password, args.password_stdin, stdin_text
+    )
 
 
 def connect(
@@ -205,19 +126,12 @@ def connect(
 ) -> RegistryClient:
     """The client for ``ref``'s registry. ``recorded``: its URL comes from an audit file, written
     by a push that reached it as the user asked (an http:// one included)."""
-    chosen = profile(getattr(args, "client_profile", None))  # a command without profiles: regload's
-    settings = ClientSettings(
-        credentials=(credentials_for or credentials_source(args))(ref.registry.host),
+    settings = g.client_settings(
+        args,
+        g.chosen_profile(args),
+        (credentials_for or credentials_source(args))(ref.registry.host),
         # Asked for plain HTTP: --plain-http or an http:// --registry, not a loopback host's default.
         plain_http=args.plain_http or bool(args.registry) or recorded,
-        ca_cert=args.ca_cert,
-        insecure=args.insecure,
-        read_timeout=args.timeout,
-        http2=args.http2,
-        headers=chosen.with_headers(_headers(args.header)),
-        retry=retry_policy(args),
-        user_agent=chosen.user_agent_or(args.user_agent),
-        keep_alive=chosen.keep_alive,
     )
     return make_client(ref.registry, settings)
 
@@ -244,17 +158,6 @@ def _platform(text: str) -> Platform:
         raise UsageError(str(e)) from None
 
 
-def _seconds(text: str) -> float:
-    """``--timeout``: a finite number of seconds above zero."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {text!r}")
-    return value
-
-
 def _count(text: str) -> int:
     """``--page-size``: a whole number from 1."""
     try:
@@ -277,10 +180,10 @@ def cmd_pull(args: argparse.Namespace) -> dict[str, Any]:
     if args.no_verify and args.output:
         # An output is trusted as the image: nothing unverified is written where the user looks.
         raise UsageError("--no-verify only counts bytes: it cannot write an --output")
-    chosen = profile(args.client_profile)
-    options = chosen.pull_options(
-        platform=_platform(args.platform), jobs=_check_jobs(args.jobs), verify=not args.no_verify
-    )
+    chosen = g.chosen_profile(args)
+    # A mix of platforms (--pull-platform linux/amd64:3,linux/arm64:1) pulls one, picked by weight.
+    platform = g.pull_platforms(args).pick(random.Random())
+    options = replace(g.pull_options(args, chosen), platform=platform)
     sink = make_sink(args.format if args.output else None, args.output, ref.familiar_name, ref.tag)
     client = connect(args, ref)
     progress = Progress(f"pulling {ref}", enabled=None if not args.json else False)
@@ -298,14 +201,9 @@ def cmd_pull(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_push(args: argparse.Namespace) -> dict[str, Any]:
     ref = _reference(args, args.reference)
-    chosen = profile(args.client_profile)
-    options = chosen.push_options(
-        upload_mode=args.upload_mode,
-        chunk_size=parse_size(args.chunk_size, "--chunk-size"),
-        jobs=_check_jobs(args.jobs),
-        mount_from=_reference(args, args.mount_from, repository_only=True).repository if args.mount_from else None,
-        check_existing=False if args.no_check_existing else None,
-    )
+    chosen = g.chosen_profile(args)
+    mount_from = _reference(args, args.mount_from, repository_only=True).repository if args.mount_from else None
+    options = g.push_options(args, chosen, mount_from)
     if args.audit_file:
         check_writable(args.audit_file)
     image = open_source(
@@ -454,7 +352,7 @@ def print_human(command: str, out: dict[str, Any]) -> None:
 
 #: What to add to an error message that an option mends (``errors.mended_by``).
 CLI_HINTS = {
-    "trust": " (trust the registry's CA with --ca-cert FILE, or skip verification with --insecure)",
+    "trust": " (trust the registry's CA with --registry-ca-cert FILE, or skip verification with --registry-insecure)",
     "plain-http": " (ask for plain HTTP with --plain-http, or give --registry http://HOST:PORT)",
     "credentials": " (give them with -u USER and --password-stdin, REGLOAD_USERNAME and REGLOAD_PASSWORD,"
     " or docker login's config.json)",

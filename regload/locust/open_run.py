@@ -116,7 +116,9 @@ class OpenModel:
                 self.closed.add(kind)  # until the next test (the web UI may set a rate then)
                 return None
             dropped = drop_counter(self.run.environment.events, "no idle user at the arrival time")
-            arrivals = self.schedules[kind] = Arrivals(kind, schedule, self.run.settings.arrivals, self.share, dropped)
+            arrivals = self.schedules[kind] = Arrivals(
+                kind, schedule, self.run.settings.rates.arrivals, self.share, dropped
+            )
             arrivals.start()
         return arrivals
 

@@ -47,15 +47,13 @@ def install(environment: Any) -> LoadRun:
     existing = getattr(environment, "regload", None)
     if isinstance(existing, LoadRun):
         return existing
-    options = environment.parsed_options
     try:
-        run = LoadRun(environment, settings_from(options))
-        if options is not None:
-            if run.settings.audit_file:
-                check_writable(run.settings.audit_file)
-            for text in options.check_percentile or ():
-                PercentileCheck.parse(text)
-            run.replay()  # a trace that cannot be read stops the run here
+        run = LoadRun(environment, settings_from(environment.parsed_options))
+        if run.settings.audit_file:
+            check_writable(run.settings.audit_file)
+        for text in run.settings.checks.percentiles:
+            PercentileCheck.parse(text)
+        run.replay()  # a trace that cannot be read stops the run here
     except RegloadError as e:
         print(f"regload: error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)

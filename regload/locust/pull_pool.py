@@ -76,15 +76,15 @@ class PullPool:
     def _seed(self, transport_factory: TransportFactory | None) -> None:
         settings = self.run.settings
         registry = Registry.from_url(self.run.environment.host)
-        jobs = settings.pool_seed_jobs
+        jobs = settings.pool.seed_jobs
         # One client for all seeding greenlets: enough connections for each to push an image.
-        client_settings = replace(settings.client_settings(), connections_per_host=jobs * settings.push_jobs + 1)
+        client_settings = replace(settings.client, connections_per_host=jobs * settings.push.jobs + 1)
         transport = transport_factory() if transport_factory is not None else None
         client = make_client(registry, client_settings, observer=NULL_OBSERVER, transport=transport)
         try:
             spec = settings.pool_spec()
             counts = seed_images(
-                client, registry, spec, settings.pool_size, settings.repository, jobs, settings.push_jobs
+                client, registry, spec, settings.pool.size, settings.repository, jobs, settings.push.jobs
             )
             self._fill(settings, registry)
             log.info(

@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import arrival_report, throughput
 from .thresholds import PercentileCheck, breaches
@@ -54,11 +54,8 @@ def check(run: LoadRun) -> None:
     """With checks given, they alone decide the exit code: 1 on a breach, else 0 (Locust would
     exit 1 on any failure, which a run with an accepted failure ratio expects)."""
     environment = run.environment
-    options = environment.parsed_options
-    if options is None:
-        return
-    checks = [PercentileCheck.parse(t) for t in options.check_percentile or ()]
-    fail_ratio = _fail_ratio(options.check_fail_ratio)
+    checks = [PercentileCheck.parse(t) for t in run.settings.checks.percentiles]
+    fail_ratio = run.settings.checks.fail_ratio
     if fail_ratio is None and not checks:
         return
     failed = breaches(environment.stats, fail_ratio, checks)
@@ -67,9 +64,3 @@ def check(run: LoadRun) -> None:
     environment.process_exit_code = 1 if failed else 0
     if not failed:
         log.info("regload: all checks passed")
-
-
-def _fail_ratio(value: Any) -> float | None:
-    """A float from the command line, but text from the web UI's form, where Locust keeps the
-    type of a None default as str: "" when the field was left empty."""
-    return None if value is None or value == "" else float(value)

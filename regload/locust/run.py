@@ -10,8 +10,8 @@ as the environment's listeners; users and reports reach it with ``LoadRun.of(env
 Two environments each have a run of their own: nothing is shared between them.
 
 Why a PullUser waits, in order: for the pool (``pool.ready``: seeding, or its master's word),
-then for its node's pull slot (``node()``), then, with a rate, for its arrival
-(``open_model.arrivals``).
+then, with a rate, for its arrival (``open_model.arrivals``), then, with nodes, for its node's
+pull slot (``node()``).
 """
 
 from __future__ import annotations
@@ -152,15 +152,15 @@ class LoadRun:
 
     def replay(self) -> Replay | None:
         """This run's replay of ``--trace`` (read once per files, window and prefix), or None."""
-        s = self.settings
-        if not s.trace_files:
+        trace, prefix = self.settings.trace, self.settings.images.prefix
+        if not trace.files:
             return None
-        key = (s.trace_files, s.trace_window, s.repo_prefix)
+        key = (trace.files, trace.window, prefix)
         if self._replay is None or self._replay[0] != key:
-            self._replay = key, Replay.load(s.trace_files, s.trace_window, s.repo_prefix, s.push_layer_size)
+            self._replay = key, Replay.load(trace.files, trace.window, prefix, self.settings.images.layer_size)
         return self._replay[1]
 
     def trace_schedule(self) -> TraceSchedule | None:
         """The replay's schedule at ``--trace-speed``."""
         replay = self.replay()
-        return None if replay is None else replay.schedule(self.settings.trace_speed)
+        return None if replay is None else replay.schedule(self.settings.trace.speed)

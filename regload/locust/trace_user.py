@@ -45,7 +45,7 @@ class TraceUser(RegistryUser):
         scheduled, record = item
         name = f"{record.method} {record.kind}"
         try:
-            moved = replay_record(self.client, arrivals.replay, record, self.settings.verify)
+            moved = replay_record(self.client, arrivals.replay, record, self.settings.pull.verify)
         except Exception as e:
             self.observer.operation(KIND, time.perf_counter() - scheduled, 0, e, name=name)
             self._after_failure(e)
@@ -67,7 +67,7 @@ def _trace_arrivals(user: TraceUser) -> TraceArrivals | None:
         def warm(replay: Replay) -> Counter[str]:
             registry = Registry.from_url(environment.host)
             transport = factory() if factory is not None else None
-            client = make_client(registry, settings.client_settings(), observer=NULL_OBSERVER, transport=transport)
+            client = make_client(registry, settings.client, observer=NULL_OBSERVER, transport=transport)
             try:
                 return warm_up(replay, client)
             finally:

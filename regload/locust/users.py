@@ -21,8 +21,8 @@ from locust.exception import StopUser
 from ..audit import AuditEntry
 from ..client import RegistryClient
 from ..errors import AuthError, RegloadError, TransportError
-from ..pull import PullOptions, PullResult, pull
-from ..push import PushResult, push
+from ..flows.pull import PullOptions, PullResult, pull
+from ..flows.push import PushResult, push
 from ..reference import Reference, Registry
 from ..sinks.base import Sink
 from ..sinks.discard import DiscardSink
@@ -69,16 +69,15 @@ class RegistryUser(User):
         factory = type(self).transport_factory  # looked up on the class: a plain function stays unbound
         self.client = make_client(
             self.registry,
-            self.settings.client_settings(),
+            self.settings.client,
             observer=self.observer,
             tokens=self.load_run.token_cache(),
             transport=factory() if factory is not None else None,
         )
         self.runner = GeventRunner()
         s = self.settings
-        self._pull_options = s.pull_options()
-        self._push_options = s.push_options()
-        self._platform_options = {p: replace(self._pull_options, platform=p) for p in s.pull_platforms.platforms}
+        self._push_options = s.push
+        self._platform_options = {p: replace(s.pull, platform=p) for p in s.platforms.platforms}
         self._node: Node | None = None
         self._on_node = False  # joined a node (--node-users) at its first pull
 
@@ -111,7 +110,7 @@ class RegistryUser(User):
         ``head_first`` overrides ``--pull-head-first`` for this pull. ``sink`` is where the
         image goes (a ``RootfsSink`` unpacks it as a node would); by default nothing is written.
         ``started``: when the pull was due (``arrival``), the start of its ``PULL image`` time."""
-        options = self._platform_options[self.settings.pull_platforms.pick(self.rng)]
+        options = self._platform_options[self.settings.platforms.pick(self.rng)]
         if head_first is not None and head_first != options.head_first:
             options = replace(options, head_first=head_first)
         started = time.perf_counter() if started is None else started
@@ -189,7 +188,7 @@ class PullUser(RegistryUser):
             return  # still seeding (a large pool takes minutes): wait on, nothing to count yet
         images = pool.images
         # An empty pool is fine when pushed images are to be pulled (--pull-after-push).
-        if images.error is not None or not (images or self.settings.pull_after_push is not None):
+        if images.error is not None or not (images or self.settings.pool.after_push is not None):
             # Seeding failed (logged once with its cause): nothing to pull. Count a failed pull
             # with the cause that stopped the seeding (the same words as its request's row), so
             # that the run cannot pass its checks with no request made, and do not spin.
@@ -199,7 +198,7 @@ class PullUser(RegistryUser):
             return
         started = self.arrival("PULL")
         # A freshly pushed image due for its pull (--pull-after-push) comes before the pool.
-        image = self.load_run.fresh.take(time.perf_counter()) or images.pick(self.rng, self.settings.pull_popularity)
+        image = self.load_run.fresh.take(time.perf_counter()) or images.pick(self.rng, self.settings.pool.popularity)
         if image is None:
             gevent.sleep(0.1)  # only pushed images to pull, and none due yet
             return
@@ -217,14 +216,16 @@ class PushUser(RegistryUser):
         started = self.arrival("PUSH")
         s = self.settings
         seed = self.rng.getrandbits(63)
-        sizes = [s.push_layer_size.sample(self.rng) for _ in range(s.push_layers)]
-        repository = s.repository(self.rng.randrange(s.repos))
+        pushed = s.images
+        sizes = [pushed.layer_size.sample(self.rng) for _ in range(pushed.layers)]
+        repository = s.repository(self.rng.randrange(pushed.repos))
         tag = f"push-{seed:016x}"
-        if self.push_image(synthetic_image_of(sizes, seed, ratio=s.gzip_ratio), repository, tag, started=started):
-            if s.pull_pushed:
+        if self.push_image(synthetic_image_of(sizes, seed, ratio=pushed.gzip_ratio), repository, tag, started=started):
+            if s.pool.pushed_join:
                 self.load_run.pool.images.add(PoolImage(repository, tag))
-            if s.pull_after_push is not None and s.pull_after_push.chosen(self.rng):
-                self.load_run.fresh.add(PoolImage(repository, tag), time.perf_counter() + s.pull_after_push.delay)
+            after_push = s.pool.after_push
+            if after_push is not None and after_push.chosen(self.rng):
+                self.load_run.fresh.add(PoolImage(repository, tag), time.perf_counter() + after_push.delay)
 
 
 def _waits_after(error: RegloadError) -> bool:

@@ -18,6 +18,9 @@ def extend_web_ui(run: LoadRun) -> None:
 
     environment = run.environment
     web_ui = environment.web_ui
+    # The page renders its options with Jinja's tojson, which sorts keys by default: the form would
+    # list them alphabetically, not in the groups' order (what a user changes most first).
+    web_ui.app.jinja_env.policies["json.dumps_kwargs"] = {"sort_keys": False}
     if environment.parsed_options is not None:
         protect_secrets(web_ui, environment.parsed_options)
     web_ui.template_args["extended_tabs"] = [

@@ -141,7 +141,7 @@ class Arrivals:
         None): a user blocked in its task would hold Locust's stop for its whole timeout.
 
         Then wait (a bounded time) until those users have ended: Locust must not meet them half
-        gone when it stops its users (``open_hooks``)."""
+        gone when it stops its users (``regload.locust.open_run``)."""
         if self._greenlet is not None:
             self._greenlet.kill(block=True)
             self._greenlet = None

@@ -19,8 +19,8 @@ from typing import Any
 
 from ..client import RegistryClient
 from ..endpoints import head_manifest, push_scope, put_manifest
+from ..flows.push import PushOptions, manifest_bytes, push_blob
 from ..manifest import Descriptor
-from ..push import PushOptions, manifest_bytes, push_blob
 from ..reference import Reference, Registry
 from ..sources.base import BlobSource
 from ..wiring.gevent_runner import GeventRunner

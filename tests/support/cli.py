@@ -38,7 +38,7 @@ def connection_args(registry: RegistryFixture) -> list[str]:
     if registry.tls or registry.prefix:
         args += ["--registry", registry.url]
     if registry.ca_cert:
-        args += ["--ca-cert", str(registry.ca_cert)]
+        args += ["--registry-ca-cert", str(registry.ca_cert)]
     if registry.username:
         args += ["-u", registry.username, "--password-stdin"]
     return args

@@ -28,8 +28,8 @@ from ... import mediatypes as mt
 from ...client import RegistryClient
 from ...digest import Digest
 from ...errors import RegloadError
-from ...pull import fetch_blob
-from ...push import PushOptions, push_blob
+from ...flows.pull import fetch_blob
+from ...flows.push import PushOptions, push_blob
 from ...reference import Reference
 from ...sources.base import BlobSource
 from ...wiring.gevent_runner import GeventRunner

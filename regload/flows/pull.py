@@ -9,16 +9,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from . import endpoints
-from .blobstore import BlobStore
-from .client import RegistryClient
-from .concurrency import Runner
-from .digest import Digest, Tally
-from .errors import ManifestError, RegistryError, RegloadError, UsageError
-from .manifest import DEFAULT_PLATFORM, Descriptor, ImageManifest, Index, Platform, Schema1Manifest, parse_manifest
-from .reference import Reference
-from .schema1 import schema1_config, schema1_layers
-from .sinks.base import PulledImage, Sink
+from .. import endpoints
+from ..blobstore import BlobStore
+from ..client import RegistryClient
+from ..concurrency import Runner
+from ..digest import Digest, Tally
+from ..errors import ManifestError, RegistryError, RegloadError, UsageError
+from ..manifest import DEFAULT_PLATFORM, Descriptor, ImageManifest, Index, Platform, Schema1Manifest, parse_manifest
+from ..reference import Reference
+from ..schema1 import schema1_config, schema1_layers
+from ..sinks.base import PulledImage, Sink
 
 MAX_CONFIG_BYTES = 64 * 1024 * 1024
 CONFIG_ORDERS = ("first", "alongside", "last")

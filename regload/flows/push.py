@@ -7,15 +7,15 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
-from . import endpoints
-from .client import RegistryClient
-from .concurrency import Runner
-from .digest import Digest, Tally
-from .errors import DigestMismatch, ProtocolError, RegistryError, UsageError
-from .manifest import Descriptor, build_manifest
-from .reference import Reference
-from .sources.base import BlobSource, CompressedWhileSent, SourceImage, StreamDigestedBlob
-from .streams import Count, checked, regrouped
+from .. import endpoints
+from ..client import RegistryClient
+from ..concurrency import Runner
+from ..digest import Digest, Tally
+from ..errors import DigestMismatch, ProtocolError, RegistryError, UsageError
+from ..manifest import Descriptor, build_manifest
+from ..reference import Reference
+from ..sources.base import BlobSource, CompressedWhileSent, SourceImage, StreamDigestedBlob
+from ..streams import Count, checked, regrouped
 
 UPLOAD_MODES = ("monolithic", "streamed", "chunked", "single-post")
 EXISTENCE_CHECKS = ("always", "known")  # HEAD every blob first, or only one whose digest is remembered
