@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from ..workload.open_model import ArrivalCounts
 from ..workload.rates import Schedule, expected_count
@@ -96,11 +95,6 @@ UI_COLUMNS = (
     ("p50", "Lateness p50"),
     ("p99", "Lateness p99"),
 )
-
-
-def ui_table() -> dict[str, Any]:
-    """The web UI's table of these rows (Locust's ``extended_tables``)."""
-    return {"key": "arrivals", "structure": [{"key": k, "title": t} for k, t in UI_COLUMNS]}
 
 
 def ui_rows(rows: list[ArrivalRow]) -> list[dict[str, object]]:

@@ -96,8 +96,3 @@ UI_COLUMNS = (
     ("average", "Average"),
     ("current", "Current"),
 )
-
-
-def ui_table() -> dict[str, Any]:
-    """The web UI's table of these rows (Locust's ``extended_tables``)."""
-    return {"key": "throughput", "structure": [{"key": k, "title": t} for k, t in UI_COLUMNS]}

@@ -76,7 +76,6 @@ class RegistryUser(User):
         )
         self.runner = GeventRunner()
         s = self.settings
-        self._push_options = s.push
         self._platform_options = {p: replace(s.pull, platform=p) for p in s.platforms.platforms}
         self._node: Node | None = None
         self._on_node = False  # joined a node (--node-users) at its first pull
@@ -142,7 +141,7 @@ class RegistryUser(User):
         """Push a whole image: ping, token, HEAD and upload each blob, then the manifest.
         ``started``: when the push was due (``arrival``), the start of its ``PUSH image`` time."""
         s = self.settings
-        options = self._push_options
+        options = s.push
         started = time.perf_counter() if started is None else started
         try:
             ref = self.reference(repository, tag)

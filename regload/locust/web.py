@@ -27,7 +27,10 @@ def extend_web_ui(run: LoadRun) -> None:
         {"title": "Throughput", "key": "throughput"},
         {"title": "Arrivals", "key": "arrivals"},
     ]
-    web_ui.template_args["extended_tables"] = [throughput.ui_table(), arrival_report.ui_table()]
+    web_ui.template_args["extended_tables"] = [
+        _table("throughput", throughput.UI_COLUMNS),
+        _table("arrivals", arrival_report.UI_COLUMNS),
+    ]
 
     @web_ui.app.route(arrival_chart.PATH)
     @web_ui.auth_required_if_enabled
@@ -51,3 +54,8 @@ def extend_web_ui(run: LoadRun) -> None:
             ]
             response.set_data(json.dumps(data))
         return response
+
+
+def _table(key: str, columns: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """A table of the web UI (Locust's ``extended_tables``): its rows' keys and column titles."""
+    return {"key": key, "structure": [{"key": k, "title": title} for k, title in columns]}

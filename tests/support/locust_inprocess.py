@@ -29,17 +29,18 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def run_scenario(scenario: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
+    return run_child("tests.support.locust_inprocess", json.dumps(scenario), timeout=timeout)
+
+
+def run_child(module: str, *args: str, timeout: float = 120) -> dict[str, Any]:
+    """``python -m module args…`` in a child (Locust patches the interpreter it is imported in):
+    the JSON document it prints last, with its stderr."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run(
-        [sys.executable, "-m", "tests.support.locust_inprocess", json.dumps(scenario)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-        env=env,
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env
     )
     if result.returncode != 0:
-        raise AssertionError(f"in-process run failed ({result.returncode}):\n{result.stderr[-4000:]}")
+        raise AssertionError(f"{module} failed ({result.returncode}):\n{result.stderr[-4000:]}")
     out: dict[str, Any] = json.loads(result.stdout.splitlines()[-1])  # after whatever Locust printed
     out["stderr"] = result.stderr
     return out

@@ -9,30 +9,15 @@ process (``run_two``).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.locust_inprocess import run_child
+
 SMALL = ["--pull-pool-layers", "1", "--pull-pool-layer-size", "4KiB", "--push-layers", "1", "--push-layer-size", "2KiB"]
 
 
 def run_two(timeout: float = 120) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.support.two_runs"],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-        env=env,
-    )
-    if done.returncode != 0:
-        raise AssertionError(f"the two runs failed ({done.returncode}):\n{done.stderr[-4000:]}")
-    out: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
-    return out
+    return run_child("tests.support.two_runs", timeout=timeout)
 
 
 def _main() -> dict[str, Any]:
