@@ -4,7 +4,9 @@ Importing ``regload.locust`` (which a locustfile does to get a user class) regis
 listeners on Locust's global events: one adds regload's options to Locust's parser, the other
 installs a ``LoadRun`` on each environment Locust initialises. ``install`` registers the run's
 own listeners on that environment's events; an environment made by hand with events of its own
-gets a run with ``install(environment)``.
+gets a run with ``install(environment)``. (Environments that share Locust's global events would
+each hear the others' ``spawning_complete`` and ``report_to_master``, which name no environment:
+give each its own ``Events()``.)
 """
 
 from __future__ import annotations
