@@ -11,7 +11,7 @@ between runs first.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..auth import Credentials
@@ -558,11 +558,11 @@ def push_options(options: Any, chosen: ClientProfile, mount_from: str | None = N
 class Images:
     """What PushUsers push, and where: ``--push-layers``, ``--push-layer-size``, ``--repos``…"""
 
-    layers: int = 3
-    layer_size: SizeDistribution = field(default_factory=lambda: parse_size_distribution("1MiB", "--push-layer-size"))
-    repos: int = 4
-    prefix: str = "regload/load"
-    gzip_ratio: float | None = None  # None: synthetic layers are uncompressed tars
+    layers: int
+    layer_size: SizeDistribution
+    repos: int
+    prefix: str
+    gzip_ratio: float | None  # None: synthetic layers are uncompressed tars
 
     def repository(self, index: int) -> str:
         return f"{self.prefix}-{index % self.repos}"
@@ -627,9 +627,9 @@ def pool(options: Any) -> Pool:
 class Rates:
     """The open model's schedules (None: a closed loop) and how arrivals are spaced."""
 
-    pull: Schedule | None = None
-    push: Schedule | None = None
-    arrivals: str = "poisson"
+    pull: Schedule | None  # None: a closed loop
+    push: Schedule | None
+    arrivals: str
 
     def of(self, kind: str) -> Schedule | None:
         return self.pull if kind == "PULL" else self.push
@@ -658,9 +658,9 @@ def nodes(options: Any) -> NodeSpec:
 
 @dataclass(frozen=True)
 class Traces:
-    files: tuple[str, ...] = ()
-    speed: float = 1.0
-    window: Window = Window()
+    files: tuple[str, ...]
+    speed: float
+    window: Window
 
 
 def traces(options: Any) -> Traces:
@@ -677,8 +677,8 @@ def traces(options: Any) -> Traces:
 
 @dataclass(frozen=True)
 class Checks:
-    fail_ratio: float | None = None
-    percentiles: tuple[str, ...] = ()
+    fail_ratio: float | None
+    percentiles: tuple[str, ...]
 
 
 def checks(options: Any) -> Checks:

@@ -61,11 +61,9 @@ class Option:
             kwargs["default"] = bool(self.default)
         else:
             kwargs["default"] = self.default
-            if self.metavar:
-                kwargs["metavar"] = self.metavar
             if self.choices:
                 kwargs["choices"] = self.choices
-        if self.kind == "append" and self.metavar:
+        if self.metavar and self.kind != "flag":
             kwargs["metavar"] = self.metavar
         if front == LOCUST:
             # Locust's own add_argument (not an argument group's) knows these.
