@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from gevent.lock import Semaphore
+
 from ..client import RegistryClient
 from ..endpoints import head_manifest, push_scope, put_manifest
 from ..flows.push import PushOptions, manifest_bytes, push_blob
@@ -105,7 +107,12 @@ class PoolPusher:
     """Pushes pool images, asking the registry only what it may not hold yet: a base blob is
     HEADed in the repository where it was first pushed, or mounted from there into another one,
     and not asked about at all in a repository where an image holding it was pushed or found
-    already; an image's own blobs (unique to it) are uploaded without a HEAD first."""
+    already; an image's own blobs (unique to it) are uploaded without a HEAD first.
+
+    A base blob is placed in a repository by one image at a time; the others wait for it. Two
+    mounts of one blob into one repository rewrite its link file, and distribution's filesystem
+    driver truncates before it writes: a manifest PUT that reads the link meanwhile is refused
+    with ``DIGEST_INVALID`` (the empty link fails to parse as a digest)."""
 
     def __init__(
         self, client: RegistryClient, spec: PoolSpec, repository: Callable[[int], str], upload_mode: str, jobs: int
@@ -117,6 +124,7 @@ class PoolPusher:
         self.jobs = max(1, jobs)
         self.shared: dict[str, Any] = {}  # base layers by role: their digests computed once
         self.present: set[tuple[str, str]] = set()  # (repository, base layer role) known to hold it
+        self.placing: dict[tuple[str, str], Semaphore] = {}  # one image places a base blob at a time
 
     def found(self, index: int) -> None:
         """Image ``index`` is on the registry: so are its base blobs, in its repository."""
@@ -130,27 +138,33 @@ class PoolPusher:
         image = spec.image(index, self.shared)
         try:
             own = PushOptions(upload_mode=self.upload_mode, check_existing=False)
-            work: list[tuple[BlobSource, PushOptions | None]] = []
+            work: list[tuple[BlobSource, PushOptions, str | None]] = []  # blob, how, base layer role
             homes: set[str] = set()
             for plan, layer in zip(spec.plan(index), image.layers, strict=True):
                 first = spec.first_holder(index, plan.role)
                 home = self.repository(first) if first is not None else None
                 if home is None:  # the image's own
-                    work.append((layer, own))
-                elif (ref.repository, plan.role) in self.present:
-                    work.append((layer, None))  # there already: nothing to ask
-                elif home == ref.repository:
-                    work.append((layer, PushOptions(upload_mode=self.upload_mode)))
+                    work.append((layer, own, None))
+                    continue
+                if home == ref.repository:
+                    how = PushOptions(upload_mode=self.upload_mode)  # HEAD first
                 else:
-                    homes.add(home)
-                    work.append((layer, replace(own, mount_from=home)))
+                    how = replace(own, mount_from=home)
+                    if (ref.repository, plan.role) not in self.present:
+                        homes.add(home)
+                work.append((layer, how, plan.role))
             client.prepare(push_scope(ref, *sorted(homes)))
 
-            def one(item: tuple[BlobSource, PushOptions | None]) -> Descriptor:
-                blob, options = item
-                if options is None:
-                    return blob.descriptor()
-                return push_blob(client, ref, blob, options).descriptor
+            def one(item: tuple[BlobSource, PushOptions, str | None]) -> Descriptor:
+                blob, how, role = item
+                if role is None:
+                    return push_blob(client, ref, blob, how).descriptor
+                key = (ref.repository, role)
+                with self.placing.setdefault(key, Semaphore()):
+                    if key not in self.present:  # else there already: nothing to ask
+                        push_blob(client, ref, blob, how)
+                        self.present.add(key)
+                return blob.descriptor()
 
             layers = GeventRunner().map(one, work, self.jobs)
             config = push_blob(client, ref, image.config, own)

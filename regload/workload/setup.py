@@ -5,6 +5,7 @@ they would be refused again, and each try loads the token service."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -12,6 +13,7 @@ import gevent
 
 from ..errors import AuthError, RegloadError
 
+log = logging.getLogger("regload")
 SETUP_ATTEMPTS = 3
 SETUP_BACKOFF = 0.5  # seconds before the second attempt; the n-th waits n times as long
 
@@ -26,5 +28,6 @@ def with_retries(action: Callable[[], T], attempts: int = SETUP_ATTEMPTS, backof
         except RegloadError as e:
             if attempt >= attempts or (isinstance(e, AuthError) and e.refused):
                 raise
+            log.info("regload: set-up failed (%s); trying again (%d of %d)", e, attempt + 1, attempts)
             gevent.sleep(backoff * attempt)
     raise AssertionError("unreachable: attempts must be at least 1")
