@@ -186,3 +186,44 @@ def test_the_browser_posts_an_untouched_form_as_the_form_emulation_says(web_ui, 
     page.get_by_role("button", name="Stop").click()
     page.get_by_text(re.compile(r"^stopped$", re.I)).first.wait_for()
     assert locust.terminate() == 0, locust.output[-6000:]
+
+
+def test_a_capacity_search_from_the_form_shows_its_steps_and_charts_its_knee(registry_anon, page, tmp_path):
+    port = free_port()
+    args = ["--host", registry_anon.url, "--web-host", "127.0.0.1", "--web-port", str(port)]
+    args += ["--capacity-settle", "0.5s", "--check-percentile", "PULL image:p99<5000", *SMALL_IMAGES, "PullUser"]
+    locust = Locust(args, tmp_path, name="ui")
+    try:
+        url = locust.wait_for_web_ui(port)
+        page.goto(url)
+        page.get_by_text("Custom parameters").click()
+        page.locator("select[name=findCapacity]").select_option("pull")
+        page.locator("input[name=capacityStart]").fill("5")
+        page.locator("input[name=capacityHold]").fill("2s")
+        page.locator("input[name=userCount]").fill("20")
+        page.locator("input[name=spawnRate]").fill("20")
+        page.get_by_role("button", name="Start").click()
+
+        # The Capacity tab lists each step as it ends: 5/s, then 10/s (the registry takes both).
+        page.get_by_role("tab", name="Capacity").click()
+        page.locator("tr", has_text="double").nth(1).wait_for()
+        assert page.locator("tr", has_text="double").first.locator("td").nth(2).inner_text() == "5"
+
+        # The knee, drawn by Plotly from the web UI's own copy of its script.
+        chart = page.context.new_page()
+        chart.goto(f"{url}/regload/capacity")
+        chart.locator(".main-svg").first.wait_for()
+        assert chart.locator(".scatterlayer .trace").count() >= 3  # the p99, the achieved and offered rates
+        assert "offered rate" in (chart.locator(".xtitle").text_content() or "")
+        screenshot = tmp_path / "knee.png"
+        chart.screenshot(path=str(screenshot))
+        assert screenshot.stat().st_size > 5000
+
+        page.get_by_role("button", name="Stop").click()
+        page.get_by_text(re.compile(r"^stopped$", re.I)).first.wait_for()
+        answer = page.locator("tr", has_text="answer").inner_text()
+        assert "the run stopped before the search ended" in answer, answer
+        assert locust.terminate() == 1, locust.output[-6000:]  # no capacity confirmed: exit 1
+        assert "Traceback" not in locust.stderr, locust.output[-6000:]
+    finally:
+        locust.kill()

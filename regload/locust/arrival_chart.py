@@ -1,11 +1,12 @@
 """A web UI page charting the open model's achieved rate against its target, second by second
-(Locust's own extension points give tables only): ``/regload/arrivals``, fed by
-``/regload/arrivals.json``. Plain HTML and a canvas, no script from elsewhere (load-test hosts
-are often offline)."""
+(Locust's own extension points give tables only): ``/regload/arrivals``, drawn by Plotly
+(``charts``) from ``/regload/arrivals.json``."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from types import MappingProxyType
 from typing import Any
 
 from ..workload.rates import Schedule, expected_count
@@ -37,39 +38,37 @@ def series(schedule_for: Callable[[str], Schedule | None], rows: list[ArrivalRow
     return {"operations": out}
 
 
-PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>regload arrivals</title>
-<style>body{font-family:sans-serif;margin:2em}canvas{border:1px solid #ccc}
-.target{color:#888}.PULL{color:#1f77b4}.PUSH{color:#d62728}</style></head>
-<body><h1>Arrivals: achieved vs target, per second</h1>
-<p>Dashed: target; solid: arrivals started. <span id="legend"></span></p>
-<canvas id="chart" width="1000" height="400"></canvas>
-<script>
-const colours = {PULL: "#1f77b4", PUSH: "#d62728"};
-async function draw() {
-  const data = await (await fetch("arrivals.json")).json();
-  const c = document.getElementById("chart"), g = c.getContext("2d");
-  g.clearRect(0, 0, c.width, c.height);
-  let n = 1, top = 1;
-  for (const op of data.operations) {
-    n = Math.max(n, op.target.length, op.achieved.length);
-    top = Math.max(top, ...op.target, ...op.achieved);
-  }
-  const x = i => 40 + i * (c.width - 60) / n, y = v => c.height - 30 - v * (c.height - 50) / top;
-  g.fillText(top.toFixed(1) + "/s", 2, y(top) + 4); g.fillText("0", 20, y(0));
-  g.fillText(n + " s", c.width - 40, c.height - 10);
-  const line = (values, colour, dash) => {
-    g.beginPath(); g.setLineDash(dash); g.strokeStyle = colour;
-    values.forEach((v, i) => i ? g.lineTo(x(i), y(v)) : g.moveTo(x(i), y(v))); g.stroke();
-  };
-  const legend = [];
-  for (const op of data.operations) {
-    line(op.target, colours[op.operation] || "#000", [6, 4]);
-    line(op.achieved, colours[op.operation] || "#000", []);
-    legend.push(op.operation + " " + op.schedule + ", " + op.dropped + " dropped");
-  }
-  document.getElementById("legend").textContent = legend.join("; ");
-}
-draw(); setInterval(draw, 2000);
-</script></body></html>
-"""
+def figure(data: dict[str, Any]) -> dict[str, Any]:
+    """``series`` as a Plotly figure: per operation, the target (dashed) and the arrivals started
+    (solid), second by second."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for op in data["operations"]:
+        colour = COLOURS.get(op["operation"], "#333")
+        fig.add_trace(
+            go.Scatter(
+                y=op["target"],
+                name=f"{op['operation']} target ({op['schedule']})",
+                mode="lines",
+                line={"dash": "dash", "color": colour},
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                y=op["achieved"],
+                name=f"{op['operation']} started ({op['dropped']:,} dropped)",
+                mode="lines",
+                line={"color": colour},
+            )
+        )
+    fig.update_layout(
+        title="Arrivals: achieved vs target, per second",
+        xaxis_title="seconds since the schedule started",
+        yaxis_title="arrivals per second",
+        legend={"orientation": "h"},
+    )
+    return json.loads(fig.to_json())
+
+
+COLOURS = MappingProxyType({"PULL": "#1f77b4", "PUSH": "#d62728", "TRACE": "#2ca02c"})

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("regload")
 SHARE_MESSAGE = "regload_share"
 REPORT_KEY = "regload_arrivals"
+CPU_KEY = "regload_cpu"
 KINDS = ("PULL", "PUSH", "TRACE")
 
 
@@ -42,6 +43,9 @@ class OpenModel:
         self.worker_counts: dict[str, ArrivalCounts] = {}  # on a master: what its workers counted
         self.started: float | None = None  # perf_counter when every user of the test was spawned
         self.stopped: float | None = None
+        self.users: dict[str, int] = {}  # users by kind, every process, when spawning completed
+        self.cpu = ProcessCpu()  # this process's, since the test started
+        self.worker_cpu: dict[str, float] = {}  # on a master: each worker's busy share since the start
         self._telling: Broadcast | None = None
 
     # -- the test's course ----------------------------------------------------------------------
@@ -54,6 +58,9 @@ class OpenModel:
         self.worker_counts.clear()
         self.share.reset()
         self.started = self.stopped = None
+        self.users = {}
+        self.cpu = ProcessCpu()
+        self.worker_cpu.clear()
 
     def spawning_complete(self) -> None:
         """Every user is spawned (on a master: on every worker). Again when the user count
@@ -61,6 +68,7 @@ class OpenModel:
         runner = self.run.environment.runner
         if isinstance(runner, WorkerRunner):
             return  # a worker learns it from its master
+        self.users = self.users_by_kind(runner.user_classes_count)
         if self.started is None:
             self.started = time.perf_counter()
         if isinstance(runner, MasterRunner):
@@ -88,16 +96,38 @@ class OpenModel:
 
     def report_to_master(self, data: dict[str, Any]) -> None:
         data[REPORT_KEY] = {kind: arrivals.unreported.take() for kind, arrivals in self.schedules.items()}
+        data[CPU_KEY] = self.cpu.busy()
 
-    def worker_report(self, data: dict[str, Any]) -> None:
+    def worker_report(self, client_id: str, data: dict[str, Any]) -> None:
         for kind, counts in data.get(REPORT_KEY, {}).items():
             self.worker_counts.setdefault(kind, ArrivalCounts()).merge(counts)
+        if CPU_KEY in data:
+            self.worker_cpu[client_id] = data[CPU_KEY]
+
+    def users_by_kind(self, by_class: dict[str, int]) -> dict[str, int]:
+        """User counts by class name, as counts by kind (``PULL``, ``PUSH``)."""
+        out: dict[str, int] = {}
+        for cls in self.run.environment.user_classes or ():
+            kind = getattr(cls, "kind", None)
+            if kind is not None:
+                out[kind] = out.get(kind, 0) + by_class.get(cls.__name__, 0)
+        return out
+
+    def load_cpu(self) -> tuple[float, ...]:
+        """Each load process's busy share of its core since the test started."""
+        if isinstance(self.run.environment.runner, MasterRunner):
+            return tuple(self.worker_cpu.values())
+        return (self.cpu.busy(),)
 
     # -- schedules --------------------------------------------------------------------------------
 
     def schedule_for(self, kind: str) -> Schedule | None:
-        """The schedule of ``kind`` (``PULL``/``PUSH``): the ``arrival_shape`` of a user class of
-        that kind when one gives it, else the options' rate; None for a closed loop."""
+        """The schedule of ``kind`` (``PULL``/``PUSH``): the capacity search's when it searches
+        that kind, the ``arrival_shape`` of a user class of that kind when one gives it, else the
+        options' rate; None for a closed loop."""
+        searched = self.run.capacity.schedule(kind)
+        if searched is not None:
+            return searched
         for cls in self.run.environment.user_classes or ():
             shape = getattr(cls, "arrival_shape", None)
             if shape is not None and getattr(cls, "kind", None) == kind:
@@ -161,6 +191,17 @@ class OpenModel:
         except RegloadError as e:
             log.warning("regload: no trace arrivals row: %s", e)
             return None
+
+
+class ProcessCpu:
+    """This process's CPU time against the wall clock, from when it was made."""
+
+    def __init__(self) -> None:
+        self.cpu, self.wall = time.process_time(), time.perf_counter()
+
+    def busy(self) -> float:
+        """The share of one core this process used since (0-1; more with native threads)."""
+        return (time.process_time() - self.cpu) / max(time.perf_counter() - self.wall, 1e-9)
 
 
 def _let_ended_users_leave(runner: Any) -> None:

@@ -42,6 +42,7 @@ class LoadSettings:
     nodes: NodeSpec
     trace: g.Traces
     checks: g.Checks
+    capacity: g.Capacity
     token_cache: str
     connection_backoff: float
     audit_file: str | None
@@ -81,6 +82,7 @@ def settings_from(options: Any) -> LoadSettings:
     client = g.client_settings(
         options, chosen, credentials, plain_http=True, connections_per_host=max(pull.jobs, push.jobs) + 1
     )
+    rates, checks = g.rates(options), g.checks(options)
     return LoadSettings(
         profile=chosen,
         client=client,
@@ -89,10 +91,11 @@ def settings_from(options: Any) -> LoadSettings:
         push=push,
         images=g.images(options),
         pool=g.pool(options),
-        rates=g.rates(options),
+        rates=rates,
         nodes=g.nodes(options),
         trace=g.traces(options),
-        checks=g.checks(options),
+        checks=checks,
+        capacity=g.capacity(options, rates, checks),
         token_cache=g.text(options, g.USERS, "--token-cache"),
         connection_backoff=max(0.0, g.number(options, g.USERS, "--connection-backoff")),
         audit_file=g.text(options, g.PUSH, "--audit-file") or None,

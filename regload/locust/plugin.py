@@ -18,11 +18,12 @@ from typing import Any
 
 import gevent
 from locust import events
-from locust.runners import WorkerRunner
+from locust.runners import MasterRunner, WorkerRunner
 
 from ..audit import check_writable
 from ..errors import RegloadError
 from ..local_registry import LocalRegistry, RegistryBinaryNotFound
+from .capacity_run import STEP_MESSAGE, WINDOW_MESSAGE
 from .open_run import SHARE_MESSAGE
 from .options import add_arguments, settings_from
 from .pull_pool import READY_MESSAGE
@@ -64,7 +65,10 @@ def install(environment: Any) -> LoadRun:
     if worker:
         environment.runner.register_message(SHARE_MESSAGE, run.open_model.on_share)
         environment.runner.register_message(READY_MESSAGE, run.pool.on_ready)
-    elif not environment.host:
+        environment.runner.register_message(STEP_MESSAGE, run.capacity.on_step_message)
+    elif isinstance(environment.runner, MasterRunner):
+        environment.runner.register_message(WINDOW_MESSAGE, run.capacity.on_window_message)
+    if not worker and not environment.host:
         run.local_registry = _start_local_registry()
         environment.host = run.local_registry.url
     listen = environment.events
@@ -75,6 +79,7 @@ def install(environment: Any) -> LoadRun:
     listen.report_to_master.add_listener(run.report_to_master)
     listen.worker_report.add_listener(run.worker_report)
     listen.quitting.add_listener(run.quit)
+    listen.request.add_listener(run.capacity.on_request)
     if environment.web_ui is not None:
         from .web import extend_web_ui
 

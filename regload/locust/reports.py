@@ -10,7 +10,8 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from . import arrival_report, throughput
+from ..workload.capacity.limits import GeneratorHealth, explain_drops, lateness_bound_ms
+from . import arrival_report, capacity_report, throughput
 from .thresholds import PercentileCheck, breaches
 
 if TYPE_CHECKING:
@@ -27,7 +28,8 @@ def report(run: LoadRun) -> None:
     if options is not None and rows and any(r.images for r in rows):
         chosen = run.settings.profile
         print(f"regload client profile: {chosen.name} ({chosen.client})", file=sys.stderr)
-    for line in throughput.summary_lines(rows) + arrival_report.summary_lines(arrivals):
+    lines = throughput.summary_lines(rows) + arrival_report.summary_lines(arrivals) + drop_lines(run, arrivals)
+    for line in lines + capacity_report.summary_lines(run.capacity):
         print(line, file=sys.stderr)
     outputs: list[tuple[str, Callable[[str], None]]] = []
     if options is not None and getattr(options, "csv_prefix", None):
@@ -36,6 +38,17 @@ def report(run: LoadRun) -> None:
             outputs.append(
                 (f"{options.csv_prefix}_arrivals.csv", lambda path: arrival_report.write_csv(path, arrivals))
             )
+    if options is not None and getattr(options, "csv_prefix", None) and run.capacity.records:
+        outputs.append(
+            (f"{options.csv_prefix}_capacity.json", lambda path: capacity_report.write_json(path, run.capacity))
+        )
+        outputs.append(
+            (f"{options.csv_prefix}_capacity.csv", lambda path: capacity_report.write_csv(path, run.capacity))
+        )
+    if options is not None and getattr(options, "json_file", None) and run.capacity.records:
+        outputs.append(
+            (f"{options.json_file}_capacity.json", lambda path: capacity_report.write_json(path, run.capacity))
+        )
     if options is not None and getattr(options, "json_file", None):
         outputs.append((f"{options.json_file}_throughput.json", lambda path: throughput.write_json(path, rows)))
         if arrivals:
@@ -50,10 +63,37 @@ def report(run: LoadRun) -> None:
             log.error("regload: cannot write %s: %s", path, e.strerror or e)
 
 
+def drop_lines(run: LoadRun, arrivals: list[arrival_report.ArrivalRow]) -> list[str]:
+    """Why each kind dropped arrivals: every user busy (how many the rate needs), or the generator."""
+    stats = run.environment.stats
+    checks = [PercentileCheck.parse(t) for t in run.settings.checks.percentiles]
+    bound = lateness_bound_ms([c.limit_ms for c in checks])
+    cpu = run.open_model.load_cpu()
+    lines = []
+    for row in arrivals:
+        if not row.dropped:
+            continue
+        entry = stats.entries.get(("image", row.operation))
+        p99 = entry.get_response_time_percentile(0.99) if entry is not None and entry.num_requests else None
+        health = GeneratorHealth(cpu, row.lateness_p99_ms)
+        users = run.open_model.users.get(row.operation, 0)
+        lines.append(
+            explain_drops(row.operation, row.target_rate, row.dropped, row.scheduled, users, p99, health, bound)
+        )
+    return lines
+
+
 def check(run: LoadRun) -> None:
     """With checks given, they alone decide the exit code: 1 on a breach, else 0 (Locust would
-    exit 1 on any failure, which a run with an accepted failure ratio expects)."""
+    exit 1 on any failure, which a run with an accepted failure ratio expects). A capacity search
+    decides it instead: 0 when it found and confirmed a capacity, else 1 (its steps are meant to
+    break the checks)."""
     environment = run.environment
+    if run.capacity.active:
+        result = run.capacity.result
+        found = result is not None and result.capacity is not None and result.confirmed
+        environment.process_exit_code = 0 if found else 1
+        return
     checks = [PercentileCheck.parse(t) for t in run.settings.checks.percentiles]
     fail_ratio = run.settings.checks.fail_ratio
     if fail_ratio is None and not checks:

@@ -32,6 +32,7 @@ from ..workload.fresh import FreshQueue
 from ..workload.nodes import Node, Nodes
 from ..workload.pool import MAX_POOL
 from ..workload.trace.replay import Replay, TraceSchedule
+from .capacity_run import CapacityRun
 from .observer import Hints
 from .open_run import OpenModel
 from .options import LoadSettings, settings_from
@@ -52,6 +53,7 @@ class LoadRun:
         self.pool = PullPool(self)
         self.fresh = FreshQueue()  # --pull-after-push: pushed images a PullUser pulls once, when due
         self.open_model = OpenModel(self)
+        self.capacity = CapacityRun(self)  # --find-capacity
         self.local_registry: Any = None  # started when no --host was given (``plugin``)
         self._nodes: Nodes | None = None  # this test's nodes (--node-users), made when a user asks
         self._audit_logs: dict[str, AuditLog] = {}
@@ -80,22 +82,25 @@ class LoadRun:
                 gevent.spawn(self.environment.runner.stop)
         self.pool.start_test()
         self.fresh.reset()
+        self.capacity.start_test()
         self.open_model.start_test()
         self._nodes = None
 
     def stop_test(self, **_: Any) -> None:
         """``test_stopping`` (before Locust stops the users) and ``test_stop``."""
+        self.capacity.stop_test()
         self.open_model.stop_test()
         self.pool.stop_test()
 
     def spawning_complete(self, **_: Any) -> None:
         self.open_model.spawning_complete()
+        self.capacity.spawning_complete()
 
     def report_to_master(self, client_id: str, data: dict[str, Any], **_: Any) -> None:
         self.open_model.report_to_master(data)
 
     def worker_report(self, client_id: str, data: dict[str, Any], **_: Any) -> None:
-        self.open_model.worker_report(data)
+        self.open_model.worker_report(client_id, data)
 
     def quit(self, **_: Any) -> None:
         """``quitting``: the users stopped, the reports and checks, then the embedded registry."""

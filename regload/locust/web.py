@@ -1,16 +1,19 @@
-"""regload in Locust's web UI: the Throughput and Arrivals tabs, fed with the stats the UI polls,
-the arrivals chart page, and no secret in any page (``web_secrets``)."""
+"""regload in Locust's web UI: the Throughput, Arrivals and Capacity tabs, fed with the stats the
+UI polls, the arrivals and capacity chart pages (``charts``), and no secret in any page
+(``web_secrets``)."""
 
 from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Any
 
-from . import arrival_chart, arrival_report, throughput
+from . import arrival_chart, arrival_report, capacity_report, charts, throughput
 from .web_secrets import protect_secrets
 
 if TYPE_CHECKING:
     from .run import LoadRun
+
+CAPACITY_PATH = "/regload/capacity"
 
 
 def extend_web_ui(run: LoadRun) -> None:
@@ -26,21 +29,29 @@ def extend_web_ui(run: LoadRun) -> None:
     web_ui.template_args["extended_tabs"] = [
         {"title": "Throughput", "key": "throughput"},
         {"title": "Arrivals", "key": "arrivals"},
+        {"title": "Capacity", "key": "capacity"},
     ]
     web_ui.template_args["extended_tables"] = [
         _table("throughput", throughput.UI_COLUMNS),
         _table("arrivals", arrival_report.UI_COLUMNS),
+        _table("capacity", capacity_report.UI_COLUMNS),
     ]
+    app, auth = web_ui.app, web_ui.auth_required_if_enabled
 
-    @web_ui.app.route(arrival_chart.PATH)
-    @web_ui.auth_required_if_enabled
-    def _arrival_chart() -> Any:
-        return arrival_chart.PAGE
-
-    @web_ui.app.route(arrival_chart.PATH + ".json")
-    @web_ui.auth_required_if_enabled
-    def _arrival_series() -> Any:
+    def arrival_series() -> dict[str, Any]:
         return arrival_chart.series(run.open_model.schedule_for, run.open_model.rows())
+
+    routes = {
+        charts.SCRIPT_PATH: lambda: (charts.plotly_js(), 200, {"Content-Type": "text/javascript"}),
+        arrival_chart.PATH: lambda: charts.page("regload arrivals", "arrivals.figure.json"),
+        arrival_chart.PATH + ".json": arrival_series,
+        arrival_chart.PATH + ".figure.json": lambda: arrival_chart.figure(arrival_series()),
+        CAPACITY_PATH: lambda: charts.page("regload capacity", "capacity.figure.json"),
+        CAPACITY_PATH + ".json": lambda: capacity_report.as_dict(run.capacity),
+        CAPACITY_PATH + ".figure.json": lambda: capacity_report.knee_figure(run.capacity),
+    }
+    for path, view in routes.items():
+        app.add_url_rule(path, f"regload{path.replace('/', '_')}", auth(view))
 
     @web_ui.app.after_request
     def _add_throughput(response: Any) -> Any:
@@ -51,6 +62,7 @@ def extend_web_ui(run: LoadRun) -> None:
             data["extended_stats"] = [
                 {"key": "throughput", "data": rows},
                 {"key": "arrivals", "data": arrivals},
+                {"key": "capacity", "data": capacity_report.ui_rows(run.capacity)},
             ]
             response.set_data(json.dumps(data))
         return response

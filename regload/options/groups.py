@@ -435,8 +435,56 @@ CHECKS = Group(
     ),
 )
 
+CAPACITY_MODES = ("off", "pull", "push", "mixed")  # "off" first: the web form's select shows it
+
+CAPACITY = Group(
+    "capacity search",
+    (
+        Option(
+            "--find-capacity",
+            "search the highest rate of pulls, pushes or both (mixed: in the ratio of --pull-rate to --push-rate)"
+            " that passes every --check-percentile and --check-fail-ratio; the run ends with the search",
+            default="off",
+            choices=CAPACITY_MODES,
+            fronts=LOCUST_ONLY,
+            web=True,
+        ),
+        Option(
+            "--capacity-start",
+            "the search's first rate, operations per second (default 1): it doubles from there",
+            default="1",
+            metavar="RATE",
+            fronts=LOCUST_ONLY,
+            web=True,
+        ),
+        Option(
+            "--capacity-precision",
+            "stop bisecting when the lowest failing rate is within this share of the best passing one"
+            " (default 10 percent)",
+            default="10%",
+            metavar="PERCENT",
+            fronts=LOCUST_ONLY,
+        ),
+        Option(
+            "--capacity-hold",
+            "how long each step holds its rate (default 30s)",
+            default="30s",
+            metavar="DURATION",
+            fronts=LOCUST_ONLY,
+            web=True,
+        ),
+        Option(
+            "--capacity-settle",
+            "the first part of each step, left out of its verdict (default 5s)",
+            default="5s",
+            metavar="DURATION",
+            fronts=LOCUST_ONLY,
+        ),
+    ),
+)
+
 #: Every group, in the web form's order (for Locust) and the reference's.
-GROUPS = (REGISTRY, RATES, CLIENT, IMAGES, POOL, PUSH, PULL, USERS, RETRIES, NODES, TRACE, CHECKS)
+GROUPS = (REGISTRY, RATES, CAPACITY, CLIENT, IMAGES, POOL, PUSH, PULL, USERS, RETRIES, NODES, TRACE, CHECKS)
 
 # -- reading values ---------------------------------------------------------------------------------------
 
@@ -688,3 +736,64 @@ def checks(options: Any) -> Checks:
     except ValueError:
         raise UsageError(f"invalid --check-fail-ratio {ratio!r}: expected a ratio such as 0.01") from None
     return Checks(fail_ratio, tuple(CHECKS["--check-percentile"].given(options) or ()))
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """The capacity search (``--find-capacity``), or ``mode`` None for none."""
+
+    mode: str | None  # pull, push or mixed
+    start: float
+    precision: float  # 0.1 for 10 %
+    hold: float  # seconds
+    settle: float
+    weights: tuple[tuple[str, float], ...] = ()  # (kind, share of the total rate)
+
+    def rates(self, total: float) -> dict[str, float]:
+        """Each kind's rate for ``total`` operations/s."""
+        return {kind: total * weight for kind, weight in self.weights}
+
+
+def capacity(options: Any, rates: Rates, checks: Checks) -> Capacity:
+    from ..units import parse_duration
+    from ..workload.rates import ConstantRate
+
+    mode = text(options, CAPACITY, "--find-capacity") or "off"
+    if mode not in CAPACITY_MODES:
+        raise UsageError(f"invalid --find-capacity {mode!r}: choose {', '.join(CAPACITY_MODES)}")
+    start = number(options, CAPACITY, "--capacity-start")
+    if not 0 < start <= 1_000_000:
+        raise UsageError(f"--capacity-start must be above 0 (operations per second), not {start:g}")
+    precision_text = text(options, CAPACITY, "--capacity-precision")
+    try:
+        precision = float(precision_text.rstrip("%")) / (100 if precision_text.endswith("%") else 1)
+    except ValueError:
+        raise UsageError(
+            f"invalid --capacity-precision {precision_text!r}: expected a share, e.g. 10% or 0.1"
+        ) from None
+    if not 0 < precision < 1:
+        raise UsageError(f"--capacity-precision must be between 0 and 100%, not {precision_text}")
+    hold = parse_duration(text(options, CAPACITY, "--capacity-hold"), "--capacity-hold")
+    settle = parse_duration(text(options, CAPACITY, "--capacity-settle"), "--capacity-settle")
+    if not 0 <= settle < hold:
+        raise UsageError(f"--capacity-settle ({settle:g} s) must be shorter than --capacity-hold ({hold:g} s)")
+    if mode == "off":
+        return Capacity(None, start, precision, hold, settle)
+    if not checks.percentiles:
+        raise UsageError("--find-capacity needs an SLO: at least one --check-percentile, e.g. 'PULL image:p99<1000'")
+    if mode == "mixed":
+        pull, push = rates.pull, rates.push
+        if not (isinstance(pull, ConstantRate) and isinstance(push, ConstantRate)):
+            raise UsageError(
+                "--find-capacity mixed takes the ratio of pulls to pushes from --pull-rate and --push-rate:"
+                " give both as plain rates, e.g. --pull-rate 9 --push-rate 1"
+            )
+        total = pull.rate + push.rate
+        weights: tuple[tuple[str, float], ...] = (("PULL", pull.rate / total), ("PUSH", push.rate / total))
+    else:
+        kind = mode.upper()
+        if rates.of(kind) is not None:
+            flag = f"--{mode}-rate" if text(options, RATES, f"--{mode}-rate") else "--rate-stages"
+            raise UsageError(f"--find-capacity {mode} sets the {mode} rate itself: leave out {flag}")
+        weights = ((kind, 1.0),)
+    return Capacity(mode, start, precision, hold, settle, weights)

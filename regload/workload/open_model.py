@@ -131,6 +131,7 @@ class Arrivals:
         self._channel: Channel = Channel()
         self._greenlet: gevent.Greenlet | None = None
         self._waiting: set[Any] = set()  # the greenlets of the users waiting for an arrival
+        self._replan = Event()  # the rate changed (``retarget``): plan again from now
 
     def start(self) -> None:
         if self._greenlet is None:
@@ -183,11 +184,21 @@ class Arrivals:
         self.total.add_lateness(late)
         return item
 
-    def times(self, share: float, index: int) -> Iterator[tuple[float, Any]]:
-        """This process's arrivals for ``share`` of the schedule as worker ``index``: seconds
-        from the origin, and what each carries."""
+    def retarget(self, rate: float) -> None:
+        """A ``SteppedRate`` schedule goes to ``rate`` (in total, all processes) from now on."""
+        set_rate = getattr(self.schedule, "set", None)
+        if set_rate is None:
+            raise TypeError(f"the {self.kind} schedule {self.schedule} has a fixed rate")
+        set_rate(self.elapsed(), rate)
+        self._replan.set()
+
+    def times(self, share: float, index: int, start: float = 0.0) -> Iterator[tuple[float, Any]]:
+        """This process's arrivals for ``share`` of the schedule as worker ``index``, from
+        ``start`` on: seconds from the origin, and what each carries."""
         rng = random.Random()
-        for offset in arrival_times(self.schedule, self.arrivals, share=share, phase=index * share, rng=rng):
+        for offset in arrival_times(
+            self.schedule, self.arrivals, share=share, phase=index * share, rng=rng, start=start
+        ):
             yield offset, None
 
     def wait_to_start(self) -> None:
@@ -197,22 +208,29 @@ class Arrivals:
     def _run(self) -> None:
         self.wait_to_start()
         self.origin = origin = time.perf_counter()
-        resume = 0.0  # seconds of schedule already behind us (after a change of share)
+        resume = 0.0  # seconds of schedule already behind us (after a change of share or rate)
         while True:
             self.share.changed.clear()
+            self._replan.clear()
             share, index = 1.0 / self.share.count, self.share.index % self.share.count
-            for offset, payload in self.times(share, index):
+            for offset, payload in self.times(share, index, resume):
                 if offset < resume:
-                    continue  # arrivals before now belonged to the old share
+                    continue  # a replay's records before now belonged to the old share
                 self._next_due = origin + offset
                 delay = self._next_due - time.perf_counter()
-                if delay > 0 and self.share.changed.wait(delay):
-                    resume = time.perf_counter() - origin
-                    break  # a worker joined or left: this share's schedule from now on
+                if delay > 0 and self._changed(delay):
+                    break  # a worker joined or left, or the rate changed: plan again from now
                 self._arrive(origin + offset, payload)
                 self._next_due = None
             else:
-                return  # the schedule ended
+                if not getattr(self.schedule, "open_ended", False):
+                    return  # the schedule ended
+                self._changed(None)  # no arrival until the rate changes
+            resume = time.perf_counter() - origin
+
+    def _changed(self, timeout: float | None) -> bool:
+        """Wait up to ``timeout`` seconds for a change of share or rate; whether one came."""
+        return bool(gevent.wait([self.share.changed, self._replan], timeout=timeout, count=1))
 
     def _arrive(self, scheduled: float, payload: Any = None) -> None:
         # Counted before the hand-off: it may switch to the user at once, and the test may stop

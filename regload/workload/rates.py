@@ -152,20 +152,70 @@ def expected_count(schedule: Schedule, t: float) -> float:
 
 
 def arrival_times(
-    schedule: Schedule, kind: str, *, share: float = 1.0, phase: float = 0.0, rng: random.Random | None = None
+    schedule: Schedule,
+    kind: str,
+    *,
+    share: float = 1.0,
+    phase: float = 0.0,
+    rng: random.Random | None = None,
+    start: float = 0.0,
 ) -> Iterator[float]:
     """This process's arrival times, in seconds from the origin, in order, for ``share`` of the
-    schedule's total rate. Ends with the schedule."""
+    schedule's total rate, from ``start`` on (the levels before it are skipped by arithmetic,
+    not walked: a schedule resumed after an hour at 1,000/s starts at once). Ends with the
+    schedule."""
     if kind not in ARRIVALS:
         raise UsageError(f"unknown arrivals {kind!r}: choose {' or '.join(ARRIVALS)}")
     if share <= 0:
         return
     rng = rng or random.Random()
-    level = phase if kind == "uniform" else rng.expovariate(1.0)
     done = 0.0  # this process's expected count at the current segment's start
+    level: float | None = None
     for segment in schedule.segments():
         total = share * segment.count(segment.end) if not math.isinf(segment.end) else math.inf
+        if level is None:
+            if segment.end <= start:
+                done += total
+                continue
+            reached = done + share * segment.count(max(start, segment.start))
+            if kind == "uniform":  # the first of the levels phase, phase + 1, … not behind us
+                level = phase + max(0.0, math.ceil(reached - phase))
+            else:  # memoryless: the next gap starts at ``start``
+                level = reached + rng.expovariate(1.0)
         while level < done + total:
             yield segment.time_of((level - done) / share)
             level += 1.0 if kind == "uniform" else rng.expovariate(1.0)
         done += total
+
+
+class SteppedRate:
+    """A rate set while the schedule runs (the capacity search's steps): constant from each
+    change on, until the next. ``segments`` gives those known so far; the last one lasts until
+    the next change, which ``changes`` counts (the scheduler then plans again from now)."""
+
+    open_ended = True  # no more arrivals now does not mean the schedule ended
+
+    def __init__(self) -> None:
+        self._steps: list[tuple[float, float]] = []  # (seconds from the origin, rate)
+        self.changes = 0
+
+    def set(self, at: float, rate: float) -> None:
+        """From ``at`` (seconds from the origin, not before the last change) on, ``rate``/s."""
+        if self._steps and at < self._steps[-1][0]:
+            at = self._steps[-1][0]
+        self._steps.append((at, max(0.0, rate)))
+        self.changes += 1
+
+    @property
+    def rate(self) -> float:
+        return self._steps[-1][1] if self._steps else 0.0
+
+    def segments(self) -> Iterator[Segment]:
+        steps = list(self._steps)  # a change while a caller iterates starts a new plan anyway
+        for i, (at, rate) in enumerate(steps):
+            end = steps[i + 1][0] if i + 1 < len(steps) else math.inf
+            if rate > 0 and end > at:
+                yield Segment(at, end, rate, rate)
+
+    def __str__(self) -> str:
+        return f"capacity steps, now {self.rate:g}/s"

@@ -144,7 +144,7 @@ class TraceArrivals(Arrivals):
         counts = ", ".join(f"{n} {what}" for what, n in sorted(done.items())) or "nothing to create"
         log.info("regload: trace warm-up done in %.1f s: %s", time.perf_counter() - started, counts)
 
-    def times(self, share: float, index: int) -> Iterator[tuple[float, Any]]:
+    def times(self, share: float, index: int, start: float = 0.0) -> Iterator[tuple[float, Any]]:
         count = max(1, round(1.0 / share))
         records = self.replay.trace.records
         for i in range(index, len(records), count):
