@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from regload.local_registry import free_port
 from tests.support.limit_proxy import LimitProxy
 from tests.support.locust_run import TEST_LOCUSTFILES, Locust, Result, headless, run_locust
 
@@ -49,10 +50,12 @@ def saturated(proxy: LimitProxy, tmp_path_factory: pytest.TempPathFactory) -> fl
     return rate
 
 
-def search(proxy: LimitProxy, workdir: Path, *args: str, users: int = 40, name: str = "locust") -> Result:
+def search(
+    proxy: LimitProxy, workdir: Path, *args: str, users: int = 40, mode: str = "pull", name: str = "locust"
+) -> Result:
     options = headless(proxy.url, workdir / name, users=users, run_time="3m")
     options += [
-        *("--find-capacity", "pull", "--capacity-start", "4", "--capacity-hold", "5s", "--capacity-settle", "1.5s"),
+        *("--find-capacity", mode, "--capacity-start", "4", "--capacity-hold", "5s", "--capacity-settle", "1.5s"),
         *("--arrivals", "uniform", *SLO),
         *args,
     ]
@@ -133,6 +136,49 @@ def test_two_workers_find_what_one_process_finds(proxy, saturated, tmp_path):
     assert answer["confirmed"] and answer["limited_by"] == "registry", answer
     assert answer["capacity"] == pytest.approx(saturated, rel=TOLERANCE), (answer["capacity"], saturated)
     assert all(len(s["cpu"]) == 2 for s in answer["steps"])  # each step measured on both workers
+
+
+def test_a_mixed_search_keeps_the_ratio_of_pulls_to_pushes(proxy, tmp_path):
+    args = ("--pull-rate", "3", "--push-rate", "1", "--check-percentile", "PUSH image:p99<4000")
+    result = search(proxy, tmp_path, *args, "PullUser", "PushUser", mode="mixed")
+    answer = capacity(result)
+    assert answer["mode"] == "mixed" and answer["unit"] == "operations/s", answer
+    assert answer["confirmed"] and answer["limited_by"] == "registry", final_line(result)
+    # ≤ 60 requests/s; a pull takes 4, a push of two small layers ~13: 3 pulls and a push, ~25.
+    assert 4 <= answer["capacity"] <= 12, answer["capacity"]
+    for step in answer["steps"]:
+        assert step["rates"]["PULL"] == pytest.approx(3 * step["rates"]["PUSH"])
+        assert {(r["type"], r["name"]) for r in step["rows"]} == {("PULL", "image"), ("PUSH", "image")}
+    assert "operations/s (confirmed), limited by the registry" in final_line(result)
+
+
+def test_a_worker_joining_mid_search_has_its_step_held_again(proxy, tmp_path):
+    port = str(free_port())
+    options = headless(proxy.url, tmp_path / "master", users=40, run_time="3m")
+    options += [
+        *("--master", "--expect-workers", "1", "--master-bind-host", "127.0.0.1", "--master-bind-port", port),
+        *("--find-capacity", "pull", "--capacity-start", "4", "--capacity-hold", "5s", "--capacity-settle", "1.5s"),
+        *("--arrivals", "uniform", *SLO, "PullUser"),
+    ]
+    worker = ["--worker", "--master-host", "127.0.0.1", "--master-port", port]
+    master = Locust(options, tmp_path, name="master")
+    workers = [Locust(worker, tmp_path, name="worker1")]
+    try:
+        master.wait_for("regload capacity: searching", timeout=60)
+        time.sleep(2)  # into the first step
+        workers.append(Locust(worker, tmp_path, name="worker2"))
+        master.wait(240)
+    finally:
+        for process in (master, *workers):
+            process.kill()
+    result = Result(master.process.returncode, master.stdout, master.stderr, tmp_path / "master")
+    assert "held again: the load processes changed while it ran (1 before, 2 after" in result.stderr, result.stderr
+    answer = capacity(result)
+    assert answer["confirmed"] and answer["limited_by"] == "registry", final_line(result)
+    # Every step kept was measured by one process, or by both: none mixes the two shares.
+    counts = [len(step["cpu"]) for step in answer["steps"]]
+    assert counts[-1] == 2 and counts == sorted(counts), counts
+    assert "Traceback" not in result.stderr + "".join(w.stderr for w in workers)
 
 
 def test_an_open_model_run_that_drops_says_why(proxy, tmp_path):
