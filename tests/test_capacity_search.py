@@ -15,6 +15,7 @@ from regload.locust.thresholds import PercentileCheck
 from regload.workload.capacity.limits import GeneratorHealth, explain_drops, lateness_bound_ms, users_needed
 from regload.workload.capacity.search import BISECT, CONFIRM, DOUBLE, CapacitySearch
 from regload.workload.capacity.steps import Measurement, RowWindow, Slo, judge
+from tests.support.locust_inprocess import run_child
 
 pytestmark = pytest.mark.unit
 
@@ -262,3 +263,9 @@ def test_mixed_takes_its_ratio_from_the_rates():
 def test_bad_search_options_are_one_clear_line(values, message):
     with pytest.raises(UsageError, match=message):
         settings_from(Options(check_percentile=["PULL image:p99<1000"], **values))
+
+
+def test_a_step_window_counts_only_the_searched_kinds_arrivals():
+    # In a child: importing Locust patches the interpreter for gevent.
+    window = run_child("tests.support.capacity_window")
+    assert set(window["arrivals"]) == {"PULL"} and window["arrivals"]["PULL"]["started"] == 7, window

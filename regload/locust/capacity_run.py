@@ -111,7 +111,9 @@ class CapacityRun:
                 if arrivals is not None:
                     arrivals.retarget(rate)
         elif action == "open":
-            self.window = StepWindow(data["step"], self._keys(), dict(self.run.open_model.schedules), self._users())
+            # The searched kinds' arrivals only: another kind's rate (a background load) is not the step's.
+            searched = {k: a for k, a in self.run.open_model.schedules.items() if k in self.schedules}
+            self.window = StepWindow(data["step"], self._keys(), searched, self._users())
         elif action == "close":
             window, self.window = self.window, None
             if window is not None and window.step == data["step"]:
