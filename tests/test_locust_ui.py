@@ -227,3 +227,44 @@ def test_a_capacity_search_from_the_form_shows_its_steps_and_charts_its_knee(reg
         assert "Traceback" not in locust.stderr, locust.output[-6000:]
     finally:
         locust.kill()
+
+
+def test_the_run_over_time_charts_client_and_registry_side_by_side(page, tmp_path):
+    # No --host: the embedded registry runs with its metrics on, and is scraped without being asked.
+    port = free_port()
+    args = ["--web-host", "127.0.0.1", "--web-port", str(port), "--autostart", "-u", "4", "-r", "4"]
+    args += ["--pull-rate", "8", "--registry-metrics-interval", "1", *SMALL_IMAGES, "PullUser", "PushUser"]
+    locust = Locust(args, tmp_path, name="ui")
+    try:
+        url = locust.wait_for_web_ui(port)
+
+        # The Registry tab: the server's rows beside the client's.
+        page.goto(url)
+        page.get_by_role("tab", name="Registry").click()
+        page.locator("tr", has_text="blob get").first.wait_for()
+        page.locator("tr", has_text="process (").first.wait_for()
+
+        errors: list[str] = []  # the chart page's own: a console error, a failed load, an exception
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+        page.goto(f"{url}/regload/timeline")
+        page.locator(".main-svg").first.wait_for()
+        points: dict[str, int] = {}
+        deadline = time.monotonic() + WAIT_MS / 1000
+        wanted = ("pulled B/s", "arrivals started/s", "client PULL image", "registry blob get", "CPU ", "RSS ")
+        while not all(any(name.startswith(w) and n > 2 for name, n in points.items()) for w in wanted):
+            assert time.monotonic() < deadline, points
+            page.wait_for_timeout(500)
+            traces = page.evaluate(
+                "() => document.getElementById('chart').data.map(t => [t.name, t.y.filter(v => v !== null).length])"
+            )
+            points = {name: n for name, n in traces}
+        assert errors == [], errors
+        screenshot = tmp_path / "timeline.png"
+        page.screenshot(path=str(screenshot), full_page=True)
+        assert screenshot.stat().st_size > 10_000
+        assert locust.terminate() == 0, locust.output[-6000:]
+        assert "Traceback" not in locust.stderr, locust.output[-6000:]
+    finally:
+        locust.kill()

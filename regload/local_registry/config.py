@@ -50,6 +50,8 @@ class RegistryConfig:
     #: distribution 2.8 refuses them otherwise. Served ones are re-signed with a key made at start.
     schema1: bool = False
     log_level: str = "info"
+    #: Prometheus metrics on a second listener (``http.debug``), at ``LocalRegistry.metrics_url``.
+    metrics: bool = False
 
     def __post_init__(self) -> None:
         # distribution needs both slashes; without them routes silently miss (404 on /v2/).
@@ -58,7 +60,7 @@ class RegistryConfig:
         if self.log_level not in ("error", "warn", "info", "debug"):
             raise ValueError(f"unknown log level {self.log_level!r}")
 
-    def to_yaml(self, *, addr: str, storage_dir: Path, secret: str) -> str:
+    def to_yaml(self, *, addr: str, storage_dir: Path, secret: str, metrics_addr: str | None = None) -> str:
         """Render distribution's config file (written by hand: no YAML library needed)."""
         q = _yaml_str
         lines = [
@@ -104,8 +106,16 @@ class RegistryConfig:
                 f"    certificate: {q(str(Path(cert).resolve()))}",
                 f"    key: {q(str(Path(key).resolve()))}",
             ]
-        # No `http.debug` (a second listener) and no `health` section (periodic storage
-        # checks that only add log lines).
+        # `http.debug` (a second listener) only for the metrics; no `health` section (periodic
+        # storage checks that only add log lines).
+        if metrics_addr is not None:
+            lines += [
+                "  debug:",
+                f"    addr: {q(metrics_addr)}",
+                "    prometheus:",
+                "      enabled: true",
+                '      path: "/metrics"',
+            ]
         if isinstance(self.auth, Htpasswd):
             lines += [
                 "auth:",

@@ -131,6 +131,7 @@ class LocalRegistry:
         self._secret = secrets.token_hex(16)
         self._run = _Running()
         self.port: int = 0
+        self.metrics_port: int = 0  # with config.metrics: the debug listener's
         self.storage_dir: Path = Path()
         # Kills the process and removes the files if the object is dropped without stop().
         self._finalizer = weakref.finalize(self, self._run.cleanup, keep_files)
@@ -154,6 +155,11 @@ class LocalRegistry:
     def url(self) -> str:
         """Base URL, prefix included, no trailing slash: the API lives at ``url + '/v2/'``."""
         return self.origin + (self.config.prefix or "/").rstrip("/")
+
+    @property
+    def metrics_url(self) -> str | None:
+        """The Prometheus metrics (``config.metrics``), or None."""
+        return f"http://127.0.0.1:{self.metrics_port}/metrics" if self.config.metrics else None
 
     @property
     def prefix(self) -> str | None:
@@ -196,6 +202,8 @@ class LocalRegistry:
         for attempt in range(attempts):
             if not self.port:
                 self.port = self._wanted_port or free_port()
+            if self.config.metrics and not self.metrics_port:
+                self.metrics_port = free_port()
             try:
                 self._spawn(binary)
                 return self
@@ -242,7 +250,12 @@ class LocalRegistry:
 
     def _spawn(self, binary: str) -> None:
         self.config_path.write_text(
-            self.config.to_yaml(addr=self.host, storage_dir=self.storage_dir, secret=self._secret)
+            self.config.to_yaml(
+                addr=self.host,
+                storage_dir=self.storage_dir,
+                secret=self._secret,
+                metrics_addr=f"127.0.0.1:{self.metrics_port}" if self.config.metrics else None,
+            )
         )
         # distribution overrides any config key from REGISTRY_<SECTION>_<KEY> variables: an
         # inherited REGISTRY_HTTP_ADDR or REGISTRY_AUTH would silently change the registry.

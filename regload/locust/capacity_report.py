@@ -147,6 +147,7 @@ def _step_dict(r: StepRecord, settle: float) -> dict[str, Any]:
             }
             for row in m.rows
         ],
+        "registry": r.registry,
         "verdict": "pass" if v.passed else "fail",
         "limited_by": v.limited_by,
         "reasons": list(v.reasons),

@@ -13,19 +13,21 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import gevent
 from gevent.event import Event
 from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
-from ..workload.capacity.limits import lateness_bound_ms
+from ..workload.capacity.limits import REGISTRY, lateness_bound_ms
 from ..workload.capacity.search import CapacitySearch, Result, Step
 from ..workload.capacity.steps import Measurement, Slo, Verdict, judge
 from ..workload.rates import SteppedRate
+from ..workload.server.compare import compare
 from . import capacity_report
 from .capacity_window import StepWindow, measurement
+from .registry_watch import without_credentials
 from .thresholds import PercentileCheck
 
 if TYPE_CHECKING:
@@ -46,6 +48,7 @@ class StepRecord:
     measurement: Measurement
     verdict: Verdict
     started: float  # seconds since the search began
+    registry: dict[str, dict[str, Any]] = field(default_factory=dict)  # per metrics URL: CPU, in flight, p99
 
 
 class CapacityRun:
@@ -217,9 +220,14 @@ class CapacityRun:
         self._tell({"action": "rates", "step": number, "rates": rates})
         gevent.sleep(s.settle)
         self._answers.clear()
+        watch = self.run.registry_watch
+        watch.scrape_now()  # the registry's side of the window, from its first moment
+        opened = watch.now()
         self._tell({"action": "open", "step": number})
         gevent.sleep(s.hold - s.settle)
         self._tell({"action": "close", "step": number})
+        watch.scrape_now()
+        closed = watch.now()
         deadline = time.perf_counter() + ANSWER_SECONDS
         while not processes <= set(self._answers) and time.perf_counter() < deadline:
             self._answered.clear()
@@ -238,7 +246,30 @@ class CapacityRun:
             return None
         m = measurement([self._answers[p] for p in sorted(processes)], rates, percentiles, poisson)
         assert self.slo is not None
-        return StepRecord(number, step, rates, m, judge(m, self.slo, bound), started)
+        verdict, registry = judge(m, self.slo, bound), self._registry_side(opened, closed)
+        if verdict.limited_by == REGISTRY and registry:
+            said = [
+                f"registry CPU {side['cpu_cores']:.2f} cores, {side['in_flight_max']:g} in flight"
+                for side in registry.values()
+                if side["cpu_cores"] is not None and side["in_flight_max"] is not None
+            ]
+            verdict = replace(verdict, reasons=(*verdict.reasons, *said))
+        return StepRecord(number, step, rates, m, verdict, started, registry)
+
+    def _registry_side(self, opened: float, closed: float) -> dict[str, dict[str, Any]]:
+        """Per metrics URL, the registry's CPU, peak in flight and p99 per handler in a window."""
+        watch, out = self.run.registry_watch, {}
+        for url in watch.urls:
+            views = watch.between(url, opened, closed)
+            if len(views) < 2:
+                continue
+            report = compare(without_credentials(url), views, lambda rows: None, [])
+            out[report.source] = {
+                "cpu_cores": report.process.cpu_cores_avg,
+                "in_flight_max": report.process.in_flight_max,
+                "p99_ms": {f"{e.handler} {e.method}": e.server_p99_ms for e in report.endpoints},
+            }
+        return out
 
     def _recover(self) -> None:
         """After a failed step, no arrival for a settling time: the backlog a registry built up

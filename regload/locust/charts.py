@@ -23,6 +23,7 @@ def page(title: str, figure_url: str) -> str:
     """A page that draws the figure at ``figure_url`` and draws it again every two seconds."""
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<link rel="icon" href="data:,">
 <script src="{SCRIPT_PATH}"></script>
 <style>body{{font-family:sans-serif;margin:1em}}#chart{{width:100%;height:80vh}}</style></head>
 <body><div id="chart"></div>

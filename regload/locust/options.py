@@ -43,6 +43,7 @@ class LoadSettings:
     trace: g.Traces
     checks: g.Checks
     capacity: g.Capacity
+    metrics: g.Metrics
     token_cache: str
     connection_backoff: float
     audit_file: str | None
@@ -96,6 +97,7 @@ def settings_from(options: Any) -> LoadSettings:
         trace=g.traces(options),
         checks=checks,
         capacity=g.capacity(options, rates, checks),
+        metrics=g.metrics(options),
         token_cache=g.text(options, g.USERS, "--token-cache"),
         connection_backoff=max(0.0, g.number(options, g.USERS, "--connection-backoff")),
         audit_file=g.text(options, g.PUSH, "--audit-file") or None,

@@ -22,7 +22,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from ..audit import check_writable
 from ..errors import RegloadError
-from ..local_registry import LocalRegistry, RegistryBinaryNotFound
+from ..local_registry import LocalRegistry, RegistryBinaryNotFound, RegistryConfig
 from .capacity_run import STEP_MESSAGE, WINDOW_MESSAGE
 from .open_run import SHARE_MESSAGE
 from .options import add_arguments, settings_from
@@ -90,11 +90,14 @@ def install(environment: Any) -> LoadRun:
 
 def _start_local_registry() -> Any:
     try:
-        registry = LocalRegistry().start()
+        registry = LocalRegistry(config=RegistryConfig(metrics=True)).start()
     except RegistryBinaryNotFound as e:
         sys.exit(f"regload: error: no --host given and {e}")
     log.warning(
-        "no --host given: started a local docker-registry at %s (storage %s)", registry.url, registry.storage_dir
+        "no --host given: started a local docker-registry at %s (storage %s, metrics %s)",
+        registry.url,
+        registry.storage_dir,
+        registry.metrics_url,
     )
     return registry
 

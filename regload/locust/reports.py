@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..workload.capacity.limits import GeneratorHealth, explain_drops, lateness_bound_ms
-from . import arrival_report, capacity_report, throughput
+from . import arrival_report, capacity_report, registry_report, throughput, timeline_chart
 from .thresholds import PercentileCheck, breaches
 
 if TYPE_CHECKING:
@@ -28,8 +28,10 @@ def report(run: LoadRun) -> None:
     if options is not None and rows and any(r.images for r in rows):
         chosen = run.settings.profile
         print(f"regload client profile: {chosen.name} ({chosen.client})", file=sys.stderr)
+    servers = registry_report.server_reports(run)
     lines = throughput.summary_lines(rows) + arrival_report.summary_lines(arrivals) + drop_lines(run, arrivals)
-    for line in lines + capacity_report.summary_lines(run.capacity):
+    lines += capacity_report.summary_lines(run.capacity) + registry_report.summary_lines(servers)
+    for line in lines:
         print(line, file=sys.stderr)
     outputs: list[tuple[str, Callable[[str], None]]] = []
     if options is not None and getattr(options, "csv_prefix", None):
@@ -45,6 +47,19 @@ def report(run: LoadRun) -> None:
         outputs.append(
             (f"{options.csv_prefix}_capacity.csv", lambda path: capacity_report.write_csv(path, run.capacity))
         )
+    for prefix in {getattr(options, "csv_prefix", None), getattr(options, "json_file", None)} - {None}:
+        if servers:
+            outputs.append((f"{prefix}_registry.json", lambda path: registry_report.write_json(path, servers)))
+    if options is not None and getattr(options, "csv_prefix", None):
+        if servers:
+            outputs.append(
+                (f"{options.csv_prefix}_registry.csv", lambda path: registry_report.write_csv(path, servers))
+            )
+        outputs.append((f"{options.csv_prefix}_report.html", lambda path: timeline_chart.write_html(path, run, lines)))
+    html_file = getattr(options, "html_file", None)
+    if html_file:  # beside Locust's own report
+        stem = html_file[: -len(".html")] if html_file.endswith(".html") else html_file
+        outputs.append((f"{stem}_regload.html", lambda path: timeline_chart.write_html(path, run, lines)))
     if options is not None and getattr(options, "json_file", None) and run.capacity.records:
         outputs.append(
             (f"{options.json_file}_capacity.json", lambda path: capacity_report.write_json(path, run.capacity))

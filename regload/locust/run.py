@@ -37,6 +37,8 @@ from .observer import Hints
 from .open_run import OpenModel
 from .options import LoadSettings, settings_from
 from .pull_pool import PullPool
+from .registry_watch import RegistryWatch
+from .timeline import Timeline
 
 log = logging.getLogger("regload")
 TransportFactory = Callable[[], Transport]
@@ -54,6 +56,8 @@ class LoadRun:
         self.fresh = FreshQueue()  # --pull-after-push: pushed images a PullUser pulls once, when due
         self.open_model = OpenModel(self)
         self.capacity = CapacityRun(self)  # --find-capacity
+        self.registry_watch = RegistryWatch(self)  # --registry-metrics: the registry's side
+        self.timeline = Timeline(self)  # the run over time, for the charts
         self.local_registry: Any = None  # started when no --host was given (``plugin``)
         self._nodes: Nodes | None = None  # this test's nodes (--node-users), made when a user asks
         self._audit_logs: dict[str, AuditLog] = {}
@@ -85,12 +89,19 @@ class LoadRun:
         self.capacity.start_test()
         self.open_model.start_test()
         self._nodes = None
+        if not isinstance(self.environment.runner, WorkerRunner):
+            metrics = self.settings.metrics
+            embedded = self.local_registry.metrics_url if self.local_registry is not None else None
+            self.registry_watch.start_test(metrics.urls + ((embedded,) if embedded else ()), metrics.interval)
+            self.timeline.start_test(metrics.interval)
 
     def stop_test(self, **_: Any) -> None:
         """``test_stopping`` (before Locust stops the users) and ``test_stop``."""
         self.capacity.stop_test()
         self.open_model.stop_test()
         self.pool.stop_test()
+        self.registry_watch.stop_test()  # with a last scrape
+        self.timeline.stop_test()  # with a last point
 
     def spawning_complete(self, **_: Any) -> None:
         self.open_model.spawning_complete()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from . import arrival_chart, arrival_report, capacity_report, charts, throughput
+from . import arrival_chart, arrival_report, capacity_report, charts, registry_report, throughput, timeline_chart
 from .web_secrets import protect_secrets
 
 if TYPE_CHECKING:
@@ -30,11 +30,13 @@ def extend_web_ui(run: LoadRun) -> None:
         {"title": "Throughput", "key": "throughput"},
         {"title": "Arrivals", "key": "arrivals"},
         {"title": "Capacity", "key": "capacity"},
+        {"title": "Registry", "key": "registry"},
     ]
     web_ui.template_args["extended_tables"] = [
         _table("throughput", throughput.UI_COLUMNS),
         _table("arrivals", arrival_report.UI_COLUMNS),
         _table("capacity", capacity_report.UI_COLUMNS),
+        _table("registry", registry_report.UI_COLUMNS),
     ]
     app, auth = web_ui.app, web_ui.auth_required_if_enabled
 
@@ -49,6 +51,8 @@ def extend_web_ui(run: LoadRun) -> None:
         CAPACITY_PATH: lambda: charts.page("regload capacity", "capacity.figure.json"),
         CAPACITY_PATH + ".json": lambda: capacity_report.as_dict(run.capacity),
         CAPACITY_PATH + ".figure.json": lambda: capacity_report.knee_figure(run.capacity),
+        timeline_chart.PATH: lambda: charts.page("regload: the run over time", "timeline.figure.json"),
+        timeline_chart.PATH + ".figure.json": lambda: timeline_chart.figure_json(run),
     }
     for path, view in routes.items():
         app.add_url_rule(path, f"regload{path.replace('/', '_')}", auth(view))
@@ -63,6 +67,7 @@ def extend_web_ui(run: LoadRun) -> None:
                 {"key": "throughput", "data": rows},
                 {"key": "arrivals", "data": arrivals},
                 {"key": "capacity", "data": capacity_report.ui_rows(run.capacity)},
+                {"key": "registry", "data": registry_report.ui_rows(registry_report.server_reports(run))},
             ]
             response.set_data(json.dumps(data))
         return response

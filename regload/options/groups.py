@@ -483,8 +483,29 @@ CAPACITY = Group(
     ),
 )
 
+METRICS = Group(
+    "registry metrics",
+    (
+        Option(
+            "--registry-metrics",
+            "scrape the registry's Prometheus metrics at URL during the run and report them beside the client's"
+            " (repeatable: a registry and its upstream, replicas; the embedded registry's without asking)",
+            kind="append",
+            metavar="URL",
+            fronts=LOCUST_ONLY,
+        ),
+        Option(
+            "--registry-metrics-interval",
+            "seconds between two scrapes, and between two points of the charts over time (default 2)",
+            default="2",
+            metavar="SECONDS",
+            fronts=LOCUST_ONLY,
+        ),
+    ),
+)
+
 #: Every group, in the web form's order (for Locust) and the reference's.
-GROUPS = (REGISTRY, RATES, CAPACITY, CLIENT, IMAGES, POOL, PUSH, PULL, USERS, RETRIES, NODES, TRACE, CHECKS)
+GROUPS = (REGISTRY, RATES, CAPACITY, CLIENT, IMAGES, POOL, PUSH, PULL, USERS, RETRIES, NODES, TRACE, CHECKS, METRICS)
 
 # -- reading values ---------------------------------------------------------------------------------------
 
@@ -797,3 +818,24 @@ def capacity(options: Any, rates: Rates, checks: Checks) -> Capacity:
             raise UsageError(f"--find-capacity {mode} sets the {mode} rate itself: leave out {flag}")
         weights = ((kind, 1.0),)
     return Capacity(mode, start, precision, hold, settle, weights)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    urls: tuple[str, ...]  # the registry's Prometheus endpoints
+    interval: float  # seconds
+
+
+def metrics(options: Any) -> Metrics:
+    from urllib.parse import urlsplit
+
+    urls = tuple(u.strip() for u in METRICS["--registry-metrics"].given(options) or () if u.strip())
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            shown = f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
+            raise UsageError(f"invalid --registry-metrics {shown!r}: expected http(s)://HOST[:PORT]/PATH")
+    interval = number(options, METRICS, "--registry-metrics-interval")
+    if not 0.1 <= interval <= 3600:
+        raise UsageError(f"--registry-metrics-interval must be between 0.1 and 3600 seconds, not {interval:g}")
+    return Metrics(urls, interval)

@@ -1,0 +1,108 @@
+"""The run over time, drawn with Plotly: bytes per second pulled and pushed, arrivals, the
+client's and the registry's p99 side by side, and the registry's CPU and memory. Served live
+at ``/regload/timeline`` and written once, self-contained (plotly.js inside, no network), to
+``PREFIX_report.html`` with ``--csv PREFIX`` and beside Locust's ``--html`` report."""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .run import LoadRun
+    from .timeline import Point
+
+PATH = "/regload/timeline"
+SERVER_ROWS_SHOWN = 6  # the registry's busiest handlers
+
+
+def figure(run: LoadRun) -> Any:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    points = run.timeline.points
+    titles = (
+        "bytes/s",
+        "arrivals/s",
+        "p99 (ms): client, and registry (dashed)",
+        "registry CPU (cores)",
+        "registry RSS (MiB)",
+    )
+    fig = make_subplots(rows=5, cols=1, shared_xaxes=True, subplot_titles=titles, vertical_spacing=0.05)
+    t = [p.t for p in points]
+    for name, values in (("pulled", [p.pulled_bytes for p in points]), ("pushed", [p.pushed_bytes for p in points])):
+        fig.add_trace(go.Scatter(x=t[1:], y=_rate(points, values), name=f"{name} B/s", mode="lines"), row=1, col=1)
+    for name in ("scheduled", "started", "dropped"):
+        values = [float(getattr(p, name)) for p in points]
+        fig.add_trace(
+            go.Scatter(x=t[1:], y=_rate(points, values), name=f"arrivals {name}/s", mode="lines"), row=2, col=1
+        )
+    for row in _client_rows(points):
+        ys = [p.client.get(row, (None, None))[1] for p in points]
+        fig.add_trace(go.Scatter(x=t, y=ys, name=f"client {row}", mode="lines+markers"), row=3, col=1)
+    for url in run.registry_watch.urls:
+        for label in _server_rows(points, url):
+            ys = [p.server.get(url, {}).get("rows", {}).get(label, (None, None))[1] for p in points]
+            fig.add_trace(
+                go.Scatter(x=t, y=ys, name=f"registry {label}", mode="lines+markers", line={"dash": "dash"}),
+                row=3,
+                col=1,
+            )
+        cpu = [p.server.get(url, {}).get("cpu_cores") for p in points]
+        rss = [p.server.get(url, {}).get("rss_bytes") for p in points]
+        fig.add_trace(go.Scatter(x=t, y=cpu, name=f"CPU {url}", mode="lines"), row=4, col=1)
+        fig.add_trace(
+            go.Scatter(x=t, y=[None if v is None else v / 2**20 for v in rss], name=f"RSS {url}", mode="lines"),
+            row=5,
+            col=1,
+        )
+    fig.update_layout(height=1400, title="regload: the run over time", legend={"orientation": "h"})
+    fig.update_xaxes(title_text="seconds since the test started", row=5, col=1)
+    return fig
+
+
+def figure_json(run: LoadRun) -> dict[str, Any]:
+    return json.loads(figure(run).to_json())
+
+
+def write_html(path: str, run: LoadRun, extra: list[str]) -> None:
+    """A self-contained report: the charts (plotly.js inside) and the summary lines."""
+    from plotly.io import to_html
+
+    charts = to_html(figure(run), include_plotlyjs=True, full_html=False)
+    text = "\n".join(html.escape(line) for line in extra)
+    with open(path, "w") as f:
+        f.write(
+            "<!doctype html><html><head><meta charset='utf-8'><title>regload report</title></head><body>"
+            f"<h1>regload report</h1><pre>{text}</pre>{charts}</body></html>"
+        )
+
+
+def _rate(points: list[Point], values: list[float]) -> list[float | None]:
+    out: list[float | None] = []
+    for (a, va), (b, vb) in zip(
+        zip(points, values, strict=True), zip(points[1:], values[1:], strict=True), strict=False
+    ):
+        span = b.t - a.t
+        out.append(round((vb - va) / span, 3) if span > 0 else None)
+    return out
+
+
+def _client_rows(points: list[Point]) -> list[str]:
+    """The whole operations, then the busiest endpoints."""
+    counts: dict[str, int] = {}
+    for p in points:
+        for row in p.client:
+            counts[row] = counts.get(row, 0) + 1
+    operations = [r for r in counts if r in ("PULL image", "PUSH image")]
+    endpoints = sorted((r for r in counts if r.split(" ", 1)[-1].startswith("/v2/")), key=lambda r: -counts[r])
+    return operations + endpoints[:SERVER_ROWS_SHOWN]
+
+
+def _server_rows(points: list[Point], url: str) -> list[str]:
+    counts: dict[str, int] = {}
+    for p in points:
+        for label in p.server.get(url, {}).get("rows", {}):
+            counts[label] = counts.get(label, 0) + 1
+    return sorted(counts, key=lambda label: -counts[label])[:SERVER_ROWS_SHOWN]
