@@ -232,8 +232,8 @@ def test_a_capacity_search_from_the_form_shows_its_steps_and_charts_its_knee(reg
 def test_the_run_over_time_charts_client_and_registry_side_by_side(page, tmp_path):
     # No --host: the embedded registry runs with its metrics on, and is scraped without being asked.
     port = free_port()
-    args = ["--web-host", "127.0.0.1", "--web-port", str(port), "--autostart", "-u", "4", "-r", "4"]
-    args += ["--pull-rate", "8", "--registry-metrics-interval", "1", *SMALL_IMAGES, "PullUser", "PushUser"]
+    args = ["--web-host", "127.0.0.1", "--web-port", str(port), "--autostart", "-u", "10", "-r", "10"]
+    args += ["--pull-rate", "5", "--registry-metrics-interval", "1", *SMALL_IMAGES, "PullUser", "PushUser"]
     locust = Locust(args, tmp_path, name="ui")
     try:
         url = locust.wait_for_web_ui(port)

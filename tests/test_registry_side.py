@@ -18,6 +18,7 @@ from tests.support.fault_proxy import Fault, FaultProxy
 from tests.support.locust_run import Result, headless, run_locust
 
 pytestmark = pytest.mark.locust_run
+SECRET = "s3cret-scrape-token"
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +67,15 @@ def test_a_mixed_run_agrees_with_the_registrys_own_counts(registry, tmp_path):
 
 
 def test_a_delay_between_client_and_registry_is_put_between_them(registry, tmp_path):
+    # Credentials in the metrics URL are sent (in a header) and never shown.
+    metrics = registry.metrics_url.replace("http://", f"http://scraper:{SECRET}@")
     with FaultProxy(registry.url, seed=3) as proxy:
         proxy.set_faults([Fault("delay", 1.0, method="GET", path=r"/blobs/sha256:", seconds=0.1)])
-        args = headless(proxy.url, tmp_path / "run", "--registry-metrics", registry.metrics_url, users=4, run_time="6s")
+        args = headless(proxy.url, tmp_path / "run", "--registry-metrics", metrics, users=4, run_time="6s")
         result = run_locust([*args, "PullUser"], tmp_path, timeout=90, name="run")
     assert result.code == 0, result.output[-4000:]
+    written = [p.read_text(errors="replace") for p in tmp_path.glob("run*") if p.is_file()]
+    assert all(SECRET not in text for text in [result.stdout, result.stderr, *written])
     [report] = registry_json(result)
     blob = next(e for e in report["endpoints"] if (e["handler"], e["method"]) == ("blob", "get"))
     assert blob["client_p99_ms"] >= 100 and blob["server_p99_ms"] < 50, blob

@@ -149,3 +149,17 @@ def test_any_process_still_gives_its_cpu_and_memory():
 def test_malformed_exposition_text_is_a_value_error():
     with pytest.raises(ValueError):
         parse("registry_http_requests_total{handler=\n", at=0.0)
+
+
+def test_redirected_blob_gets_are_a_blind_spot_said_out_loud():
+    def scraped(redirects: int, at: float):
+        counter = f'registry_http_requests_total{{code="307",handler="blob",method="get"}} {redirects}\n'
+        text = "# TYPE registry_http_requests_total counter\n" + counter
+        return view(parse(text + distribution([1, 2], 1, cpu=1.0, rss=1e7, in_flight=0), at=at))
+
+    before, after = scraped(3, 0.0), scraped(40, 5.0)
+    assert after.redirects == 40
+    report = compare("http://x/metrics", [before, after], lambda rows: None, [])
+    assert any("covers only the redirect" in line for line in report.blind_spots)
+    steady = compare("http://x/metrics", [after, after], lambda rows: None, [])
+    assert not any("redirect" in line for line in steady.blind_spots)

@@ -26,6 +26,7 @@ from ..workload.capacity.steps import Measurement, Slo, Verdict, judge
 from ..workload.rates import SteppedRate
 from ..workload.server.compare import compare
 from . import capacity_report
+from .broadcast import RETELL_EVERY, WATCH_INTERVAL
 from .capacity_window import StepWindow, measurement
 from .registry_watch import without_credentials
 from .thresholds import PercentileCheck
@@ -38,6 +39,7 @@ STEP_MESSAGE = "regload_capacity_step"  # master → workers: rates, open, close
 WINDOW_MESSAGE = "regload_capacity_window"  # worker → master: its closed window
 ANSWER_SECONDS = 10.0  # how long the master waits for the workers' windows
 REDOS = 3  # a step held again this many times (workers changing) ends the search
+RETELL_SECONDS = WATCH_INTERVAL * (RETELL_EVERY + 1)  # before a step is held again
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,10 @@ class CapacityRun:
                 if redos > REDOS:
                     self.result = search.stop(f"the load processes kept changing: {REDOS} steps held again")
                     break
+                # A worker that joined may have heard its share before its run began, which forgets
+                # it: the master tells every worker again within RETELL_SECONDS (``Broadcast``).
+                self._tell({"action": "rates", "step": self._step, "rates": {k: 0.0 for k in self.schedules}})
+                gevent.sleep(RETELL_SECONDS)
                 continue
             redos = 0
             self.records.append(held)

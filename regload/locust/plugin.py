@@ -18,7 +18,7 @@ from typing import Any
 
 import gevent
 from locust import events
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
 from ..audit import check_writable
 from ..errors import RegloadError
@@ -80,6 +80,10 @@ def install(environment: Any) -> LoadRun:
     listen.worker_report.add_listener(run.worker_report)
     listen.quitting.add_listener(run.quit)
     listen.request.add_listener(run.capacity.on_request)
+    if worker and environment.runner.worker_state in (STATE_SPAWNING, STATE_RUNNING):
+        # A worker joining a running test can take its spawn message, and fire test_start, before
+        # Locust fires init (locust/main.py starts the runner first): the test began without us.
+        run.start_test()
     if environment.web_ui is not None:
         from .web import extend_web_ui
 
@@ -94,7 +98,7 @@ def _start_local_registry() -> Any:
     except RegistryBinaryNotFound as e:
         sys.exit(f"regload: error: no --host given and {e}")
     log.warning(
-        "no --host given: started a local docker-registry at %s (storage %s, metrics %s)",
+        "no --host given: started a local docker-registry at %s (storage %s); its metrics at %s",
         registry.url,
         registry.storage_dir,
         registry.metrics_url,

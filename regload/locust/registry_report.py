@@ -150,7 +150,9 @@ UI_COLUMNS = (
 
 
 def ui_rows(reports: list[ServerReport]) -> list[dict[str, object]]:
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, object]] = [
+        {"endpoint": "charts: the run over time, client and registry", "server": "/regload/timeline"}
+    ]
     for report in reports:
         for row in report.endpoints:
             rows.append(

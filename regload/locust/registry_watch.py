@@ -6,6 +6,7 @@ the run goes on."""
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 import urllib.error
@@ -93,8 +94,13 @@ class RegistryWatch:
 
     def _scrape(self, url: str) -> None:
         at = self.now()
+        request = urllib.request.Request(without_credentials(url))
+        parts = urlsplit(url)
+        if parts.username is not None:  # the URL's credentials go in a header, never in what is shown
+            pair = f"{parts.username}:{parts.password or ''}".encode()
+            request.add_header("Authorization", "Basic " + base64.b64encode(pair).decode())
         try:
-            with self._opener.open(url, timeout=SCRAPE_TIMEOUT) as answer:
+            with self._opener.open(request, timeout=SCRAPE_TIMEOUT) as answer:
                 text = answer.read().decode("utf-8", "replace")
             scraped = view(parse(text, at))
         except (OSError, urllib.error.URLError, ValueError) as e:

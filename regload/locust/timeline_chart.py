@@ -9,6 +9,8 @@ import html
 import json
 from typing import TYPE_CHECKING, Any
 
+from .registry_watch import without_credentials
+
 if TYPE_CHECKING:
     from .run import LoadRun
     from .timeline import Point
@@ -25,11 +27,12 @@ def figure(run: LoadRun) -> Any:
     titles = (
         "bytes/s",
         "arrivals/s",
+        "p50 (ms): client, and registry (dashed)",
         "p99 (ms): client, and registry (dashed)",
         "registry CPU (cores)",
         "registry RSS (MiB)",
     )
-    fig = make_subplots(rows=5, cols=1, shared_xaxes=True, subplot_titles=titles, vertical_spacing=0.05)
+    fig = make_subplots(rows=6, cols=1, shared_xaxes=True, subplot_titles=titles, vertical_spacing=0.04)
     t = [p.t for p in points]
     for name, values in (("pulled", [p.pulled_bytes for p in points]), ("pushed", [p.pushed_bytes for p in points])):
         fig.add_trace(go.Scatter(x=t[1:], y=_rate(points, values), name=f"{name} B/s", mode="lines"), row=1, col=1)
@@ -38,27 +41,35 @@ def figure(run: LoadRun) -> Any:
         fig.add_trace(
             go.Scatter(x=t[1:], y=_rate(points, values), name=f"arrivals {name}/s", mode="lines"), row=2, col=1
         )
-    for row in _client_rows(points):
-        ys = [p.client.get(row, (None, None))[1] for p in points]
-        fig.add_trace(go.Scatter(x=t, y=ys, name=f"client {row}", mode="lines+markers"), row=3, col=1)
-    for url in run.registry_watch.urls:
-        for label in _server_rows(points, url):
-            ys = [p.server.get(url, {}).get("rows", {}).get(label, (None, None))[1] for p in points]
-            fig.add_trace(
-                go.Scatter(x=t, y=ys, name=f"registry {label}", mode="lines+markers", line={"dash": "dash"}),
-                row=3,
-                col=1,
+    for index, row in ((0, 3), (1, 4)):  # p50, then p99; one legend entry per line, on the p99
+        for name in _client_rows(points):
+            ys = [p.client.get(name, (None, None))[index] for p in points]
+            line = go.Scatter(
+                x=t, y=ys, name=f"client {name}", legendgroup=name, showlegend=index == 1, mode="lines+markers"
             )
+            fig.add_trace(line, row=row, col=1)
+        for url in run.registry_watch.urls:
+            for label in _server_rows(points, url):
+                ys = [p.server.get(url, {}).get("rows", {}).get(label, (None, None))[index] for p in points]
+                line = go.Scatter(
+                    x=t,
+                    y=ys,
+                    name=f"registry {label}",
+                    legendgroup=f"{without_credentials(url)} {label}",
+                    showlegend=index == 1,
+                    mode="lines+markers",
+                    line={"dash": "dash"},
+                )
+                fig.add_trace(line, row=row, col=1)
+    for url in run.registry_watch.urls:
+        shown = without_credentials(url)
         cpu = [p.server.get(url, {}).get("cpu_cores") for p in points]
         rss = [p.server.get(url, {}).get("rss_bytes") for p in points]
-        fig.add_trace(go.Scatter(x=t, y=cpu, name=f"CPU {url}", mode="lines"), row=4, col=1)
-        fig.add_trace(
-            go.Scatter(x=t, y=[None if v is None else v / 2**20 for v in rss], name=f"RSS {url}", mode="lines"),
-            row=5,
-            col=1,
-        )
-    fig.update_layout(height=1400, title="regload: the run over time", legend={"orientation": "h"})
-    fig.update_xaxes(title_text="seconds since the test started", row=5, col=1)
+        fig.add_trace(go.Scatter(x=t, y=cpu, name=f"CPU {shown}", mode="lines"), row=5, col=1)
+        mib = [None if v is None else v / 2**20 for v in rss]
+        fig.add_trace(go.Scatter(x=t, y=mib, name=f"RSS {shown}", mode="lines"), row=6, col=1)
+    fig.update_layout(height=1600, title="regload: the run over time", legend={"orientation": "h"})
+    fig.update_xaxes(title_text="seconds since the test started", row=6, col=1)
     return fig
 
 
