@@ -33,43 +33,31 @@ def report(run: LoadRun) -> None:
     lines += capacity_report.summary_lines(run.capacity) + registry_report.summary_lines(servers)
     for line in lines:
         print(line, file=sys.stderr)
+    csv_prefix, json_prefix = getattr(options, "csv_prefix", None), getattr(options, "json_file", None)
+    capacity = run.capacity
     outputs: list[tuple[str, Callable[[str], None]]] = []
-    if options is not None and getattr(options, "csv_prefix", None):
-        outputs.append((f"{options.csv_prefix}_throughput.csv", lambda path: throughput.write_csv(path, rows)))
+    if csv_prefix:
+        outputs.append((f"{csv_prefix}_throughput.csv", lambda path: throughput.write_csv(path, rows)))
         if arrivals:
-            outputs.append(
-                (f"{options.csv_prefix}_arrivals.csv", lambda path: arrival_report.write_csv(path, arrivals))
-            )
-    if options is not None and getattr(options, "csv_prefix", None) and run.capacity.records:
-        outputs.append(
-            (f"{options.csv_prefix}_capacity.json", lambda path: capacity_report.write_json(path, run.capacity))
-        )
-        outputs.append(
-            (f"{options.csv_prefix}_capacity.csv", lambda path: capacity_report.write_csv(path, run.capacity))
-        )
-    for prefix in {getattr(options, "csv_prefix", None), getattr(options, "json_file", None)} - {None}:
+            outputs.append((f"{csv_prefix}_arrivals.csv", lambda path: arrival_report.write_csv(path, arrivals)))
+        if capacity.records:
+            outputs.append((f"{csv_prefix}_capacity.csv", lambda path: capacity_report.write_csv(path, capacity)))
+        if servers:
+            outputs.append((f"{csv_prefix}_registry.csv", lambda path: registry_report.write_csv(path, servers)))
+        outputs.append((f"{csv_prefix}_report.html", lambda path: timeline_chart.write_html(path, run, lines)))
+    if json_prefix:
+        outputs.append((f"{json_prefix}_throughput.json", lambda path: throughput.write_json(path, rows)))
+        if arrivals:
+            outputs.append((f"{json_prefix}_arrivals.json", lambda path: arrival_report.write_json(path, arrivals)))
+    for prefix in {csv_prefix, json_prefix} - {None, ""}:  # beside either (once when both are one prefix)
+        if capacity.records:
+            outputs.append((f"{prefix}_capacity.json", lambda path: capacity_report.write_json(path, capacity)))
         if servers:
             outputs.append((f"{prefix}_registry.json", lambda path: registry_report.write_json(path, servers)))
-    if options is not None and getattr(options, "csv_prefix", None):
-        if servers:
-            outputs.append(
-                (f"{options.csv_prefix}_registry.csv", lambda path: registry_report.write_csv(path, servers))
-            )
-        outputs.append((f"{options.csv_prefix}_report.html", lambda path: timeline_chart.write_html(path, run, lines)))
     html_file = getattr(options, "html_file", None)
     if html_file:  # beside Locust's own report
         stem = html_file[: -len(".html")] if html_file.endswith(".html") else html_file
         outputs.append((f"{stem}_regload.html", lambda path: timeline_chart.write_html(path, run, lines)))
-    if options is not None and getattr(options, "json_file", None) and run.capacity.records:
-        outputs.append(
-            (f"{options.json_file}_capacity.json", lambda path: capacity_report.write_json(path, run.capacity))
-        )
-    if options is not None and getattr(options, "json_file", None):
-        outputs.append((f"{options.json_file}_throughput.json", lambda path: throughput.write_json(path, rows)))
-        if arrivals:
-            outputs.append(
-                (f"{options.json_file}_arrivals.json", lambda path: arrival_report.write_json(path, arrivals))
-            )
     for path, write in outputs:
         try:
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)  # Locust makes it only later

@@ -91,13 +91,12 @@ def write_html(path: str, run: LoadRun, extra: list[str]) -> None:
 
 
 def _rate(points: list[Point], values: list[float]) -> list[float | None]:
-    out: list[float | None] = []
-    for (a, va), (b, vb) in zip(
-        zip(points, values, strict=True), zip(points[1:], values[1:], strict=True), strict=False
-    ):
-        span = b.t - a.t
-        out.append(round((vb - va) / span, 3) if span > 0 else None)
-    return out
+    """Per second between consecutive points, of a value that only grows."""
+    rates: list[float | None] = []
+    for i in range(1, len(points)):
+        span = points[i].t - points[i - 1].t
+        rates.append(round((values[i] - values[i - 1]) / span, 3) if span > 0 else None)
+    return rates
 
 
 def _client_rows(points: list[Point]) -> list[str]:

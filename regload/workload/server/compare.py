@@ -6,7 +6,7 @@ process's CPU, memory and requests in flight; storage actions; and the blind spo
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .dialects import ANY_HANDLER, RequestSeries, ServerView
@@ -240,6 +240,6 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None or math.isnan(seconds) else round(seconds * 1000, 2)
 
 
-def _max(values: object) -> float | None:
-    present = [v for v in values if v is not None]  # type: ignore[attr-defined]
+def _max(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
     return max(present) if present else None
