@@ -233,7 +233,17 @@ def test_the_run_over_time_charts_client_and_registry_side_by_side(page, tmp_pat
     # No --host: the embedded registry runs with its metrics on, and is scraped without being asked.
     port = free_port()
     args = ["--web-host", "127.0.0.1", "--web-port", str(port), "--autostart", "-u", "10", "-r", "10"]
-    args += ["--pull-rate", "5", "--registry-metrics-interval", "1", *SMALL_IMAGES, "PullUser", "PushUser"]
+    args += [
+        "--pull-rate",
+        "5",
+        "--push-rate",
+        "1",
+        "--registry-metrics-interval",
+        "1",
+        *SMALL_IMAGES,
+        "PullUser",
+        "PushUser",
+    ]
     locust = Locust(args, tmp_path, name="ui")
     try:
         url = locust.wait_for_web_ui(port)
@@ -254,7 +264,7 @@ def test_the_run_over_time_charts_client_and_registry_side_by_side(page, tmp_pat
         deadline = time.monotonic() + WAIT_MS / 1000
         wanted = ("pulled B/s", "arrivals started/s", "client PULL image", "registry blob get", "CPU ", "RSS ")
         while not all(any(name.startswith(w) and n > 2 for name, n in points.items()) for w in wanted):
-            assert time.monotonic() < deadline, points
+            assert time.monotonic() < deadline, "; ".join(f"{k}: {v}" for k, v in sorted(points.items()))
             page.wait_for_timeout(500)
             traces = page.evaluate(
                 "() => document.getElementById('chart').data.map(t => [t.name, t.y.filter(v => v !== null).length])"

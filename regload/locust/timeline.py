@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import gevent
-from locust.stats import calculate_response_time_percentile
 
 from ..workload.server.compare import compare
 
@@ -30,7 +29,7 @@ class Point:
     scheduled: int
     started: int
     dropped: int
-    client: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)  # row → p50, p99 ms
+    client: dict[str, tuple[float | None, float | None, int]] = field(default_factory=dict)  # row → p50, p99 ms, n
     server: dict[str, dict[str, Any]] = field(default_factory=dict)  # URL → cpu, rss, in_flight, rows
 
 
@@ -62,6 +61,8 @@ class Timeline:
             self.sample()
 
     def sample(self) -> None:
+        from locust.stats import calculate_response_time_percentile  # here: importing Locust patches for gevent
+
         if len(self.points) >= MAX_POINTS:
             return
         stats = self.run.environment.stats
@@ -86,6 +87,7 @@ class Timeline:
                 point.client[f"{entry.method} {entry.name}"] = (
                     calculate_response_time_percentile(interval, total, 0.5),
                     calculate_response_time_percentile(interval, total, 0.99),
+                    total,
                 )
         watch = self.run.registry_watch
         for url in watch.urls:
@@ -97,6 +99,9 @@ class Timeline:
                 "cpu_cores": since.process.cpu_cores_avg,
                 "rss_bytes": views[-1].rss_bytes,
                 "in_flight": views[-1].in_flight,
-                "rows": {f"{e.handler} {e.method}": (e.server_p50_ms, e.server_p99_ms) for e in since.endpoints},
+                "rows": {
+                    f"{e.handler} {e.method}": (e.server_p50_ms, e.server_p99_ms, e.server_requests)
+                    for e in since.endpoints
+                },
             }
         self.points.append(point)

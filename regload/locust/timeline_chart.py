@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .registry_watch import without_credentials
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from .timeline import Point
 
 PATH = "/regload/timeline"
-SERVER_ROWS_SHOWN = 6  # the registry's busiest handlers
+ROWS_SHOWN = 8  # the busiest endpoints (client) and handlers (registry), by requests in the run
 
 
 def figure(run: LoadRun) -> Any:
@@ -43,14 +44,15 @@ def figure(run: LoadRun) -> Any:
         )
     for index, row in ((0, 3), (1, 4)):  # p50, then p99; one legend entry per line, on the p99
         for name in _client_rows(points):
-            ys = [p.client.get(name, (None, None))[index] for p in points]
+            ys = [p.client[name][index] if name in p.client else None for p in points]
             line = go.Scatter(
                 x=t, y=ys, name=f"client {name}", legendgroup=name, showlegend=index == 1, mode="lines+markers"
             )
             fig.add_trace(line, row=row, col=1)
         for url in run.registry_watch.urls:
             for label in _server_rows(points, url):
-                ys = [p.server.get(url, {}).get("rows", {}).get(label, (None, None))[index] for p in points]
+                rows = [p.server.get(url, {}).get("rows", {}) for p in points]
+                ys = [r[label][index] if label in r else None for r in rows]
                 line = go.Scatter(
                     x=t,
                     y=ys,
@@ -101,18 +103,20 @@ def _rate(points: list[Point], values: list[float]) -> list[float | None]:
 
 def _client_rows(points: list[Point]) -> list[str]:
     """The whole operations, then the busiest endpoints."""
-    counts: dict[str, int] = {}
-    for p in points:
-        for row in p.client:
-            counts[row] = counts.get(row, 0) + 1
+    counts = _busiest(p.client for p in points)
     operations = [r for r in counts if r in ("PULL image", "PUSH image")]
-    endpoints = sorted((r for r in counts if r.split(" ", 1)[-1].startswith("/v2/")), key=lambda r: -counts[r])
-    return operations + endpoints[:SERVER_ROWS_SHOWN]
+    endpoints = [r for r in counts if r.split(" ", 1)[-1].startswith("/v2/")]
+    return operations + endpoints[:ROWS_SHOWN]
 
 
 def _server_rows(points: list[Point], url: str) -> list[str]:
+    return _busiest(p.server.get(url, {}).get("rows", {}) for p in points)[:ROWS_SHOWN]
+
+
+def _busiest(intervals: Iterable[dict[str, tuple[float | None, float | None, int]]]) -> list[str]:
+    """Rows by their requests over the run, the most first (the name breaks a tie, so the order holds)."""
     counts: dict[str, int] = {}
-    for p in points:
-        for label in p.server.get(url, {}).get("rows", {}):
-            counts[label] = counts.get(label, 0) + 1
-    return sorted(counts, key=lambda label: -counts[label])[:SERVER_ROWS_SHOWN]
+    for rows in intervals:
+        for name, (_, _, n) in rows.items():
+            counts[name] = counts.get(name, 0) + n
+    return sorted(counts, key=lambda name: (-counts[name], name))
