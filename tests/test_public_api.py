@@ -48,7 +48,7 @@ REGLOAD = [
     "synthetic_image",
     "synthetic_image_of",
 ]
-LOCUST = ["LoadRun", "PullUser", "PushUser", "RegistryUser", "TraceUser", "install"]
+LOCUST = ["LoadRun", "PullUser", "PushUser", "RegistryUser", "StormUser", "TraceUser", "install"]
 ROOT = Path(__file__).resolve().parent.parent
 
 

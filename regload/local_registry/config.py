@@ -52,6 +52,9 @@ class RegistryConfig:
     log_level: str = "info"
     #: Prometheus metrics on a second listener (``http.debug``), at ``LocalRegistry.metrics_url``.
     metrics: bool = False
+    #: A pull-through cache of this registry (``proxy.remoteurl``): distribution fetches what it
+    #: does not have from there, keeps it, and refuses pushes.
+    proxy_remote_url: str | None = None
 
     def __post_init__(self) -> None:
         # distribution needs both slashes; without them routes silently miss (404 on /v2/).
@@ -134,6 +137,8 @@ class RegistryConfig:
             ]
         if self.schema1:
             lines += ["compatibility:", "  schema1:", "    enabled: true"]
+        if self.proxy_remote_url is not None:
+            lines += ["proxy:", f"  remoteurl: {q(self.proxy_remote_url)}"]
         return "\n".join(lines) + "\n"
 
 

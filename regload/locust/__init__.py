@@ -1,4 +1,4 @@
-"""The Locust front end: ``PullUser``, ``PushUser``, ``TraceUser``, the abstract ``RegistryUser``
+"""The Locust front end: ``PullUser``, ``PushUser``, ``StormUser``, ``TraceUser``, the abstract ``RegistryUser``
 for scenarios of one's own, and the run they share (``LoadRun``, ``install``).
 
 Importing a user class (``from regload.locust import PullUser``, or from ``regload.locust.users``)
@@ -10,7 +10,7 @@ be used and tested without that patching: this package imports nothing until a n
 
 from typing import Any
 
-__all__ = ("LoadRun", "PullUser", "PushUser", "RegistryUser", "TraceUser", "install")
+__all__ = ("LoadRun", "PullUser", "PushUser", "RegistryUser", "StormUser", "TraceUser", "install")
 
 
 def __getattr__(name: str) -> Any:
@@ -18,6 +18,10 @@ def __getattr__(name: str) -> Any:
         from . import trace_user
 
         return trace_user.TraceUser
+    if name == "StormUser":
+        from . import storm_user
+
+        return storm_user.StormUser
     if name in ("PullUser", "PushUser", "RegistryUser"):
         from . import users
 

@@ -44,6 +44,8 @@ class LoadSettings:
     checks: g.Checks
     capacity: g.Capacity
     metrics: g.Metrics
+    events: g.Events
+    storms: g.Storms
     token_cache: str
     connection_backoff: float
     audit_file: str | None
@@ -98,6 +100,8 @@ def settings_from(options: Any) -> LoadSettings:
         checks=checks,
         capacity=g.capacity(options, rates, checks),
         metrics=g.metrics(options),
+        events=g.events(options),
+        storms=g.storms(options),
         token_cache=g.text(options, g.USERS, "--token-cache"),
         connection_backoff=max(0.0, g.number(options, g.USERS, "--connection-backoff")),
         audit_file=g.text(options, g.PUSH, "--audit-file") or None,

@@ -28,6 +28,7 @@ from .open_run import SHARE_MESSAGE
 from .options import add_arguments, settings_from
 from .pull_pool import READY_MESSAGE
 from .run import LoadRun
+from .storm_crowd import STORM_DONE_MESSAGE, STORM_MESSAGE
 from .thresholds import PercentileCheck
 
 log = logging.getLogger("regload")
@@ -66,8 +67,10 @@ def install(environment: Any) -> LoadRun:
         environment.runner.register_message(SHARE_MESSAGE, run.open_model.on_share)
         environment.runner.register_message(READY_MESSAGE, run.pool.on_ready)
         environment.runner.register_message(STEP_MESSAGE, run.capacity.on_step_message)
+        environment.runner.register_message(STORM_MESSAGE, run.crowd.on_storm_message)
     elif isinstance(environment.runner, MasterRunner):
         environment.runner.register_message(WINDOW_MESSAGE, run.capacity.on_window_message)
+        environment.runner.register_message(STORM_DONE_MESSAGE, run.storms.on_done_message)
     if not worker and not environment.host:
         run.local_registry = _start_local_registry()
         environment.host = run.local_registry.url

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 from locust.stats import RequestStats, StatsEntry
@@ -40,11 +40,22 @@ def server_reports(run: LoadRun) -> list[ServerReport]:
             merged.get_response_time_percentile(0.99),
         )
 
+    upstream = run.storms.upstream_metrics()
     out = []
     for url in watch.urls:
         views = watch.views(url)
-        if len(views) >= 2:
+        if len(views) < 2:
+            continue
+        if url != upstream:
             out.append(compare(without_credentials(url), views, client, known))
+            continue
+        # The upstream of a cache answers the cache, not regload's clients: its rows stand alone.
+        alone = compare(without_credentials(url), views, lambda rows: None, known)
+        note = (
+            "the upstream of the cache at --host: it answers the cache (and the storms' pushes),"
+            " not regload's pulls: no client side"
+        )
+        out.append(replace(alone, blind_spots=(note, *alone.blind_spots)))
     return out
 
 

@@ -87,12 +87,16 @@ class RegistryWatch:
         for url in self.urls:
             self._scrape(url)
 
+    def scrape(self, url: str) -> ServerView | None:
+        """Scrape one of the URLs now (kept with the others); None when it cannot be scraped."""
+        return self._scrape(url) if url in self.scrapes else None
+
     def _loop(self, interval: float) -> None:
         while True:
             self.scrape_now()
             gevent.sleep(interval)
 
-    def _scrape(self, url: str) -> None:
+    def _scrape(self, url: str) -> ServerView | None:
         at = self.now()
         request = urllib.request.Request(without_credentials(url))
         parts = urlsplit(url)
@@ -107,9 +111,10 @@ class RegistryWatch:
             self.failures[url] = self.failures.get(url, 0) + 1
             if self.failures[url] == 1:
                 log.warning("regload: cannot scrape %s: %s (tried again every tick)", without_credentials(url), _why(e))
-            return
+            return None
         self.first.setdefault(url, scraped)
         self.scrapes[url].append(scraped)
+        return scraped
 
 
 def _why(error: Any) -> str:

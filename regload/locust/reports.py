@@ -11,7 +11,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..workload.capacity.limits import GeneratorHealth, explain_drops, lateness_bound_ms
-from . import arrival_report, capacity_report, registry_report, throughput, timeline_chart
+from . import (
+    arrival_report,
+    capacity_report,
+    events_report,
+    registry_report,
+    storm_report,
+    throughput,
+    timeline_chart,
+)
 from .thresholds import PercentileCheck, breaches
 
 if TYPE_CHECKING:
@@ -31,6 +39,7 @@ def report(run: LoadRun) -> None:
     servers = registry_report.server_reports(run)
     lines = throughput.summary_lines(rows) + arrival_report.summary_lines(arrivals) + drop_lines(run, arrivals)
     lines += capacity_report.summary_lines(run.capacity) + registry_report.summary_lines(servers)
+    lines += events_report.summary_lines(run.windows) + storm_report.summary_lines(run.storms.storms)
     for line in lines:
         print(line, file=sys.stderr)
     csv_prefix, json_prefix = getattr(options, "csv_prefix", None), getattr(options, "json_file", None)
@@ -54,6 +63,10 @@ def report(run: LoadRun) -> None:
             outputs.append((f"{prefix}_capacity.json", lambda path: capacity_report.write_json(path, capacity)))
         if servers:
             outputs.append((f"{prefix}_registry.json", lambda path: registry_report.write_json(path, servers)))
+        if run.storms.storms:
+            outputs.append((f"{prefix}_storms.json", lambda path: storm_report.write_json(path, run.storms.storms)))
+        if run.windows.active:
+            outputs.append((f"{prefix}_events.json", lambda path: events_report.write_json(path, run.windows)))
     html_file = getattr(options, "html_file", None)
     if html_file:  # beside Locust's own report
         stem = html_file[: -len(".html")] if html_file.endswith(".html") else html_file

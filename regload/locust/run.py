@@ -33,11 +33,14 @@ from ..workload.nodes import Node, Nodes
 from ..workload.pool import MAX_POOL
 from ..workload.trace.replay import Replay, TraceSchedule
 from .capacity_run import CapacityRun
+from .maintenance import MaintenanceWindows
 from .observer import Hints
 from .open_run import OpenModel
 from .options import LoadSettings, settings_from
 from .pull_pool import PullPool
 from .registry_watch import RegistryWatch
+from .storm_conductor import StormConductor
+from .storm_crowd import StormCrowd
 from .timeline import Timeline
 
 log = logging.getLogger("regload")
@@ -58,6 +61,9 @@ class LoadRun:
         self.capacity = CapacityRun(self)  # --find-capacity
         self.registry_watch = RegistryWatch(self)  # --registry-metrics: the registry's side
         self.timeline = Timeline(self)  # the run over time, for the charts
+        self.crowd = StormCrowd(self)  # this process's StormUsers, waiting for the next storm
+        self.storms = StormConductor(self)  # on the master or the one process: the storms themselves
+        self.windows = MaintenanceWindows(self)  # --event: maintenance windows, and the phases around them
         self.local_registry: Any = None  # started when no --host was given (``plugin``)
         self._nodes: Nodes | None = None  # this test's nodes (--node-users), made when a user asks
         self._audit_logs: dict[str, AuditLog] = {}
@@ -88,24 +94,31 @@ class LoadRun:
         self.fresh.reset()
         self.capacity.start_test()
         self.open_model.start_test()
+        self.crowd.start_test()
         self._nodes = None
         if not isinstance(self.environment.runner, WorkerRunner):
             metrics = self.settings.metrics
             embedded = self.local_registry.metrics_url if self.local_registry is not None else None
             self.registry_watch.start_test(metrics.urls + ((embedded,) if embedded else ()), metrics.interval)
             self.timeline.start_test(metrics.interval)
+            self.storms.start_test()
+            self.windows.start_test()
 
     def stop_test(self, **_: Any) -> None:
         """``test_stopping`` (before Locust stops the users) and ``test_stop``."""
+        self.windows.stop_test()  # first: the phases end now; a command still running is terminated
         self.capacity.stop_test()
         self.open_model.stop_test()
         self.pool.stop_test()
+        self.storms.stop_test()
+        self.crowd.stop_test()  # the StormUsers waiting for a storm stop
         self.registry_watch.stop_test()  # with a last scrape
         self.timeline.stop_test()  # with a last point
 
     def spawning_complete(self, **_: Any) -> None:
         self.open_model.spawning_complete()
         self.capacity.spawning_complete()
+        self.storms.spawning_complete()
 
     def report_to_master(self, client_id: str, data: dict[str, Any], **_: Any) -> None:
         self.open_model.report_to_master(data)

@@ -1,7 +1,8 @@
 """The run over time, drawn with Plotly: bytes per second pulled and pushed, arrivals, the
-client's and the registry's p99 side by side, and the registry's CPU and memory. Served live
-at ``/regload/timeline`` and written once, self-contained (plotly.js inside, no network), to
-``PREFIX_report.html`` with ``--csv PREFIX`` and beside Locust's ``--html`` report."""
+client's and the registry's p99 side by side, and the registry's CPU and memory; the
+maintenance windows (``--event``) shaded. Served live at ``/regload/timeline`` and written once,
+self-contained (plotly.js inside, no network), to ``PREFIX_report.html`` with ``--csv PREFIX``
+and beside Locust's ``--html`` report."""
 
 from __future__ import annotations
 
@@ -70,6 +71,24 @@ def figure(run: LoadRun) -> Any:
         fig.add_trace(go.Scatter(x=t, y=cpu, name=f"CPU {shown}", mode="lines"), row=5, col=1)
         mib = [None if v is None else v / 2**20 for v in rss]
         fig.add_trace(go.Scatter(x=t, y=mib, name=f"RSS {shown}", mode="lines"), row=6, col=1)
+    for name, start, end in run.windows.spans():  # --event: each maintenance window shaded, named on top
+        fig.add_vrect(x0=start, x1=end, row="all", col=1, fillcolor="orange", opacity=0.2, line_width=0)
+        fig.add_annotation(
+            x=start, y=1, xref="x", yref="y domain", text=name, showarrow=False, xanchor="left", row=1, col=1
+        )
+    for storm in run.storms.storms:  # each storm's release: a dotted line, named on top
+        fig.add_vline(x=storm.release_s, row="all", col=1, line_dash="dot", line_color="purple", opacity=0.6)
+        fig.add_annotation(
+            x=storm.release_s,
+            y=1,
+            xref="x",
+            yref="y domain",
+            text=f"storm {storm.number}",
+            showarrow=False,
+            xanchor="left",
+            row=1,
+            col=1,
+        )
     fig.update_layout(height=1600, title="regload: the run over time", legend={"orientation": "h"})
     fig.update_xaxes(title_text="seconds since the test started", row=6, col=1)
     return fig

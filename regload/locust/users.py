@@ -34,7 +34,7 @@ from ..workload.nodes import Node
 from ..workload.pool import PoolImage
 from ..workload.rates import ArrivalShape
 from . import plugin  # noqa: F401  (a locustfile imports the user classes: that installs the plugin)
-from .observer import LocustObserver
+from .observer import LocustObserver, failure_cause
 from .options import LoadSettings
 from .run import LoadRun, TransportFactory
 
@@ -79,6 +79,7 @@ class RegistryUser(User):
         self._platform_options = {p: replace(s.pull, platform=p) for p in s.platforms.platforms}
         self._node: Node | None = None
         self._on_node = False  # joined a node (--node-users) at its first pull
+        self.last_failure: str | None = None  # the cause of the last failed pull
 
     def reference(self, repository: str, reference: str) -> Reference:
         return self.load_run.reference(self.registry, repository, reference)
@@ -104,11 +105,14 @@ class RegistryUser(User):
         head_first: bool | None = None,
         sink: Sink | None = None,
         started: float | None = None,
+        row: tuple[str, str] = ("PULL", "image"),
     ) -> PullResult | None:
         """Pull a whole image, verifying every blob (or only counting with --no-verify).
         ``head_first`` overrides ``--pull-head-first`` for this pull. ``sink`` is where the
         image goes (a ``RootfsSink`` unpacks it as a node would); by default nothing is written.
-        ``started``: when the pull was due (``arrival``), the start of its ``PULL image`` time."""
+        ``started``: when the pull was due (``arrival``), the start of its ``PULL image`` time.
+        ``row``: the stats row of the whole pull (a storm's is ``STORM pull``). A failed pull
+        returns None, its cause in ``last_failure``."""
         options = self._platform_options[self.settings.platforms.pick(self.rng)]
         if head_first is not None and head_first != options.head_first:
             options = replace(options, head_first=head_first)
@@ -116,23 +120,31 @@ class RegistryUser(User):
         if not self._on_node:
             self._node, self._on_node = self.load_run.node(), True
         if self._node is None:
-            return self._pull(repository, reference, options, sink, started)
+            return self._pull(repository, reference, options, sink, started, row)
         with self._node.pulling():
             admitted = time.perf_counter()
             self.observer.operation("NODE", admitted - started, 0, None, name="pull queue")
-            return self._pull(repository, reference, options, sink, admitted)
+            return self._pull(repository, reference, options, sink, admitted, row)
 
     def _pull(
-        self, repository: str, reference: str, options: PullOptions, sink: Sink | None, started: float
+        self,
+        repository: str,
+        reference: str,
+        options: PullOptions,
+        sink: Sink | None,
+        started: float,
+        row: tuple[str, str],
     ) -> PullResult | None:
+        kind, name = row
         try:
             ref = self.reference(repository, reference)
             result = pull(self.client, ref, sink or DiscardSink(), self.runner, options)
         except Exception as e:
-            self.observer.operation("PULL", time.perf_counter() - started, 0, e)
+            self.observer.operation(kind, time.perf_counter() - started, 0, e, name=name)
+            self.last_failure = failure_cause(e)
             self._after_failure(e)
             return None
-        self.observer.operation("PULL", time.perf_counter() - started, result.bytes, None)
+        self.observer.operation(kind, time.perf_counter() - started, result.bytes, None, name=name)
         return result
 
     def push_image(

@@ -1,13 +1,22 @@
-"""regload in Locust's web UI: the Throughput, Arrivals and Capacity tabs, fed with the stats the
-UI polls, the arrivals and capacity chart pages (``charts``), and no secret in any page
-(``web_secrets``)."""
+"""regload in Locust's web UI: the Throughput, Arrivals, Capacity, Registry and Events tabs, fed
+with the stats the UI polls, the arrivals and capacity chart pages (``charts``), and no secret in
+any page (``web_secrets``)."""
 
 from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Any
 
-from . import arrival_chart, arrival_report, capacity_report, charts, registry_report, throughput, timeline_chart
+from . import (
+    arrival_chart,
+    arrival_report,
+    capacity_report,
+    charts,
+    events_report,
+    registry_report,
+    throughput,
+    timeline_chart,
+)
 from .web_secrets import protect_secrets
 
 if TYPE_CHECKING:
@@ -31,12 +40,14 @@ def extend_web_ui(run: LoadRun) -> None:
         {"title": "Arrivals", "key": "arrivals"},
         {"title": "Capacity", "key": "capacity"},
         {"title": "Registry", "key": "registry"},
+        {"title": "Events", "key": "events"},
     ]
     web_ui.template_args["extended_tables"] = [
         _table("throughput", throughput.UI_COLUMNS),
         _table("arrivals", arrival_report.UI_COLUMNS),
         _table("capacity", capacity_report.UI_COLUMNS),
         _table("registry", registry_report.UI_COLUMNS),
+        _table("events", events_report.UI_COLUMNS),
     ]
     app, auth = web_ui.app, web_ui.auth_required_if_enabled
 
@@ -68,6 +79,7 @@ def extend_web_ui(run: LoadRun) -> None:
                 {"key": "arrivals", "data": arrivals},
                 {"key": "capacity", "data": capacity_report.ui_rows(run.capacity)},
                 {"key": "registry", "data": registry_report.ui_rows(registry_report.server_reports(run))},
+                {"key": "events", "data": events_report.ui_rows(run.windows)},
             ]
             response.set_data(json.dumps(data))
         return response

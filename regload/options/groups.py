@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..auth import Credentials
-from ..errors import UsageError
+from ..errors import RegloadError, UsageError
 from ..flows.pull import PullOptions
 from ..flows.push import UPLOAD_MODES, PushOptions
 from ..profiles import PROFILES, REGLOAD, ClientProfile, profile
@@ -32,6 +32,7 @@ from .spec import CLI_ONLY, LOCUST_ONLY, Group, Option
 
 if TYPE_CHECKING:  # the command line's --help and usage errors load no network stack (nor gevent)
     from ..wiring.connect import ClientSettings
+    from ..workload.maintenance import Event
     from ..workload.nodes import NodeSpec
 
 MAX_JOBS = 64
@@ -483,13 +484,60 @@ CAPACITY = Group(
     ),
 )
 
+STORM = Group(
+    "storms",
+    (
+        Option(
+            "--storm-every",
+            "StormUsers: every DURATION one image is pushed (or --storm-image named), then every StormUser is"
+            " released at once to pull it (default 60s)",
+            default="60s",
+            metavar="DURATION",
+            fronts=LOCUST_ONLY,
+            web=True,
+        ),
+        Option(
+            "--storm-image",
+            "pull this existing image in every storm instead of pushing a fresh one (REPO:TAG or REPO@DIGEST)",
+            metavar="REF",
+            fronts=LOCUST_ONLY,
+            web=True,
+        ),
+        Option(
+            "--storm-push-to",
+            "push each storm's fresh image to this registry, the upstream of the --host that caches it"
+            " (a pull-through cache: each storm is then a cold miss); default: --host",
+            metavar="URL",
+            fronts=LOCUST_ONLY,
+            web=True,
+        ),
+        Option(
+            "--storm-jitter",
+            "release each StormUser at a random time within DURATION of the release (default 0: all at once)",
+            default="0",
+            metavar="DURATION",
+            fronts=LOCUST_ONLY,
+            web=True,
+        ),
+        Option("--storm-layers", "layers of each storm's fresh image", default="3", metavar="N", fronts=LOCUST_ONLY),
+        Option(
+            "--storm-layer-size",
+            f"layer sizes of each storm's fresh image: {_SIZES}",
+            default="8MiB",
+            metavar="SIZES",
+            fronts=LOCUST_ONLY,
+        ),
+    ),
+)
+
 METRICS = Group(
     "registry metrics",
     (
         Option(
             "--registry-metrics",
             "scrape the registry's Prometheus metrics at URL during the run and report them beside the client's"
-            " (repeatable: a registry and its upstream, replicas; the embedded registry's without asking)",
+            " (repeatable: a registry and its upstream, replicas; the embedded registry's without asking);"
+            " NAME=URL names it, and the storms read the one named upstream",
             kind="append",
             metavar="URL",
             fronts=LOCUST_ONLY,
@@ -504,8 +552,41 @@ METRICS = Group(
     ),
 )
 
+EVENTS = Group(
+    "maintenance windows",
+    (
+        Option(
+            "--event",
+            "at that time of the test, on the master, run the shell COMMAND (run= comes last and takes the rest of"
+            " the text): its window lasts while it runs; for=DURATION instead of run= marks a window without a"
+            " command; the stats are split into phases before, during and after each window (repeatable; from"
+            " the command line only, never the web form)",
+            kind="append",
+            metavar="'at=60s,name=gc,run=COMMAND'",
+            fronts=LOCUST_ONLY,
+        ),
+    ),
+)
+
 #: Every group, in the web form's order (for Locust) and the reference's.
-GROUPS = (REGISTRY, RATES, CAPACITY, CLIENT, IMAGES, POOL, PUSH, PULL, USERS, RETRIES, NODES, TRACE, CHECKS, METRICS)
+GROUPS = (
+    REGISTRY,
+    RATES,
+    CAPACITY,
+    CLIENT,
+    IMAGES,
+    POOL,
+    PUSH,
+    PULL,
+    USERS,
+    RETRIES,
+    NODES,
+    TRACE,
+    CHECKS,
+    STORM,
+    METRICS,
+    EVENTS,
+)
 
 # -- reading values ---------------------------------------------------------------------------------------
 
@@ -824,18 +905,97 @@ def capacity(options: Any, rates: Rates, checks: Checks) -> Capacity:
 class Metrics:
     urls: tuple[str, ...]  # the registry's Prometheus endpoints
     interval: float  # seconds
+    names: tuple[tuple[str, str], ...] = ()  # (name, URL) of the ones given as NAME=URL
+
+    def named(self, name: str) -> str | None:
+        return dict(self.names).get(name)
 
 
 def metrics(options: Any) -> Metrics:
     from urllib.parse import urlsplit
 
-    urls = tuple(u.strip() for u in METRICS["--registry-metrics"].given(options) or () if u.strip())
-    for url in urls:
+    urls, names = [], []
+    for given in METRICS["--registry-metrics"].given(options) or ():
+        name, url = _named_url(given.strip())
+        if not url:
+            continue
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             shown = f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
-            raise UsageError(f"invalid --registry-metrics {shown!r}: expected http(s)://HOST[:PORT]/PATH")
+            raise UsageError(f"invalid --registry-metrics {shown!r}: expected [NAME=]http(s)://HOST[:PORT]/PATH")
+        urls.append(url)
+        if name:
+            names.append((name, url))
     interval = number(options, METRICS, "--registry-metrics-interval")
     if not 0.1 <= interval <= 3600:
         raise UsageError(f"--registry-metrics-interval must be between 0.1 and 3600 seconds, not {interval:g}")
-    return Metrics(urls, interval)
+    return Metrics(tuple(urls), interval, tuple(names))
+
+
+def _named_url(given: str) -> tuple[str, str]:
+    """``upstream=http://…`` → (``upstream``, the URL); a bare URL has no name."""
+    name, sep, rest = given.partition("=")
+    if sep and "://" not in name and "/" not in name:
+        return name.strip(), rest.strip()
+    return "", given
+
+
+@dataclass(frozen=True)
+class Storms:
+    """What each storm pulls and how its StormUsers are released (``--storm-…``)."""
+
+    every: float  # seconds between two storms
+    image: str | None  # --storm-image: pull this one in every storm, push nothing
+    push_to: str | None  # --storm-push-to: the upstream of a pull-through --host
+    jitter: float  # seconds
+    layers: int
+    layer_size: SizeDistribution
+
+
+def storms(options: Any) -> Storms:
+    from urllib.parse import urlsplit
+
+    from ..reference import Registry, parse_reference
+    from ..units import parse_duration
+
+    every = parse_duration(text(options, STORM, "--storm-every"), "--storm-every")
+    if not 1 <= every <= 86_400:
+        raise UsageError(f"--storm-every must be between 1 s and a day, not {every:g} s")
+    jitter = parse_duration(text(options, STORM, "--storm-jitter") or "0", "--storm-jitter")
+    if not 0 <= jitter < every:
+        raise UsageError(f"--storm-jitter ({jitter:g} s) must be shorter than --storm-every ({every:g} s)")
+    image = text(options, STORM, "--storm-image").strip() or None
+    if image is not None:
+        try:  # on --host: a bad reference stops the run here, in one line
+            parse_reference(image, registry=Registry.from_url("http://registry"))
+        except RegloadError as e:
+            raise UsageError(f"--storm-image: {e}") from None
+    push_to = text(options, STORM, "--storm-push-to").strip().rstrip("/") or None
+    if push_to is not None:
+        parts = urlsplit(push_to)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            shown = f"{parts.scheme}://{parts.hostname or ''}"  # never a password the URL may hold
+            raise UsageError(f"invalid --storm-push-to {shown!r}: expected http(s)://HOST[:PORT]")
+        if image is not None:
+            raise UsageError("--storm-image pulls an existing image: leave out --storm-push-to, nothing is pushed")
+    return Storms(
+        every=every,
+        image=image,
+        push_to=push_to,
+        jitter=jitter,
+        layers=whole(options, STORM, "--storm-layers", 1, 1000),
+        layer_size=parse_size_distribution(text(options, STORM, "--storm-layer-size"), "--storm-layer-size"),
+    )
+
+
+@dataclass(frozen=True)
+class Events:
+    """The maintenance windows (``--event``), by time."""
+
+    schedule: tuple[Event, ...] = ()
+
+
+def events(options: Any) -> Events:
+    from ..workload.maintenance import parse_events
+
+    return Events(parse_events(EVENTS["--event"].given(options) or ()))
