@@ -52,7 +52,9 @@ ALLOWED = {
     "workload": CORE | {"transports", "wiring"},
     # Every option, declared once for both front ends.
     "options": CORE | {"transports", "wiring", "workload"},
-    "cli": CORE | {"transports", "wiring", "workload", "options"},
+    # Two runs' result files compared (``regload compare``): reads JSON, and Locust's percentile rule.
+    "compare": CORE | {"workload"},
+    "cli": CORE | {"transports", "wiring", "workload", "options", "compare"},
     "locust": CORE | {"transports", "wiring", "local_registry", "workload", "options"},
     "__main__": {"cli"},
     # The public surface (``regload.__all__``): names of the core and of the wiring, imported when

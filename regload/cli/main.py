@@ -1,4 +1,5 @@
-"""``regload pull | push | tags | inspect | verify | trace``: argument parsing, wiring, and result printing."""
+"""``regload pull | push | tags | inspect | verify | trace | compare``: argument parsing, wiring, and
+result printing."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from ..sources import open_source
 from ..sources.compress import Threads
 from ..sources.digest_cache import DigestCache
 from ..wiring.connect import make_client
+from .compare import add_compare_parser, cmd_compare, json_document, print_compare
 from .credentials import resolve_credentials
 from .progress import Progress, human_bytes
 from .trace import add_trace_parser, cmd_trace, print_trace
@@ -95,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--platform", help="show this platform's manifest when REFERENCE is an index")
     add_verify_parser(sub, common)
     add_trace_parser(sub, _Parser)
+    add_compare_parser(sub, _Parser)
     return parser
 
 
@@ -316,6 +319,9 @@ def print_human(command: str, out: dict[str, Any]) -> None:
     if command == "trace":
         print_trace(out)
         return
+    if command == "compare":
+        print_compare(out)
+        return
     if command == "tags":
         for tag in out["tags"]:
             print(tag)
@@ -372,6 +378,7 @@ COMMANDS = {
     "inspect": cmd_inspect,
     "verify": cmd_verify,
     "trace": cmd_trace,
+    "compare": cmd_compare,
 }
 
 
@@ -400,12 +407,15 @@ def main(argv: Sequence[str] | None = None, *, before_run: Callable[[argparse.Na
     except KeyboardInterrupt:
         print("regload: interrupted", file=sys.stderr)
         return 130
-    if args.json:
+    if args.json and args.command == "compare":
+        print(json_document(out))
+    elif args.json:
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         print_human(args.command, out)
-    return 1 if args.command == "verify" and not out["ok"] else 0  # verify: 1 when an image is not intact
+    # verify: 1 when an image is not intact; compare: 1 when a --max-regression limit broke
+    return 1 if args.command in ("verify", "compare") and not out["ok"] else 0
 
 
 if __name__ == "__main__":

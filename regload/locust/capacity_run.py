@@ -75,6 +75,18 @@ class CapacityRun:
     def active(self) -> bool:
         return self.settings.mode is not None
 
+    @property
+    def step(self) -> int:
+        """The search's step now (0 before its first)."""
+        return self._step
+
+    @property
+    def best_rate(self) -> float | None:
+        """The best rate that passed so far, or once the search ended its result (None: none yet)."""
+        if self.result is not None:
+            return self.result.capacity
+        return self._search.low if self._search is not None else None
+
     def schedule(self, kind: str) -> SteppedRate | None:
         """The searched rate of ``kind`` (``PULL``, ``PUSH``), or None when not searched."""
         return self.schedules.get(kind)

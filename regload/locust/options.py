@@ -44,6 +44,7 @@ class LoadSettings:
     checks: g.Checks
     capacity: g.Capacity
     metrics: g.Metrics
+    exposition: g.Exposition
     events: g.Events
     storms: g.Storms
     token_cache: str
@@ -100,6 +101,7 @@ def settings_from(options: Any) -> LoadSettings:
         checks=checks,
         capacity=g.capacity(options, rates, checks),
         metrics=g.metrics(options),
+        exposition=g.exposition(options),
         events=g.events(options),
         storms=g.storms(options),
         token_cache=g.text(options, g.USERS, "--token-cache"),

@@ -46,8 +46,9 @@ def _on_init(environment: Any, **_: Any) -> None:
 
 def install(environment: Any) -> LoadRun:
     """The environment's run, made once: options checked (a bad value stops Locust here, in one
-    line), the embedded registry started when no ``--host`` was given, the run's listeners and
-    worker messages registered, the web UI extended."""
+    line), the metrics for Prometheus served (``--metrics-port``, never on a worker), the embedded
+    registry started when no ``--host`` was given, the run's listeners and worker messages
+    registered, the web UI extended."""
     existing = getattr(environment, "regload", None)
     if isinstance(existing, LoadRun):
         return existing
@@ -58,6 +59,8 @@ def install(environment: Any) -> LoadRun:
         for text in run.settings.checks.percentiles:
             PercentileCheck.parse(text)
         run.replay()  # a trace that cannot be read stops the run here
+        if not isinstance(environment.runner, WorkerRunner):
+            run.exposition.serve(run.settings.exposition)  # --metrics-port: a port in use stops the run here
     except RegloadError as e:
         print(f"regload: error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)

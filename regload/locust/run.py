@@ -33,6 +33,7 @@ from ..workload.nodes import Node, Nodes
 from ..workload.pool import MAX_POOL
 from ..workload.trace.replay import Replay, TraceSchedule
 from .capacity_run import CapacityRun
+from .exposition import Exposition
 from .maintenance import MaintenanceWindows
 from .observer import Hints
 from .open_run import OpenModel
@@ -64,6 +65,7 @@ class LoadRun:
         self.crowd = StormCrowd(self)  # this process's StormUsers, waiting for the next storm
         self.storms = StormConductor(self)  # on the master or the one process: the storms themselves
         self.windows = MaintenanceWindows(self)  # --event: maintenance windows, and the phases around them
+        self.exposition = Exposition(self)  # --metrics-port: served from install to quit (``plugin``)
         self.local_registry: Any = None  # started when no --host was given (``plugin``)
         self._nodes: Nodes | None = None  # this test's nodes (--node-users), made when a user asks
         self._audit_logs: dict[str, AuditLog] = {}
@@ -136,6 +138,7 @@ class LoadRun:
                 reports.report(self)
                 reports.check(self)
         finally:
+            self.exposition.stop()
             if self.local_registry is not None:
                 self.local_registry.stop()
                 self.local_registry = None

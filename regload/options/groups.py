@@ -552,6 +552,27 @@ METRICS = Group(
     ),
 )
 
+EXPOSITION = Group(
+    "metrics for Prometheus",
+    (
+        Option(
+            "--metrics-port",
+            "serve regload's own metrics for Prometheus at http://HOST:PORT/metrics, on the master or the one process,"
+            " for the life of the process (off unless given; the Kubernetes examples use 9646)",
+            metavar="PORT",
+            fronts=LOCUST_ONLY,
+        ),
+        Option(
+            "--metrics-host",
+            "the address --metrics-port listens on (default 0.0.0.0: every interface, as Locust's web UI;"
+            " 127.0.0.1 keeps it on this machine)",
+            default="0.0.0.0",
+            metavar="ADDRESS",
+            fronts=LOCUST_ONLY,
+        ),
+    ),
+)
+
 EVENTS = Group(
     "maintenance windows",
     (
@@ -585,6 +606,7 @@ GROUPS = (
     CHECKS,
     STORM,
     METRICS,
+    EXPOSITION,
     EVENTS,
 )
 
@@ -938,6 +960,21 @@ def _named_url(given: str) -> tuple[str, str]:
     if sep and "://" not in name and "/" not in name:
         return name.strip(), rest.strip()
     return "", given
+
+
+@dataclass(frozen=True)
+class Exposition:
+    """Where regload serves its own metrics for Prometheus (``--metrics-port``), or ``port`` None."""
+
+    host: str
+    port: int | None
+
+
+def exposition(options: Any) -> Exposition:
+    host = text(options, EXPOSITION, "--metrics-host") or "0.0.0.0"
+    if not text(options, EXPOSITION, "--metrics-port"):
+        return Exposition(host, None)
+    return Exposition(host, whole(options, EXPOSITION, "--metrics-port", 1, 65535))
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ between two snapshots of every stats row (requests, failures and the response-ti
 as Locust keeps them), taken at the phase's start and end: before (the test start to the first
 window), during each window, between windows, after (the last window to the test's end).
 
-No Locust here: the percentile is Locust's rule (``locust.stats.calculate_response_time_percentile``),
-written again so that this module imports nothing that patches the interpreter for gevent.
+No Locust here: the percentile is Locust's rule (``percentiles``), so that this module imports
+nothing that patches the interpreter for gevent.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from ..errors import UsageError
 from ..units import parse_duration
+from .percentiles import locust_percentile as percentile
 
 MAX_EVENTS = 100
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
@@ -163,17 +164,6 @@ class Phase:
 
     def row(self, method: str, name: str) -> PhaseRow | None:
         return next((r for r in self.rows if (r.method, r.name) == (method, name)), None)
-
-
-def percentile(times: Mapping[int, int], total: int, fraction: float) -> int:
-    """Locust's rule: the smallest time with at most ``total * (1 - fraction)`` requests above it."""
-    wanted = int(total * fraction)
-    seen = 0
-    for ms in sorted(times, reverse=True):
-        seen += times[ms]
-        if total - seen <= wanted:
-            return ms
-    return 0
 
 
 def between(first: Snapshot, last: Snapshot, seconds: float | None = None) -> tuple[tuple[PhaseRow, ...], bool]:
