@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("regload")
 TAIL_LINES = 20
-MAX_LINE = 1000  # characters kept of one output line
+MAX_LINE = 1000  # bytes kept of one output line
 TERMINATE_WAIT = 5.0  # seconds between SIGTERM and SIGKILL of a command still running at the stop
 
 PENDING, RUNNING, DONE, FAILED, STOPPED, NOT_REACHED = "pending", "running", "done", "failed", "stopped", "not reached"
@@ -205,8 +205,11 @@ class MaintenanceWindows:
 
     def _read(self, record: EventRecord, process: subprocess.Popen) -> None:
         assert process.stdout is not None
-        for raw in process.stdout:
-            record.output.append(self.shown(raw.decode(errors="replace").rstrip("\r\n")[:MAX_LINE]))
+        rest_of_long_line = False  # a line is read MAX_LINE bytes at a time: a huge one never sits in memory
+        while raw := process.stdout.readline(MAX_LINE):
+            if not rest_of_long_line:
+                record.output.append(self.shown(raw.decode(errors="replace").rstrip("\r\n")))
+            rest_of_long_line = not raw.endswith(b"\n")
 
 
 def _terminate(process: subprocess.Popen) -> int | None:

@@ -19,7 +19,8 @@ import gevent
 from gevent.event import Event
 from locust.runners import MasterRunner, WorkerRunner
 
-from ..reference import Registry, parse_reference
+from ..flows.push import push
+from ..reference import Reference, Registry, parse_reference
 from ..sources.synthetic import synthetic_image_of
 from ..wiring.connect import make_client
 from ..wiring.gevent_runner import GeventRunner
@@ -151,14 +152,13 @@ class StormConductor:
         seed = int(time.time() * 1000) & 0xFFFFFFFF
         sizes = [settings.layer_size.sample(self._rng) for _ in range(settings.layers)]
         repository, tag = f"{run.settings.images.prefix}-storm", f"storm-{number}-{seed:08x}"
+        registry = Registry.from_url(target)
         observer = LocustObserver(run.environment.events, run.hints)
-        client = make_client(Registry.from_url(target), run.settings.client, observer=observer)
+        client = make_client(registry, run.settings.client, observer=observer)
         image = synthetic_image_of(sizes, seed, ratio=run.settings.images.gzip_ratio)
         started = time.perf_counter()
         try:
-            from ..flows.push import push
-
-            ref = parse_reference(f"{repository}:{tag}", registry=Registry.from_url(target))
+            ref = Reference(registry, repository).with_reference(tag)
             result = push(client, ref, image, GeventRunner(), run.settings.push)
         except Exception as e:
             took = time.perf_counter() - started
